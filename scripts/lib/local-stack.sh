@@ -1,0 +1,151 @@
+# Shared shell functions for the local Supabase-compatible stack (sourced, not executed).
+#
+# Used by scripts/test.sh (a throwaway cluster per run) and scripts/stack.sh (a long-lived one).
+# Everything here is development tooling: nothing in this file deploys.
+
+set -euo pipefail
+
+KILN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+PG_MAJOR=15
+PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/$PG_MAJOR/bin}
+SUPABASE_CLI="$KILN_ROOT/node_modules/.bin/supabase"
+
+log() { printf '\033[36m[kiln]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[31m[kiln] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+is_root() { [ "$(id -u)" = 0 ]; }
+
+# Run a Postgres server binary as the cluster owner: initdb and postgres refuse to run as root.
+as_pg_owner() {
+  if is_root; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_sharedir() { "$PG_BINDIR/pg_config" --sharedir 2>/dev/null || echo "/usr/share/postgresql/$PG_MAJOR"; }
+pg_pkglibdir() { "$PG_BINDIR/pg_config" --pkglibdir 2>/dev/null || echo "/usr/lib/postgresql/$PG_MAJOR/lib"; }
+
+# True when the real pg_net extension (a preloaded background worker) is installed.
+has_real_pg_net() { [ -f "$(pg_pkglibdir)/pg_net.so" ]; }
+
+# Debian packages the stack needs, and the file each one provides.
+apt_requirements() {
+  cat <<EOF
+postgresql-$PG_MAJOR $PG_BINDIR/initdb
+postgresql-$PG_MAJOR-cron $(pg_pkglibdir)/pg_cron.so
+postgresql-$PG_MAJOR-pgtap $(pg_sharedir)/extension/pgtap.control
+postgresql-$PG_MAJOR-plpgsql-check $(pg_sharedir)/extension/plpgsql_check.control
+postgresql-$PG_MAJOR-plpgsql-check /usr/bin/pg_prove
+EOF
+}
+
+ensure_system_packages() {
+  local missing=() pkg file
+  while read -r pkg file; do
+    [ -e "$file" ] || missing+=("$pkg")
+  done < <(apt_requirements)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  if is_root && command -v apt-get >/dev/null; then
+    log "installing Debian packages: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    die "missing system packages; install them with: sudo apt-get install ${missing[*]}"
+  fi
+}
+
+# Without the real pg_net, install the look-alike extension files (sql/pg_net_lookalike) so that
+# `create extension pg_net` in a migration works unchanged; the stack runs its worker.
+ensure_pg_net() {
+  has_real_pg_net && return 0
+  local dest src changed=0
+  dest="$(pg_sharedir)/extension"
+  for src in "$KILN_ROOT"/sql/pg_net_lookalike/*; do
+    cmp -s "$src" "$dest/$(basename "$src")" || changed=1
+  done
+  [ $changed = 0 ] && return 0
+  if [ -w "$dest" ]; then
+    log "installing the pg_net look-alike extension into $dest"
+    cp "$KILN_ROOT"/sql/pg_net_lookalike/* "$dest/"
+  else
+    die "pg_net is not installed: run once as root to install the look-alike (cp sql/pg_net_lookalike/* $dest/), or install the real pg_net"
+  fi
+}
+
+# npm ci when node_modules is missing or older than the lock file.
+ensure_node_modules() {
+  local stamp="$KILN_ROOT/node_modules/.kiln-lock.sha256" want
+  want=$(sha256sum "$KILN_ROOT/package-lock.json" | cut -d' ' -f1)
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    log "npm ci"
+    (cd "$KILN_ROOT" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "$want" >"$stamp"
+  fi
+}
+
+ensure_dependencies() {
+  ensure_system_packages
+  ensure_pg_net
+  ensure_node_modules
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# cluster_init DIR PORT: a new cluster in DIR/data, owned by the postgres user when run as root.
+cluster_init() {
+  local dir=$1 port=$2 preload=pg_cron
+  has_real_pg_net && preload="pg_cron,pg_net"
+  mkdir -p "$dir"
+  is_root && chown postgres "$dir"
+  as_pg_owner "$PG_BINDIR/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
+    { cat "$dir/initdb.log" >&2; die "initdb failed"; }
+  cat >>"$dir/data/postgresql.conf" <<EOF
+
+# kiln local stack
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$dir'
+max_connections = 300
+shared_preload_libraries = '$preload'
+cron.database_name = 'postgres'
+wal_level = logical
+max_wal_senders = 10
+max_replication_slots = 10
+# Throwaway data: durability off for speed.
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+  # Trust on loopback TCP only; no other host can reach a cluster listening on 127.0.0.1.
+  cat >"$dir/data/pg_hba.conf" <<EOF
+local all all trust
+host all all 127.0.0.1/32 trust
+host replication all 127.0.0.1/32 trust
+EOF
+}
+
+cluster_start() {
+  local dir=$1
+  as_pg_owner "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null ||
+    { tail -20 "$dir/postgres.log" >&2; die "postgres did not start"; }
+}
+
+cluster_stop() {
+  local dir=$1
+  [ -f "$dir/data/postmaster.pid" ] || return 0
+  as_pg_owner "$PG_BINDIR/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+}
+
+# The CLI treats any port but 54322 as a remote project and insists on TLS; local clusters have none.
+cli_url() { case "$1" in *\?*) echo "$1&sslmode=disable" ;; *) echo "$1?sslmode=disable" ;; esac; }
+
+psql_url() { psql "$1" -X -q -v ON_ERROR_STOP=1 "${@:2}"; }
+
+# db_prepare URL: what the platform provides, then our migrations (with the real CLI), then the seed.
+db_prepare() {
+  local url=$1
+  psql_url "$url" -f "$KILN_ROOT/sql/platform_bootstrap.sql" >/dev/null
+  (cd "$KILN_ROOT" && "$SUPABASE_CLI" migration up --db-url "$(cli_url "$url")" --include-all >/dev/null 2>"$KILN_STACK_LOGS/migrations.log") ||
+    { cat "$KILN_STACK_LOGS/migrations.log" >&2; die "migrations failed"; }
+  [ -f "$KILN_ROOT/supabase/seed.sql" ] && psql_url "$url" -f "$KILN_ROOT/supabase/seed.sql" >/dev/null
+  return 0
+}

@@ -1,0 +1,100 @@
+-- pgTAP identity helpers, in the style of basejump's supabase-test-helpers.
+--
+-- Local tests only, never a migration. They switch identity the way PostgREST does for each
+-- request: `set local role <api role>` plus `request.jwt.claims`, so RLS, grants and auth.uid()
+-- behave in a test exactly as they do behind the Data API. Everything is transaction-local:
+-- a test file's final `rollback` undoes it.
+
+create schema if not exists tests;
+grant usage on schema tests to anon, authenticated, service_role;
+
+-- A user in auth.users, found again later by its identifier (kept in raw_user_meta_data).
+create or replace function tests.create_supabase_user(identifier text, email text default null)
+returns uuid
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  user_id uuid := gen_random_uuid();
+begin
+  insert into auth.users (id, aud, role, email, raw_app_meta_data, raw_user_meta_data, created_at, updated_at)
+  values (
+    user_id, 'authenticated', 'authenticated',
+    coalesce(email, identifier || '@test.kiln.local'),
+    '{"provider": "email", "providers": ["email"]}',
+    jsonb_build_object('test_identifier', identifier),
+    now(), now()
+  );
+  return user_id;
+end
+$$;
+
+create or replace function tests.get_supabase_uid(identifier text)
+returns uuid
+language plpgsql stable security definer
+set search_path = ''
+as $$
+declare
+  user_id uuid;
+begin
+  select id into user_id from auth.users where raw_user_meta_data ->> 'test_identifier' = identifier limit 1;
+  if user_id is null then
+    raise exception 'tests.get_supabase_uid: no test user "%"', identifier;
+  end if;
+  return user_id;
+end
+$$;
+
+-- Act as a signed-in user: role authenticated, claims with the user's id.
+create or replace function tests.authenticate_as(identifier text)
+returns void
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+  user_id uuid := tests.get_supabase_uid(identifier);
+begin
+  perform set_config('role', 'authenticated', true);
+  perform set_config('request.jwt.claims',
+    jsonb_build_object('sub', user_id, 'role', 'authenticated', 'aud', 'authenticated',
+                       'email', identifier || '@test.kiln.local')::text, true);
+end
+$$;
+
+-- Act as a request without a session (the anon key).
+create or replace function tests.authenticate_as_anon()
+returns void
+language plpgsql volatile
+set search_path = ''
+as $$
+begin
+  perform set_config('role', 'anon', true);
+  perform set_config('request.jwt.claims', '{"role": "anon"}', true);
+end
+$$;
+
+-- Act as a trusted server (the service key): bypasses RLS, no auth.uid().
+create or replace function tests.authenticate_as_service_role()
+returns void
+language plpgsql volatile
+set search_path = ''
+as $$
+begin
+  perform set_config('role', 'service_role', true);
+  perform set_config('request.jwt.claims', '{"role": "service_role"}', true);
+end
+$$;
+
+-- Back to the connection's own role (the owner), with no claims.
+create or replace function tests.clear_authentication()
+returns void
+language plpgsql volatile
+set search_path = ''
+as $$
+begin
+  perform set_config('role', 'none', true);
+  perform set_config('request.jwt.claims', null, true);
+end
+$$;
+
+grant execute on all functions in schema tests to anon, authenticated, service_role;
