@@ -28,6 +28,12 @@ $$;
 
 grant anon, authenticated, service_role to authenticator;
 
+-- The schemas PostgREST exposes (config.toml [api] schemas). The platform configures this on
+-- `authenticator`; it is also set database-wide here so that `supabase db advisors` (splinter),
+-- which reads it from its own session, checks exactly the exposed schemas as it does on the platform.
+alter role authenticator set pgrst.db_schemas = 'public, graphql_public';
+alter database postgres set pgrst.db_schemas = 'public, graphql_public';
+
 -- The platform's search_path for the API roles and the owner.
 alter role postgres set search_path = "$user", public, extensions;
 alter role anon set search_path = "$user", public, extensions;

@@ -136,7 +136,7 @@ export async function startPgNetWorker(options: PgNetWorkerOptions): Promise<PgN
   }
 
   function healthy() {
-    if (lastProblem !== null) log("database reachable again, processing the queue");
+    if (lastProblem !== null) log("recovered: processing the queue again");
     lastProblem = null;
   }
 
@@ -217,7 +217,7 @@ export async function startPgNetWorker(options: PgNetWorkerOptions): Promise<PgN
           insert into net._http_response (id, status_code, content_type, headers, content, timed_out, error_msg)
           values (
             ${o.id}::bigint, ${o.status_code}::int, ${o.content_type}::text,
-            ${o.headers === null ? null : JSON.stringify(o.headers)}::jsonb,
+            ${o.headers === null ? null : tx.json(o.headers)}::jsonb,
             ${o.content}::text, ${o.timed_out}, ${o.error_msg}::text
           )
         `,

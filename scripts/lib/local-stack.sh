@@ -146,6 +146,7 @@ db_prepare() {
   psql_url "$url" -f "$KILN_ROOT/sql/platform_bootstrap.sql" >/dev/null
   (cd "$KILN_ROOT" && "$SUPABASE_CLI" migration up --db-url "$(cli_url "$url")" --include-all >/dev/null 2>"$KILN_STACK_LOGS/migrations.log") ||
     { cat "$KILN_STACK_LOGS/migrations.log" >&2; die "migrations failed"; }
-  [ -f "$KILN_ROOT/supabase/seed.sql" ] && psql_url "$url" -f "$KILN_ROOT/supabase/seed.sql" >/dev/null
-  return 0
+  if [ -f "$KILN_ROOT/supabase/seed.sql" ]; then
+    psql_url "$url" -f "$KILN_ROOT/supabase/seed.sql" >/dev/null || die "the seed failed"
+  fi
 }

@@ -123,7 +123,7 @@ begin
       when 'text' then
         if field ? 'max_length' and (jsonb_typeof(field -> 'max_length') <> 'number'
             or (field ->> 'max_length')::numeric not between 1 and 2000
-            or (field ->> 'max_length')::numeric <> trunc((field ->> 'max_length')::numeric)) then
+            or (field ->> 'max_length') !~ '^[0-9]+$') then
           return format('field "%s": max_length must be an integer from 1 to 2000', field_name);
         end if;
         if field ? 'default_value' and jsonb_typeof(field -> 'default_value') <> 'null' and (
@@ -240,6 +240,9 @@ begin
     value := inputs -> field_name;
     if value is null or jsonb_typeof(value) = 'null' or (jsonb_typeof(value) = 'string' and btrim(value #>> '{}') = '') then
       value := nullif(field -> 'default_value', 'null');
+      if jsonb_typeof(value) = 'string' and btrim(value #>> '{}') = '' then
+        value := null;
+      end if;
     end if;
     if value is null then
       if coalesce((field ->> 'required')::boolean, false) then
@@ -322,8 +325,10 @@ begin
            resolved -> placeholders[i])
       || literal_parts[i + 1];
   end loop;
+  rendered := regexp_replace(rendered, '([.!?])\s+[,;:]+', '\1', 'g');
   rendered := regexp_replace(rendered, '[ \t]+([,.;:!?])', '\1', 'g');
   rendered := regexp_replace(rendered, '([,;:])(\s*[,;:])+', '\1', 'g');
+  rendered := regexp_replace(rendered, '[,;:]+([.!?])', '\1', 'g');
   rendered := regexp_replace(rendered, '[ \t]{2,}', ' ', 'g');
   return btrim(rendered, E' \t\n,;:');
 end

@@ -98,24 +98,34 @@ create trigger credit_ledger_append_only before update or delete on public.credi
 create trigger credit_ledger_no_truncate before truncate on public.credit_ledger
   for each statement execute function private.credit_ledger_append_only();
 
+-- Security definer: a deferred trigger runs at commit as the session's role, outside the
+-- security definer function that queued it (e.g. the auth service's signup insert, which has no
+-- rights on our tables); the check must read the balance and ledger whoever commits.
 create function private.profiles_credits_match_ledger()
 returns trigger
-language plpgsql volatile
+language plpgsql volatile security definer
 set search_path = ''
 as $$
 declare
+  profile_id uuid;
   current_credits integer;
   ledger_balance integer;
 begin
+  -- Fired for a profile (its id) or for a new ledger entry (its user_id).
+  if tg_table_name = 'credit_ledger' then
+    profile_id := new.user_id;
+  else
+    profile_id := new.id;
+  end if;
   -- A deferred trigger's NEW is the row as of its event; check the row as it is at commit.
-  select credits into current_credits from public.profiles where id = new.id;
+  select credits into current_credits from public.profiles where id = profile_id;
   if not found then
     return null;
   end if;
   select balance_after into ledger_balance from public.credit_ledger
-   where user_id = new.id order by id desc limit 1;
+   where user_id = profile_id order by id desc limit 1;
   if current_credits <> coalesce(ledger_balance, 0) then
-    raise exception 'profile % has % credits but its ledger says %', new.id, current_credits, coalesce(ledger_balance, 0)
+    raise exception 'profile % has % credits but its ledger says %', profile_id, current_credits, coalesce(ledger_balance, 0)
       using hint = 'Change balances only through private.post_ledger_entry (grant_credits for operators).';
   end if;
   return null;
@@ -124,6 +134,10 @@ $$;
 comment on function private.profiles_credits_match_ledger() is 'API: Private. Deferred check: a balance must equal its ledger at commit.';
 
 create constraint trigger profiles_credits_match_ledger after insert or update of credits on public.profiles
+  deferrable initially deferred
+  for each row execute function private.profiles_credits_match_ledger();
+-- A ledger entry appended without moving the balance is caught too.
+create constraint trigger credit_ledger_matches_profile after insert on public.credit_ledger
   deferrable initially deferred
   for each row execute function private.profiles_credits_match_ledger();
 

@@ -5,7 +5,8 @@
 -- aborts the transaction, writes nothing.
 
 -- ---------------------------------------------------------------------------------------------
--- Moderation: an operator-managed blocklist, matched case-insensitively on whole words.
+-- Moderation: an operator-managed blocklist, matched case-insensitively on whole words (the
+-- spaces of a phrase match any run of whitespace).
 -- ---------------------------------------------------------------------------------------------
 create table private.blocked_terms (
   term text primary key constraint blocked_terms_term_normalized check (term = lower(btrim(term)) and term <> ''),
@@ -24,7 +25,8 @@ set search_path = ''
 as $$
   select b.term
     from private.blocked_terms b
-   where content ~* ('\m' || regexp_replace(b.term, '([!$()*+.:<=>?[\\\]^{|}-])', '\\\1', 'g') || '\M')
+   where content ~* ('\m' || regexp_replace(regexp_replace(b.term, '([!$()*+.:<=>?[\\\]^{|}-])', '\\\1', 'g'), '\s+', '\\s+', 'g')
+                     || '\M')
    order by b.term
    limit 1
 $$;
@@ -290,7 +292,8 @@ begin
   if auth.uid() is null then
     perform private.raise_error('KL001', 'not signed in', null, 'Sign in before generating.');
   end if;
-  select * into original from public.generation_jobs j where j.id = retry_generation.job_id and j.user_id = auth.uid();
+  -- Locked so that concurrent retries of one job wait here and then return the same retry.
+  select * into original from public.generation_jobs j where j.id = retry_generation.job_id and j.user_id = auth.uid() for update;
   if not found then
     perform private.raise_error('KL021', 'job not found', format('no job %s of yours', retry_generation.job_id), null);
   end if;

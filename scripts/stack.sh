@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# npm run stack:up | stack:down | stack:status | stack:reset — a local stack for manual work and the demo.
+#
+# The stack: a Postgres 15 cluster on 127.0.0.1:54322 (bootstrap, migrations, seed applied), the
+# pg_net look-alike worker (only when the real pg_net is not installed) and the tick driver.
+# State lives in $KILN_STACK_DIR (default /tmp/kiln-stack): data, logs and pid files.
+
+usage() {
+  cat <<'EOF'
+usage: bash scripts/stack.sh up|down|status|reset
+
+  up      start what is not running (idempotent); apply pending migrations and the seed
+  down    stop everything the stack started
+  status  say what runs where
+  reset   down, wipe the database, up
+EOF
+}
+
+# shellcheck source=lib/local-stack.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/local-stack.sh"
+
+STACK_DIR=${KILN_STACK_DIR:-/tmp/kiln-stack}
+KILN_STACK_LOGS=$STACK_DIR
+PORT=54322
+DB_URL="postgresql://postgres@127.0.0.1:$PORT/postgres"
+TSX="$KILN_ROOT/node_modules/.bin/tsx"
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+cluster_running() {
+  [ -f "$STACK_DIR/data/postmaster.pid" ] && as_pg_owner "$PG_BINDIR/pg_ctl" -D "$STACK_DIR/data" status >/dev/null 2>&1
+}
+
+# start_worker NAME SCRIPT: a background Node process with its pid and log in the stack dir.
+start_worker() {
+  local name=$1 script=$2
+  if pid_alive "$STACK_DIR/$name.pid"; then return 0; fi
+  DATABASE_URL=$DB_URL nohup "$TSX" "$KILN_ROOT/$script" >>"$STACK_DIR/$name.log" 2>&1 &
+  echo $! >"$STACK_DIR/$name.pid"
+}
+
+stop_worker() {
+  local pidfile="$STACK_DIR/$1.pid"
+  if pid_alive "$pidfile"; then
+    kill "$(cat "$pidfile")" 2>/dev/null
+    for _ in $(seq 50); do pid_alive "$pidfile" || break; sleep 0.1; done
+    pid_alive "$pidfile" && kill -9 "$(cat "$pidfile")" 2>/dev/null
+  fi
+  rm -f "$pidfile"
+}
+
+up() {
+  ensure_dependencies
+  mkdir -p "$STACK_DIR"
+  if [ ! -d "$STACK_DIR/data" ]; then
+    port_in_use $PORT && die "port $PORT is taken by something else"
+    log "initialising a cluster in $STACK_DIR"
+    cluster_init "$STACK_DIR" $PORT
+  fi
+  if ! cluster_running; then
+    log "starting postgres on 127.0.0.1:$PORT"
+    cluster_start "$STACK_DIR"
+  fi
+  log "applying bootstrap, pending migrations and seed"
+  PGOPTIONS='-c client_min_messages=warning' db_prepare "$DB_URL"
+  has_real_pg_net || start_worker pg-net-worker scripts/dev-stack/pg-net-worker.ts
+  start_worker tick-driver scripts/dev-stack/tick-driver.ts
+  status
+}
+
+down() {
+  stop_worker tick-driver
+  stop_worker pg-net-worker
+  if cluster_running; then
+    log "stopping postgres"
+    cluster_stop "$STACK_DIR"
+  fi
+  log "stack is down"
+}
+
+status() {
+  local state
+  if cluster_running; then state="running"; else state="stopped"; fi
+  printf 'postgres       %-8s %s (data: %s)\n' "$state" "$DB_URL" "$STACK_DIR/data"
+  if has_real_pg_net; then
+    printf 'pg_net         %-8s the real extension (background worker inside postgres)\n' "$state"
+  else
+    if pid_alive "$STACK_DIR/pg-net-worker.pid"; then state="running"; else state="stopped"; fi
+    printf 'pg-net-worker  %-8s look-alike worker (log: %s)\n' "$state" "$STACK_DIR/pg-net-worker.log"
+  fi
+  if pid_alive "$STACK_DIR/tick-driver.pid"; then state="running"; else state="stopped"; fi
+  printf 'tick-driver    %-8s fast pg_cron jobs every second (log: %s)\n' "$state" "$STACK_DIR/tick-driver.log"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  reset) down; rm -rf "$STACK_DIR"; up ;;
+  -h | --help) usage ;;
+  *) usage >&2; exit 2 ;;
+esac
