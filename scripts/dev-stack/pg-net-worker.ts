@@ -324,14 +324,19 @@ export async function startPgNetWorker(options: PgNetWorkerOptions): Promise<PgN
     wake();
   }
 
+  let ticking = false;
   async function tick() {
-    if (stopping) return;
+    // A tick can outlast the interval while the database is unreachable: never run two at once.
+    if (stopping || ticking) return;
+    ticking = true;
     try {
       await ensureListening();
       await purgeExpiredResponses();
       healthy();
     } catch (err) {
       problem(describeDbError(err));
+    } finally {
+      ticking = false;
     }
     wake();
   }

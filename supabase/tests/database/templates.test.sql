@@ -3,7 +3,7 @@
 -- (KL005/KL006/KL007) and rendered into a prompt. Private functions are called as the owner
 -- (the test connection's own role).
 begin;
-select plan(118);
+select plan(122);
 
 -- ---------------------------------------------------------------------------------------------
 -- Fixtures
@@ -265,7 +265,7 @@ select is((select published_at from public.templates where id = 'a0000000-0000-4
 -- ---------------------------------------------------------------------------------------------
 -- Who reads what: drafts hidden, retired templates visible as inactive; no client writes.
 -- ---------------------------------------------------------------------------------------------
-select tests.create_supabase_user('template_reader');
+do $$ begin perform tests.create_supabase_user('template_reader'); end $$;
 
 select tests.authenticate_as_anon();
 select results_eq(

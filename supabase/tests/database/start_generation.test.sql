@@ -1,0 +1,516 @@
+-- start_generation and its siblings (retry_generation, cancel_generation, recent_prompts): every
+-- rule and every refusal code, with proof that a refused call writes nothing (the caller's jobs,
+-- balance and ledger are compared before and after each refusal).
+--
+-- The test brings its own catalog (models, styles, templates) and plan limits, so it depends on
+-- neither the shipped prices nor the seed.
+begin;
+select plan(165);
+
+-- =============================================================================================
+-- Fixtures (as the owner)
+-- =============================================================================================
+update public.plans set max_active_jobs = 1000, starts_per_minute = 1000, is_metered = true;
+update public.plans set signup_credits = 10 where id = 'free';
+
+-- Our own catalog: one active model per (mode, quality); nothing for image-to-image above fast.
+update public.models set is_active = false;
+insert into public.models
+  (key, display_name, kie_model, mode, quality, credit_cost, min_plan, image_input_field, max_input_images, max_prompt_length, aspect_ratios)
+values
+  ('t-t2i-fast', 'Test T2I Fast', 'test/t2i-fast', 'text-to-image', 'fast', 1, 'free', null, 0, 60, '{1:1,16:9}'),
+  ('t-t2i-std', 'Test T2I Standard', 'test/t2i-std', 'text-to-image', 'standard', 2, 'paid', null, 0, 500, '{1:1,16:9}'),
+  ('t-t2i-ultra', 'Test T2I Ultra', 'test/t2i-ultra', 'text-to-image', 'ultra', 5, 'pro', null, 0, 500, '{1:1}'),
+  ('t-i2i-fast', 'Test I2I Fast', 'test/i2i-fast', 'image-to-image', 'fast', 3, 'free', 'image_urls', 2, 300, '{1:1,3:4,auto}');
+
+insert into public.styles (key, name, prompt_fragment, is_active) values
+  ('t-noir', 'Test Noir', 'film noir', true),
+  ('t-retired', 'Test Retired', 'retired look', false);
+
+insert into public.templates
+  (id, name, category, prompt_template, input_fields, default_aspect_ratio, is_premium, is_active, min_images, max_images)
+values
+  ('5a5a0000-0000-4000-8000-000000000001', 'Test Portrait', 'test',
+   'Portrait of {subject} in a {setting}, intensity {intensity}, {glow}, {note}',
+   '[{"name": "subject", "label": "Subject", "type": "text", "required": true, "max_length": 20},
+     {"name": "setting", "label": "Setting", "type": "select", "options": ["forest", "city"], "default_value": "city"},
+     {"name": "intensity", "label": "Intensity", "type": "slider", "min": 1, "max": 10, "default_value": 5},
+     {"name": "glow", "label": "Glow", "type": "toggle", "options": ["matte", "glowing"], "default_value": false},
+     {"name": "note", "label": "Note", "type": "text"}]',
+   '3:4', false, true, 1, 3),
+  ('5a5a0000-0000-4000-8000-000000000002', 'Test Premium', 'test', 'Premium portrait', '[]', '1:1', true, true, 1, 1),
+  ('5a5a0000-0000-4000-8000-000000000003', 'Test Retired', 'test', 'Retired portrait', '[]', '1:1', false, false, 1, 1),
+  ('5a5a0000-0000-4000-8000-000000000004', 'Test Wide', 'test', 'Wide shot', '[]', '21:9', false, true, 1, 1);
+
+do $$
+declare
+  who text;
+begin
+  foreach who in array array['sg_free', 'sg_paid', 'sg_pro', 'sg_other', 'sg_poor', 'sg_limits', 'sg_recent'] loop
+    perform tests.create_supabase_user(who);
+  end loop;
+  -- Operators act as the service role.
+  perform tests.authenticate_as_service_role();
+  perform public.set_plan(tests.get_supabase_uid('sg_paid'), 'paid');
+  perform public.set_plan(tests.get_supabase_uid('sg_pro'), 'pro');
+  foreach who in array array['sg_free', 'sg_paid', 'sg_pro', 'sg_other', 'sg_limits', 'sg_recent'] loop
+    perform public.grant_credits(tests.get_supabase_uid(who), 190, 'test credits');
+  end loop;
+  perform public.grant_credits(tests.get_supabase_uid('sg_poor'), -9, 'test: leave one credit');
+  perform tests.clear_authentication();
+end
+$$;
+
+-- What a user owns: job count, balance, ledger entries.
+create function pg_temp.footprint(who text)
+returns text
+language sql stable security definer
+set search_path = ''
+as $$
+  select format('jobs=%s credits=%s ledger=%s',
+    (select count(*) from public.generation_jobs j where j.user_id = tests.get_supabase_uid(who)),
+    (select p.credits from public.profiles p where p.id = tests.get_supabase_uid(who)),
+    (select count(*) from public.credit_ledger l where l.user_id = tests.get_supabase_uid(who)))
+$$;
+
+-- A call that must be refused with `code`: asserts the code, then that `who` owns exactly what it
+-- owned before the call (two assertions). Runs as the current (API) role.
+create function pg_temp.refused(statement text, code text, who text, description text)
+returns setof text
+language plpgsql volatile
+set search_path = extensions -- pgTAP calls its helpers unqualified
+as $$
+declare
+  before text := pg_temp.footprint(who);
+begin
+  return next extensions.throws_ok(statement, code::char(5), null::text, description);
+  return next extensions.is(pg_temp.footprint(who), before, description || ' (nothing written)');
+end
+$$;
+grant execute on function pg_temp.footprint(text), pg_temp.refused(text, text, text, text) to anon, authenticated, service_role;
+
+-- Jobs returned by the calls under test, by label.
+create temp table results (label text primary key, job public.generation_jobs not null);
+grant all on results to public;
+
+-- =============================================================================================
+-- KL001: no signed-in user
+-- =============================================================================================
+-- The authenticated role with a token that names no user.
+do $$
+begin
+  perform set_config('role', 'authenticated', true);
+  perform set_config('request.jwt.claims', '{"role": "authenticated"}', true);
+end
+$$;
+select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat') $$, 'KL001', 'sg_free', 'start_generation without a user: KL001');
+select * from pg_temp.refused($$ select public.retry_generation(gen_random_uuid()) $$, 'KL001', 'sg_free', 'retry_generation without a user: KL001');
+select * from pg_temp.refused($$ select public.cancel_generation(gen_random_uuid()) $$, 'KL001', 'sg_free', 'cancel_generation without a user: KL001');
+select * from pg_temp.refused($$ select * from public.recent_prompts(10) $$, 'KL001', 'sg_free', 'recent_prompts without a user: KL001');
+
+-- =============================================================================================
+-- KL002: the request's shape
+-- =============================================================================================
+select tests.authenticate_as('sg_free');
+select * from pg_temp.refused($$ select public.start_generation() $$, 'KL002', 'sg_free', 'neither prompt nor template_id: KL002');
+select * from pg_temp.refused(
+  $$ select public.start_generation(prompt => 'a cat', template_id => '5a5a0000-0000-4000-8000-000000000001',
+                                    inputs => '{"subject": "a cat"}', image_urls => array['https://img.test/a.png']) $$,
+  'KL002', 'sg_free', 'both prompt and template_id: KL002');
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
+                                    image_urls => array['https://img.test/a.png'], negative_prompt => 'blurry') $$,
+  'KL002', 'sg_free', 'negative_prompt with a template: KL002');
+select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', inputs => '{"subject": "a cat"}') $$,
+  'KL002', 'sg_free', 'inputs with a prompt: KL002');
+
+-- =============================================================================================
+-- Text-to-image: the happy path and its defaults
+-- =============================================================================================
+insert into results select 'fox', j from public.start_generation(prompt => '  a red fox  ') j;
+select results_eq(
+  $$ select (job).user_id, (job).mode, (job).prompt, (job).template_id, (job).style, (job).aspect_ratio, (job).quality,
+            (job).model_key, (job).credits_charged, (job).status, (job).stage, (job).image_count, (job).result_urls,
+            (job).input_image_urls, (job).retry_of, (job).completed_at
+       from results where label = 'fox' $$,
+  $$ values (tests.get_supabase_uid('sg_free'), 'text-to-image'::text, 'a red fox'::text, null::uuid, null::text, '1:1'::text,
+             'fast'::text, 't-t2i-fast'::text, 1, 'pending'::text, 'queued'::text, 1, '{}'::text[], '{}'::text[], null::uuid,
+             null::timestamptz) $$,
+  'a prompt starts a pending, queued text-to-image job on the fast model, 1:1, trimmed prompt, price charged');
+select is((select count(*)::integer from public.generation_jobs where id = (select (job).id from results where label = 'fox')), 1,
+  'the returned job is stored and readable by its owner');
+select results_eq(
+  $$ select kind, amount, balance_after, job_id from public.credit_ledger
+      where user_id = tests.get_supabase_uid('sg_free') order by id desc limit 1 $$,
+  $$ select 'debit'::text, -1, 199, (job).id from results where label = 'fox' $$,
+  'the job''s debit is the newest ledger entry, naming the job, with the balance after it');
+select is((select credits from public.profiles where id = tests.get_supabase_uid('sg_free')), 199, 'the balance went down by the price');
+
+insert into results select 'fox-noir', j
+  from public.start_generation(prompt => 'a red fox', style => 't-noir', aspect_ratio => '16:9', negative_prompt => 'blurry') j;
+select results_eq(
+  $$ select (job).prompt, (job).style, (job).aspect_ratio, (job).negative_prompt, (job).model_key, (job).credits_charged
+       from results where label = 'fox-noir' $$,
+  $$ values ('a red fox, film noir'::text, 't-noir'::text, '16:9'::text, 'blurry'::text, 't-t2i-fast'::text, 1) $$,
+  'a style appends its fragment after a comma; aspect ratio and negative prompt are kept');
+select is((select (job).request from results where label = 'fox-noir'),
+  '{"prompt": "a red fox", "style": "t-noir", "quality": "fast", "aspect_ratio": "16:9", "negative_prompt": "blurry"}'::jsonb,
+  'the request is stored as the app sent it (retry replays it)');
+
+-- =============================================================================================
+-- Quality, model and plan gates (free user)
+-- =============================================================================================
+select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', quality => 'best') $$,
+  'KL008', 'sg_free', 'unknown quality: KL008');
+select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', quality => 'standard') $$,
+  'KL004', 'sg_free', 'a paid model on the free plan: KL004');
+select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', quality => 'ultra') $$,
+  'KL004', 'sg_free', 'a pro model on the free plan: KL004');
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
+                                    image_urls => array['https://img.test/a.png'], quality => 'standard') $$,
+  'KL009', 'sg_free', 'no active image-to-image model at standard quality: KL009');
+
+-- =============================================================================================
+-- Text-to-image refusals: aspect ratio, lengths, blank prompt, images, style
+-- =============================================================================================
+select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', aspect_ratio => '2:1') $$,
+  'KL010', 'sg_free', 'an aspect ratio the model does not accept: KL010');
+-- The fast test model accepts 60 characters: 55 fit, 55 plus ", film noir" (66) do not.
+select * from pg_temp.refused($$ select public.start_generation(prompt => repeat('a', 55), style => 't-noir') $$,
+  'KL011', 'sg_free', 'prompt plus style fragment over the model''s limit: KL011');
+select * from pg_temp.refused($$ select public.start_generation(prompt => repeat('a', 61)) $$,
+  'KL011', 'sg_free', 'prompt over the model''s limit: KL011');
+select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', negative_prompt => repeat('b', 61)) $$,
+  'KL011', 'sg_free', 'negative prompt over the model''s limit: KL011');
+insert into results select 'long', j from public.start_generation(prompt => repeat('a', 60)) j;
+select is((select length((job).prompt) from results where label = 'long'), 60, 'a prompt of exactly the limit is accepted');
+select * from pg_temp.refused($$ select public.start_generation(prompt => '   ') $$, 'KL012', 'sg_free', 'blank prompt: KL012');
+select * from pg_temp.refused($$ select public.start_generation(prompt => '') $$, 'KL012', 'sg_free', 'empty prompt: KL012');
+select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', image_urls => array['https://img.test/a.png']) $$,
+  'KL013', 'sg_free', 'images for text-to-image: KL013');
+select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', style => 'no-such-style') $$,
+  'KL015', 'sg_free', 'unknown style: KL015');
+select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', style => 't-retired') $$,
+  'KL015', 'sg_free', 'inactive style: KL015');
+
+-- =============================================================================================
+-- Templates (image-to-image)
+-- =============================================================================================
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => gen_random_uuid(), image_urls => array['https://img.test/a.png']) $$,
+  'KL003', 'sg_free', 'unknown template: KL003');
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000003', image_urls => array['https://img.test/a.png']) $$,
+  'KL003', 'sg_free', 'inactive template: KL003');
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000002', image_urls => array['https://img.test/a.png']) $$,
+  'KL004', 'sg_free', 'premium template on the free plan: KL004');
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', image_urls => array['https://img.test/a.png']) $$,
+  'KL005', 'sg_free', 'required field missing: KL005');
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "   "}',
+                                    image_urls => array['https://img.test/a.png']) $$,
+  'KL005', 'sg_free', 'required field blank: KL005');
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
+                                    inputs => '{"subject": "a cat", "setting": "ocean"}', image_urls => array['https://img.test/a.png']) $$,
+  'KL006', 'sg_free', 'select value not among the options: KL006');
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
+                                    inputs => '{"subject": "a cat", "intensity": 11}', image_urls => array['https://img.test/a.png']) $$,
+  'KL006', 'sg_free', 'slider out of range: KL006');
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
+                                    inputs => '{"subject": "a cat", "intensity": "5"}', image_urls => array['https://img.test/a.png']) $$,
+  'KL006', 'sg_free', 'slider given a string: KL006');
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
+                                    inputs => '{"subject": "a cat", "glow": "yes"}', image_urls => array['https://img.test/a.png']) $$,
+  'KL006', 'sg_free', 'toggle given a string: KL006');
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
+                                    inputs => jsonb_build_object('subject', repeat('x', 21)), image_urls => array['https://img.test/a.png']) $$,
+  'KL006', 'sg_free', 'text longer than its max_length: KL006');
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
+                                    inputs => '{"subject": "a cat", "bogus": 1}', image_urls => array['https://img.test/a.png']) $$,
+  'KL007', 'sg_free', 'undeclared input: KL007');
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
+                                    inputs => '["a cat"]', image_urls => array['https://img.test/a.png']) $$,
+  'KL007', 'sg_free', 'inputs not a JSON object: KL007');
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
+                                    image_urls => array['http://img.test/a.png']) $$,
+  'KL013', 'sg_free', 'a plain http image URL: KL013');
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
+                                    image_urls => array['https://img.test/a b.png']) $$,
+  'KL013', 'sg_free', 'an image URL with whitespace: KL013');
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
+                                    image_urls => array['/storage/a.png']) $$,
+  'KL013', 'sg_free', 'a relative image URL: KL013');
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}') $$,
+  'KL014', 'sg_free', 'fewer images than the template needs: KL014');
+-- The template takes up to 3, the model only 2.
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
+                                    image_urls => array['https://img.test/a.png', 'https://img.test/b.png', 'https://img.test/c.png']) $$,
+  'KL014', 'sg_free', 'more images than the model accepts: KL014');
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000004', image_urls => array['https://img.test/a.png']) $$,
+  'KL010', 'sg_free', 'a template default aspect ratio the model does not accept: KL010');
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
+                                    image_urls => array['https://img.test/a.png'], aspect_ratio => '16:9') $$,
+  'KL010', 'sg_free', 'an explicit aspect ratio the image model does not accept: KL010');
+
+insert into results select 'portrait', j
+  from public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a knight"}',
+                               image_urls => array['https://img.test/a.png']) j;
+select results_eq(
+  $$ select (job).mode, (job).template_id, (job).prompt, (job).inputs, (job).input_image_urls, (job).aspect_ratio,
+            (job).model_key, (job).credits_charged, (job).status, (job).stage
+       from results where label = 'portrait' $$,
+  $$ values ('image-to-image'::text, '5a5a0000-0000-4000-8000-000000000001'::uuid,
+             'Portrait of a knight in a city, intensity 5, matte'::text,
+             '{"subject": "a knight", "setting": "city", "intensity": 5, "glow": false, "note": null}'::jsonb,
+             array['https://img.test/a.png'], '3:4'::text, 't-i2i-fast'::text, 3, 'pending'::text, 'queued'::text) $$,
+  'a template renders its prompt server-side with defaults, takes its default aspect ratio and the image model''s price');
+
+insert into results select 'portrait-full', j
+  from public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
+                               inputs => '{"subject": "a knight", "setting": "forest", "intensity": 8, "glow": true, "note": "at dusk"}',
+                               image_urls => array['https://img.test/a.png', 'https://img.test/b.png'],
+                               aspect_ratio => 'auto', style => 't-noir') j;
+select results_eq(
+  $$ select (job).prompt, (job).aspect_ratio, cardinality((job).input_image_urls) from results where label = 'portrait-full' $$,
+  $$ values ('Portrait of a knight in a forest, intensity 8, glowing, at dusk, film noir'::text, 'auto'::text, 2) $$,
+  'every field rendered, style fragment appended, explicit aspect ratio kept, two images');
+select is((select credits from public.profiles where id = tests.get_supabase_uid('sg_free')), 199 - 1 - 1 - 3 - 3,
+  'every accepted start so far was charged its model''s price');
+
+-- =============================================================================================
+-- Paid and pro plans
+-- =============================================================================================
+select tests.authenticate_as('sg_paid');
+insert into results select 'paid-standard', j from public.start_generation(prompt => 'a cat', quality => 'standard') j;
+select results_eq($$ select (job).model_key, (job).credits_charged, (job).quality from results where label = 'paid-standard' $$,
+  $$ values ('t-t2i-std'::text, 2, 'standard'::text) $$, 'the paid plan reaches the standard model at its price');
+select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', quality => 'ultra') $$,
+  'KL004', 'sg_paid', 'a pro model on the paid plan: KL004');
+insert into results select 'paid-premium', j
+  from public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000002', image_urls => array['https://img.test/a.png']) j;
+select is((select (job).prompt from results where label = 'paid-premium'), 'Premium portrait', 'the paid plan reaches premium templates');
+
+select tests.authenticate_as('sg_pro');
+insert into results select 'pro-ultra', j from public.start_generation(prompt => 'a cat', quality => 'ultra') j;
+select results_eq($$ select (job).model_key, (job).credits_charged from results where label = 'pro-ultra' $$,
+  $$ values ('t-t2i-ultra'::text, 5) $$, 'the pro plan reaches the ultra model at its price');
+select is((select credits from public.profiles where id = tests.get_supabase_uid('sg_pro')), 195, 'the pro user was charged 5');
+
+-- =============================================================================================
+-- KL016: moderation
+-- =============================================================================================
+select tests.clear_authentication();
+insert into private.blocked_terms (term, reason) values ('forbidden thing', 'test'), ('noir', 'test');
+select tests.authenticate_as('sg_free');
+select * from pg_temp.refused($$ select public.start_generation(prompt => 'a FORBIDDEN   thing at night') $$,
+  'KL016', 'sg_free', 'a blocked phrase in the prompt (any case, any spacing): KL016');
+select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', negative_prompt => 'no forbidden thing') $$,
+  'KL016', 'sg_free', 'a blocked phrase in the negative prompt: KL016');
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "forbidden thing"}',
+                                    image_urls => array['https://img.test/a.png']) $$,
+  'KL016', 'sg_free', 'a blocked phrase in a template text input: KL016');
+select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', style => 't-noir') $$,
+  'KL016', 'sg_free', 'a blocked word in the style fragment: KL016');
+select lives_ok($$ select public.start_generation(prompt => 'a forbidden thingamajig') $$,
+  'blocked terms match whole words only');
+select tests.clear_authentication();
+delete from private.blocked_terms where term in ('forbidden thing', 'noir');
+
+-- =============================================================================================
+-- Idempotency (KL019, KL027)
+-- =============================================================================================
+select tests.authenticate_as('sg_free');
+insert into results select 'idem', j from public.start_generation(prompt => 'idem fox', idempotency_key => 'key-1') j;
+select pg_temp.footprint('sg_free') as footprint_after_first \gset
+select is((select id from public.start_generation(prompt => 'idem fox', idempotency_key => 'key-1')),
+  (select (job).id from results where label = 'idem'), 'the same key with the same parameters returns the same job');
+select is((select id from public.start_generation(prompt => 'idem fox', quality => 'fast', idempotency_key => 'key-1')),
+  (select (job).id from results where label = 'idem'), 'an explicit default quality is the same parameters');
+select is(pg_temp.footprint('sg_free'), :'footprint_after_first', 'replays create no job and debit nothing');
+select * from pg_temp.refused($$ select public.start_generation(prompt => 'another fox', idempotency_key => 'key-1') $$,
+  'KL019', 'sg_free', 'the same key with another prompt: KL019');
+select * from pg_temp.refused($$ select public.start_generation(prompt => 'idem fox', aspect_ratio => '16:9', idempotency_key => 'key-1') $$,
+  'KL019', 'sg_free', 'the same key with another aspect ratio: KL019');
+select * from pg_temp.refused($$ select public.start_generation(prompt => 'idem fox', idempotency_key => '  ') $$,
+  'KL027', 'sg_free', 'a blank idempotency key: KL027');
+select * from pg_temp.refused($$ select public.start_generation(prompt => 'idem fox', idempotency_key => repeat('k', 201)) $$,
+  'KL027', 'sg_free', 'an idempotency key over 200 characters: KL027');
+select tests.authenticate_as('sg_other');
+insert into results select 'idem-other', j from public.start_generation(prompt => 'idem fox', idempotency_key => 'key-1') j;
+select isnt((select (job).id from results where label = 'idem-other'), (select (job).id from results where label = 'idem'),
+  'keys belong to one user: another user''s same key is a new job');
+
+-- =============================================================================================
+-- KL020: insufficient credits (sg_poor has 1 credit)
+-- =============================================================================================
+select tests.authenticate_as('sg_poor');
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
+                                    image_urls => array['https://img.test/a.png']) $$,
+  'KL020', 'sg_poor', 'a price above the balance: KL020');
+insert into results select 'poor', j from public.start_generation(prompt => 'a cheap cat') j;
+select results_eq(
+  $$ select p.credits, l.kind, l.amount, l.balance_after from public.profiles p
+       join lateral (select * from public.credit_ledger where user_id = p.id order by id desc limit 1) l on true
+      where p.id = tests.get_supabase_uid('sg_poor') $$,
+  $$ values (0, 'debit'::text, -1, 0) $$,
+  'a price equal to the balance is accepted and leaves exactly zero');
+select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cheap cat') $$,
+  'KL020', 'sg_poor', 'an empty balance: KL020');
+
+-- =============================================================================================
+-- KL017 / KL018: the plan's limits
+-- =============================================================================================
+select tests.clear_authentication();
+update public.plans set max_active_jobs = 2 where id = 'free';
+select tests.authenticate_as('sg_limits');
+insert into results select 'limit-1', j from public.start_generation(prompt => 'limit one') j;
+insert into results select 'limit-2', j from public.start_generation(prompt => 'limit two') j;
+select * from pg_temp.refused($$ select public.start_generation(prompt => 'limit three') $$,
+  'KL017', 'sg_limits', 'max_active_jobs pending jobs already: KL017');
+select lives_ok($$ select public.cancel_generation((select (job).id from results where label = 'limit-1')) $$,
+  'cancelling a job frees its slot');
+insert into results select 'limit-3', j from public.start_generation(prompt => 'limit three') j;
+select is((select (job).status from results where label = 'limit-3'), 'pending', 'a start fits again after a cancellation');
+select tests.clear_authentication();
+update public.plans set max_active_jobs = 1000, starts_per_minute = 3 where id = 'free';
+select tests.authenticate_as('sg_limits');
+select * from pg_temp.refused($$ select public.start_generation(prompt => 'limit four') $$,
+  'KL018', 'sg_limits', 'starts_per_minute starts in the last minute (cancelled ones count): KL018');
+select tests.clear_authentication();
+update public.plans set starts_per_minute = 1000 where id = 'free';
+
+-- =============================================================================================
+-- cancel_generation (KL021, KL023)
+-- =============================================================================================
+select tests.authenticate_as('sg_free');
+select credits as credits_before_cancel from public.profiles where id = tests.get_supabase_uid('sg_free') \gset
+insert into results select 'fox-cancelled', j from public.cancel_generation((select (job).id from results where label = 'fox')) j;
+select results_eq(
+  $$ select (job).id = (select (job).id from results where label = 'fox'), (job).status, (job).stage, (job).error_code,
+            (job).error_message is not null, (job).completed_at is not null
+       from results where label = 'fox-cancelled' $$,
+  $$ values (true, 'failed'::text, 'cancelled'::text, 'cancelled'::text, true, true) $$,
+  'a queued job is cancelled: failed, error_code cancelled, with a message and completed_at');
+select results_eq(
+  $$ select kind, amount, balance_after from public.credit_ledger
+      where job_id = (select (job).id from results where label = 'fox') order by id $$,
+  format($$ values ('debit'::text, -1, 199), ('refund'::text, 1, %s) $$, :credits_before_cancel + 1),
+  'the cancelled job has its debit and exactly one refund, chained to the balance');
+select is((select credits from public.profiles where id = tests.get_supabase_uid('sg_free')), :credits_before_cancel + 1,
+  'the charge came back');
+select * from pg_temp.refused($$ select public.cancel_generation((select (job).id from results where label = 'fox')) $$,
+  'KL023', 'sg_free', 'cancelling a cancelled job: KL023, no second refund');
+select * from pg_temp.refused($$ select public.cancel_generation(gen_random_uuid()) $$,
+  'KL021', 'sg_free', 'cancelling an unknown job: KL021');
+select tests.authenticate_as('sg_other');
+select * from pg_temp.refused($$ select public.cancel_generation((select (job).id from results where label = 'fox-noir')) $$,
+  'KL021', 'sg_free', 'cancelling another user''s job: KL021, the job and its owner untouched');
+select is((select (job).stage from results where label = 'fox-noir'), 'queued', 'the other user''s job is still queued');
+
+-- =============================================================================================
+-- retry_generation (KL020, KL021, KL022)
+-- =============================================================================================
+select tests.authenticate_as('sg_free');
+select credits as credits_before_retry from public.profiles where id = tests.get_supabase_uid('sg_free') \gset
+insert into results select 'fox-retry', j from public.retry_generation((select (job).id from results where label = 'fox')) j;
+select results_eq(
+  $$ select (job).retry_of, (job).prompt, (job).style, (job).aspect_ratio, (job).quality, (job).model_key, (job).request,
+            (job).credits_charged, (job).status, (job).stage
+       from results where label = 'fox-retry' $$,
+  $$ select (job).id, (job).prompt, (job).style, (job).aspect_ratio, (job).quality, (job).model_key, (job).request,
+            1, 'pending'::text, 'queued'::text
+       from results where label = 'fox' $$,
+  'a retry is a new pending job with the failed job''s parameters, linked by retry_of');
+select isnt((select (job).id from results where label = 'fox-retry'), (select (job).id from results where label = 'fox'),
+  'the retry is a new job');
+select results_eq(
+  $$ select kind, amount, balance_after from public.credit_ledger where job_id = (select (job).id from results where label = 'fox-retry') $$,
+  format($$ values ('debit'::text, -1, %s) $$, :credits_before_retry - 1),
+  'the retry is charged again with its own debit');
+select pg_temp.footprint('sg_free') as footprint_after_retry \gset
+select is((select id from public.retry_generation((select (job).id from results where label = 'fox'))),
+  (select (job).id from results where label = 'fox-retry'), 'retrying twice returns the same retry');
+select is(pg_temp.footprint('sg_free'), :'footprint_after_retry', 'the second retry creates and charges nothing');
+select * from pg_temp.refused($$ select public.retry_generation((select (job).id from results where label = 'fox-noir')) $$,
+  'KL022', 'sg_free', 'retrying a pending job: KL022');
+select * from pg_temp.refused($$ select public.retry_generation(gen_random_uuid()) $$,
+  'KL021', 'sg_free', 'retrying an unknown job: KL021');
+select tests.authenticate_as('sg_other');
+select * from pg_temp.refused($$ select public.retry_generation((select (job).id from results where label = 'fox')) $$,
+  'KL021', 'sg_other', 'retrying another user''s job: KL021');
+
+-- sg_poor: cancel its job (refund: 1 credit), lose that credit, then retry with nothing left.
+select tests.authenticate_as('sg_poor');
+select lives_ok($$ select public.cancel_generation((select (job).id from results where label = 'poor')) $$, 'sg_poor cancels its job');
+select tests.authenticate_as_service_role();
+select lives_ok($$ select public.grant_credits(tests.get_supabase_uid('sg_poor'), -1, 'test: spend the refund') $$,
+  'an operator adjusts sg_poor back to zero');
+select tests.authenticate_as('sg_poor');
+select * from pg_temp.refused($$ select public.retry_generation((select (job).id from results where label = 'poor')) $$,
+  'KL020', 'sg_poor', 'retrying without the credits: KL020');
+
+-- =============================================================================================
+-- recent_prompts (KL025)
+-- =============================================================================================
+select tests.authenticate_as('sg_recent');
+insert into results select 'recent-1', j from public.start_generation(prompt => 'sunset over the sea', style => 't-noir') j;
+insert into results select 'recent-2', j from public.start_generation(prompt => 'a quiet forest') j;
+insert into results select 'recent-3', j from public.start_generation(prompt => 'sunset over the sea', aspect_ratio => '16:9') j;
+insert into results select 'recent-template', j
+  from public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
+                               image_urls => array['https://img.test/a.png']) j;
+-- One transaction has one now(): spread the jobs in time as the owner.
+select tests.clear_authentication();
+update public.generation_jobs j set created_at = now() - r.age
+  from (values ('recent-1', interval '3 minutes'), ('recent-2', interval '2 minutes'), ('recent-3', interval '1 minute'),
+               ('recent-template', interval '30 seconds')) r (label, age)
+ where j.id = (select (job).id from results where results.label = r.label);
+select tests.authenticate_as('sg_recent');
+select results_eq(
+  $$ select prompt, style, quality, aspect_ratio, last_used_at from public.recent_prompts(10) $$,
+  $$ values ('sunset over the sea'::text, null::text, 'fast'::text, '16:9'::text, now() - interval '1 minute'),
+            ('a quiet forest'::text, null::text, 'fast'::text, '1:1'::text, now() - interval '2 minutes') $$,
+  'recent_prompts: distinct text-to-image prompts as sent, newest use first, with that use''s settings');
+select results_eq($$ select prompt from public.recent_prompts(1) $$, $$ values ('sunset over the sea'::text) $$,
+  'recent_prompts honours its limit');
+select results_eq($$ select count(*)::integer from public.recent_prompts() $$, $$ values (2) $$,
+  'recent_prompts has a default limit');
+select * from pg_temp.refused($$ select * from public.recent_prompts(0) $$, 'KL025', 'sg_recent', 'recent_prompts limit 0: KL025');
+select * from pg_temp.refused($$ select * from public.recent_prompts(101) $$, 'KL025', 'sg_recent', 'recent_prompts limit 101: KL025');
+select * from pg_temp.refused($$ select * from public.recent_prompts(null) $$, 'KL025', 'sg_recent', 'recent_prompts limit null: KL025');
+select tests.authenticate_as('sg_other');
+select is_empty($$ select 1 from public.recent_prompts(100) where prompt in ('sunset over the sea', 'a quiet forest') $$,
+  'recent_prompts shows only my own prompts');
+
+-- =============================================================================================
+-- Every balance still equals its ledger
+-- =============================================================================================
+select tests.clear_authentication();
+select is_empty(
+  $$ select p.id from public.profiles p
+      where p.id in (select tests.get_supabase_uid(u) from unnest(array['sg_free', 'sg_paid', 'sg_pro', 'sg_other', 'sg_poor', 'sg_limits', 'sg_recent']) u)
+        and p.credits <> (select coalesce(sum(amount), 0) from public.credit_ledger l where l.user_id = p.id) $$,
+  'every test user''s balance equals the sum of their ledger');
+select lives_ok('set constraints all immediate', 'the deferred balance = ledger check passes for everything this test did');
+
+select * from finish();
+rollback;
