@@ -66,7 +66,7 @@ declare
   field jsonb;
   field_name text;
   field_type text;
-  names text[] := '{}';
+  names text[] := '{}'::text[];
   extra_keys text[];
   placeholder text;
 begin
@@ -220,7 +220,7 @@ declare
   field_name text;
   value jsonb;
   unknown text[];
-  resolved jsonb := '{}';
+  resolved jsonb := '{}'::jsonb;
 begin
   inputs := coalesce(inputs, '{}');
   if jsonb_typeof(inputs) <> 'object' then
@@ -316,7 +316,6 @@ declare
   literal_parts text[] := regexp_split_to_array(prompt_template, '\{[a-z][a-z0-9_]*\}');
   placeholders text[] := array(select m[1] from regexp_matches(prompt_template, '\{([a-z][a-z0-9_]*)\}', 'g') m);
   rendered text := literal_parts[1];
-  i integer;
 begin
   for i in 1 .. coalesce(array_length(placeholders, 1), 0) loop
     rendered := rendered
