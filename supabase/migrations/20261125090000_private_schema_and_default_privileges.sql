@@ -11,7 +11,7 @@ revoke all on schema private from public;
 -- New functions (in any schema, created by the migration owner) are executable by nobody until
 -- granted. Per-schema default privileges can only add, so PUBLIC is revoked globally.
 alter default privileges revoke execute on functions from public;
-alter default privileges in schema public revoke execute on functions from anon, authenticated;
+alter default privileges in schema public revoke execute on functions from anon, authenticated, service_role;
 
 -- New tables and sequences in `public` carry no client privileges until granted (RLS still
 -- applies on top of every grant).

@@ -40,6 +40,9 @@ comment on column public.plans.max_active_jobs is 'How many of a user''s jobs ma
 comment on column public.plans.starts_per_minute is 'How many generations a user may start in any 60-second window.';
 comment on column public.plans.signup_credits is 'Credits granted once when a profile starts on this plan (the free plan''s welcome grant).';
 comment on column public.plans.is_metered is 'Whether generations are charged in credits on this plan.';
+comment on column public.plans.name is 'Display name.';
+comment on column public.plans.created_at is 'When the row was created.';
+comment on column public.plans.updated_at is 'Last change (kept by a trigger).';
 
 create trigger plans_touch_updated_at before update on public.plans
   for each row execute function private.touch_updated_at();
@@ -61,6 +64,7 @@ create table public.models (
   credit_cost integer not null constraint models_credit_cost_positive check (credit_cost > 0),
   min_plan text not null references public.plans (id),
   image_input_field text,
+  min_input_images integer not null default 0 constraint models_min_input_images_non_negative check (min_input_images >= 0),
   max_input_images integer not null default 0 constraint models_max_input_images_non_negative check (max_input_images >= 0),
   max_prompt_length integer not null constraint models_max_prompt_length_positive check (max_prompt_length > 0),
   aspect_ratios text[] not null constraint models_aspect_ratios_not_empty check (cardinality(aspect_ratios) > 0),
@@ -68,9 +72,10 @@ create table public.models (
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
   constraint models_image_input_matches_mode check (
-    (mode = 'text-to-image' and image_input_field is null and max_input_images = 0)
+    (mode = 'text-to-image' and image_input_field is null and min_input_images = 0 and max_input_images = 0)
     or (mode = 'image-to-image' and image_input_field is not null and max_input_images > 0)
-  )
+  ),
+  constraint models_input_image_bounds check (min_input_images <= max_input_images)
 );
 create unique index models_one_active_per_mode_quality on public.models (mode, quality) where is_active;
 create index models_min_plan_idx on public.models (min_plan);
@@ -83,26 +88,31 @@ comment on column public.models.quality is 'fast, standard or ultra: with mode, 
 comment on column public.models.credit_cost is 'Credits charged per generation.';
 comment on column public.models.min_plan is 'The lowest plan that may use this model.';
 comment on column public.models.image_input_field is 'KIE input field that carries the input image URLs (image-to-image only).';
+comment on column public.models.min_input_images is 'Fewest input images KIE needs for this model (nano-banana-edit requires one).';
 comment on column public.models.max_input_images is 'Most input images KIE accepts for this model.';
 comment on column public.models.max_prompt_length is 'Longest prompt KIE accepts, in characters, after the style fragment is added.';
 comment on column public.models.aspect_ratios is 'Aspect ratios KIE accepts for this model.';
 comment on column public.models.is_active is 'Inactive models are hidden and cannot be used.';
+comment on column public.models.display_name is 'Name shown in the app (Nano Edit, Imagen 4, ...).';
+comment on column public.models.created_at is 'When the row was created.';
+comment on column public.models.updated_at is 'Last change (kept by a trigger).';
 
 create trigger models_touch_updated_at before update on public.models
   for each row execute function private.touch_updated_at();
 
 insert into public.models
-  (key, display_name, kie_model, mode, quality, credit_cost, min_plan, image_input_field, max_input_images, max_prompt_length, aspect_ratios)
+  (key, display_name, kie_model, mode, quality, credit_cost, min_plan, image_input_field, min_input_images, max_input_images,
+   max_prompt_length, aspect_ratios)
 values
-  ('nano-edit', 'Nano Edit', 'google/nano-banana-edit', 'image-to-image', 'fast', 1, 'free', 'image_urls', 10, 5000,
+  ('nano-edit', 'Nano Edit', 'google/nano-banana-edit', 'image-to-image', 'fast', 1, 'free', 'image_urls', 1, 10, 5000,
    '{1:1,9:16,16:9,3:4,4:3,3:2,2:3,5:4,4:5,21:9,auto}'),
-  ('nano-pro', 'Nano Pro', 'nano-banana-pro', 'image-to-image', 'standard', 4, 'paid', 'image_input', 8, 10000,
+  ('nano-pro', 'Nano Pro', 'nano-banana-pro', 'image-to-image', 'standard', 4, 'paid', 'image_input', 0, 8, 10000,
    '{1:1,2:3,3:2,3:4,4:3,4:5,5:4,9:16,16:9,21:9,auto}'),
-  ('imagen-fast', 'Imagen Fast', 'google/imagen4-fast', 'text-to-image', 'fast', 1, 'free', null, 0, 5000,
+  ('imagen-fast', 'Imagen Fast', 'google/imagen4-fast', 'text-to-image', 'fast', 1, 'free', null, 0, 0, 5000,
    '{1:1,16:9,9:16,3:4,4:3}'),
-  ('imagen-4', 'Imagen 4', 'google/imagen4', 'text-to-image', 'standard', 2, 'paid', null, 0, 5000,
+  ('imagen-4', 'Imagen 4', 'google/imagen4', 'text-to-image', 'standard', 2, 'paid', null, 0, 0, 5000,
    '{1:1,16:9,9:16,3:4,4:3}'),
-  ('imagen-ultra', 'Imagen Ultra', 'google/imagen4-ultra', 'text-to-image', 'ultra', 4, 'pro', null, 0, 5000,
+  ('imagen-ultra', 'Imagen Ultra', 'google/imagen4-ultra', 'text-to-image', 'ultra', 4, 'pro', null, 0, 0, 5000,
    '{1:1,16:9,9:16,3:4,4:3}');
 
 -- ---------------------------------------------------------------------------------------------
@@ -121,6 +131,12 @@ create table public.styles (
 comment on table public.styles is 'Style presets for text-to-image; the chosen preset''s fragment is appended to the prompt.';
 comment on column public.styles.prompt_fragment is 'Phrase appended to the prompt after a comma, e.g. "cinematic lighting, 35mm film".';
 comment on column public.styles."order" is 'Display order in the style picker (ascending).';
+comment on column public.styles.key is 'Stable style key, passed as start_generation(style => ...).';
+comment on column public.styles.name is 'Display name.';
+comment on column public.styles.thumbnail_url is 'Preview image for the picker.';
+comment on column public.styles.is_active is 'Inactive styles are hidden and cannot be used.';
+comment on column public.styles.created_at is 'When the row was created.';
+comment on column public.styles.updated_at is 'Last change (kept by a trigger).';
 
 create trigger styles_touch_updated_at before update on public.styles
   for each row execute function private.touch_updated_at();

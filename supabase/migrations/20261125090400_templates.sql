@@ -51,6 +51,12 @@ comment on column public.templates.min_images is 'Fewest photos the user must pr
 comment on column public.templates.max_images is 'Most photos the user may provide (also capped by the model).';
 comment on column public.templates.published_at is 'When the template first became active; drafts (never active) are hidden from clients.';
 comment on column public.templates.updated_at is 'Kept by a trigger: refresh a cache with templates where updated_at > last sync.';
+comment on column public.templates.id is 'Template id, passed as start_generation(template_id => ...).';
+comment on column public.templates.name is 'Display name.';
+comment on column public.templates.description is 'One or two sentences shown under the name.';
+comment on column public.templates.thumbnail_url is 'Preview image for the catalog.';
+comment on column public.templates.category is 'Catalog section (3D Render, Photo Editing, Portrait, Anime, ...).';
+comment on column public.templates.created_at is 'When the row was created.';
 
 -- ---------------------------------------------------------------------------------------------
 -- Definition validation

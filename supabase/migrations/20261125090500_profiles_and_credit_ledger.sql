@@ -17,6 +17,8 @@ comment on table public.profiles is 'One per user: plan and credit balance. Chan
 comment on column public.profiles.id is 'The auth.users id.';
 comment on column public.profiles.plan is 'Current plan (free, paid, pro).';
 comment on column public.profiles.credits is 'Current balance; always equals the sum of the user''s credit_ledger amounts.';
+comment on column public.profiles.created_at is 'When the profile was created (at signup).';
+comment on column public.profiles.updated_at is 'Last change (kept by a trigger).';
 
 create trigger profiles_touch_updated_at before update on public.profiles
   for each row execute function private.touch_updated_at();
@@ -47,7 +49,10 @@ comment on column public.credit_ledger.amount is 'Signed change: negative for de
 comment on column public.credit_ledger.balance_after is 'The balance right after this entry.';
 comment on column public.credit_ledger.job_id is 'The generation job a debit or refund belongs to.';
 comment on column public.credit_ledger.reason is 'Human-readable reason, shown in the app''s credit history.';
-comment on column public.credit_ledger.idempotency_key is 'Operator grants: the same key never grants twice.';
+comment on column public.credit_ledger.idempotency_key is 'The same key never grants twice; system:signup marks the welcome grant.';
+comment on column public.credit_ledger.id is 'Entry number; increases with time for each user.';
+comment on column public.credit_ledger.user_id is 'Whose balance moved.';
+comment on column public.credit_ledger.created_at is 'When the entry was written.';
 
 -- ---------------------------------------------------------------------------------------------
 -- Invariants
@@ -190,7 +195,7 @@ begin
   insert into public.profiles (id, plan) values (new.id, 'free');
   select signup_credits into welcome from public.plans where id = 'free';
   if welcome > 0 then
-    perform private.post_ledger_entry(new.id, 'grant', welcome, 'Welcome credits', null, 'signup');
+    perform private.post_ledger_entry(new.id, 'grant', welcome, 'Welcome credits', null, 'system:signup');
   end if;
   return new;
 end
@@ -219,8 +224,10 @@ begin
   if reason is null or btrim(reason) = '' then
     perform private.raise_error('KL025', 'reason is required', null, 'Say why the balance changes; users see it in their history.');
   end if;
-  if idempotency_key is not null and (btrim(idempotency_key) = '' or length(idempotency_key) > 200) then
-    perform private.raise_error('KL027', 'invalid idempotency key', 'use 1 to 200 characters', null);
+  if idempotency_key is not null
+     and (btrim(idempotency_key) = '' or length(idempotency_key) > 200 or idempotency_key like 'system:%') then
+    perform private.raise_error('KL027', 'invalid idempotency key', 'use 1 to 200 characters, not starting with "system:"',
+      'Keys starting with "system:" are reserved for grants the database makes itself.');
   end if;
   -- Lock the profile first: a retried grant waits for the original and then sees it.
   perform 1 from public.profiles p where p.id = grant_credits.user_id for update;

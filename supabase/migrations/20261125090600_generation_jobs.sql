@@ -59,6 +59,20 @@ comment on column public.generation_jobs.credits_charged is 'Credits debited at 
 comment on column public.generation_jobs.request is 'The parameters as the app sent them (retry_generation replays them).';
 comment on column public.generation_jobs.request_fingerprint is 'Hash of request: an idempotency key reused with other parameters is a conflict.';
 comment on column public.generation_jobs.retry_of is 'The failed job this one retries.';
+comment on column public.generation_jobs.id is 'Job id: follow it with Realtime (filter id=eq.<id>).';
+comment on column public.generation_jobs.user_id is 'Owner of the job.';
+comment on column public.generation_jobs.template_id is 'The template used (image-to-image); null for text-to-image.';
+comment on column public.generation_jobs.mode is 'text-to-image or image-to-image.';
+comment on column public.generation_jobs.negative_prompt is 'What to avoid (text-to-image models that support it).';
+comment on column public.generation_jobs.style is 'The style preset applied, if any.';
+comment on column public.generation_jobs.aspect_ratio is 'Aspect ratio sent to the model.';
+comment on column public.generation_jobs.image_count is 'Number of images requested.';
+comment on column public.generation_jobs.model_key is 'The model used (models.key).';
+comment on column public.generation_jobs.quality is 'fast, standard or ultra.';
+comment on column public.generation_jobs.idempotency_key is 'The app''s key for this start: the same key returns this job again.';
+comment on column public.generation_jobs.created_at is 'When the job was started.';
+comment on column public.generation_jobs.updated_at is 'Last change (kept by a trigger).';
+comment on column public.generation_jobs.completed_at is 'When the job completed or failed.';
 
 create trigger generation_jobs_touch_updated_at before update on public.generation_jobs
   for each row execute function private.touch_updated_at();

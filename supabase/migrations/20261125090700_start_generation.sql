@@ -25,8 +25,9 @@ set search_path = ''
 as $$
   select b.term
     from private.blocked_terms b
-   where content ~* ('\m' || regexp_replace(regexp_replace(b.term, '([!$()*+.:<=>?[\\\]^{|}-])', '\\\1', 'g'), '\s+', '\\s+', 'g')
-                     || '\M')
+   where content ~* ('(^|[^[:alnum:]_])'
+                     || regexp_replace(regexp_replace(b.term, '([!$()*+.:<=>?[\\\]^{|}-])', '\\\1', 'g'), '\s+', '\\s+', 'g')
+                     || '($|[^[:alnum:]_])')
    order by b.term
    limit 1
 $$;
@@ -59,7 +60,7 @@ declare
   style_key text := request ->> 'style';
   job_aspect_ratio text := request ->> 'aspect_ratio';
   image_urls text[] := coalesce(array(select jsonb_array_elements_text(request -> 'image_urls')), '{}');
-  resolved_inputs jsonb := '{}';
+  resolved_inputs jsonb := '{}'::jsonb;
   final_prompt text;
   blocked text;
   bad_url text;
@@ -148,7 +149,7 @@ begin
     if not found then
       perform private.raise_error('KL015', 'unknown style', format('no active style %s', style_key), 'Refresh the style list.');
     end if;
-    final_prompt := final_prompt || ', ' || style_fragment;
+    final_prompt := rtrim(final_prompt, ' .,;:') || ', ' || style_fragment;
   end if;
 
   job_aspect_ratio := coalesce(job_aspect_ratio, template.default_aspect_ratio, '1:1');
@@ -167,10 +168,11 @@ begin
   end if;
 
   if job_mode = 'image-to-image' then
-    if cardinality(image_urls) not between template.min_images and least(template.max_images, model.max_input_images) then
+    if cardinality(image_urls) not between greatest(template.min_images, model.min_input_images)
+                                       and least(template.max_images, model.max_input_images) then
       perform private.raise_error('KL014', 'wrong number of images',
-        format('%s given; this template takes %s to %s', cardinality(image_urls), template.min_images,
-               least(template.max_images, model.max_input_images)), null);
+        format('%s given; %s with this template takes %s to %s', cardinality(image_urls), model.display_name,
+               greatest(template.min_images, model.min_input_images), least(template.max_images, model.max_input_images)), null);
     end if;
     select u into bad_url from unnest(image_urls) u where u is null or u !~ '^https://[^\s/?#@]+(/[^\s]*)?$' limit 1;
     if found then
@@ -237,6 +239,9 @@ declare
   job public.generation_jobs;
 begin
   select * into job from public.generation_jobs j where j.id = refund_job.job_id;
+  if job.status is distinct from 'failed' then
+    raise exception 'refund_job: job % has not failed (status %)', refund_job.job_id, coalesce(job.status, 'missing');
+  end if;
   if job.credits_charged > 0
      and not exists (select 1 from public.credit_ledger l where l.job_id = refund_job.job_id and l.kind = 'refund') then
     perform private.post_ledger_entry(job.user_id, 'refund', job.credits_charged, reason, job.id);
@@ -270,9 +275,12 @@ begin
   end if;
   return private.create_generation_job(
     auth.uid(),
-    jsonb_strip_nulls(jsonb_build_object(
-      'prompt', prompt, 'template_id', template_id, 'inputs', inputs, 'quality', coalesce(quality, 'fast'),
-      'aspect_ratio', aspect_ratio, 'image_urls', to_jsonb(image_urls), 'style', style, 'negative_prompt', negative_prompt)),
+    (select coalesce(jsonb_object_agg(parameter.key, parameter.value), '{}'::jsonb)
+       from jsonb_each(jsonb_build_object(
+              'prompt', prompt, 'template_id', template_id, 'inputs', inputs, 'quality', coalesce(quality, 'fast'),
+              'aspect_ratio', aspect_ratio, 'image_urls', to_jsonb(image_urls), 'style', style,
+              'negative_prompt', negative_prompt)) as parameter
+      where jsonb_typeof(parameter.value) <> 'null'),
     idempotency_key);
 end
 $$;

@@ -195,6 +195,7 @@ export type Database = {
           kie_model: string
           max_input_images: number
           max_prompt_length: number
+          min_input_images: number
           min_plan: string
           mode: string
           quality: string
@@ -211,6 +212,7 @@ export type Database = {
           kie_model: string
           max_input_images?: number
           max_prompt_length: number
+          min_input_images?: number
           min_plan: string
           mode: string
           quality: string
@@ -227,6 +229,7 @@ export type Database = {
           kie_model?: string
           max_input_images?: number
           max_prompt_length?: number
+          min_input_images?: number
           min_plan?: string
           mode?: string
           quality?: string

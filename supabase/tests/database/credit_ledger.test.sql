@@ -1,7 +1,7 @@
 -- Credits: the signup grant, grant_credits and set_plan (service role), the append-only chained
 -- ledger and its deferred balance = ledger check, refunds exactly once, and account deletion.
 begin;
-select plan(70);
+select plan(72);
 
 -- =============================================================================================
 -- Fixtures (as the owner)
@@ -50,8 +50,8 @@ select results_eq(
   $$ values ('free'::text, 7) $$,
   'a new user gets a profile on the free plan with plans.signup_credits');
 select results_eq(
-  $$ select kind, amount, balance_after, job_id from public.credit_ledger where user_id = tests.get_supabase_uid('cl_alice') $$,
-  $$ values ('grant'::text, 7, 7, null::uuid) $$,
+  $$ select kind, amount, balance_after, job_id, idempotency_key from public.credit_ledger where user_id = tests.get_supabase_uid('cl_alice') $$,
+  $$ values ('grant'::text, 7, 7, null::uuid, 'system:signup'::text) $$,
   'the welcome credits are one grant in the ledger');
 
 update public.plans set signup_credits = 0 where id = 'free';
@@ -121,6 +121,8 @@ select * from pg_temp.refused($$ select public.grant_credits(tests.get_supabase_
   'KL027', tests.get_supabase_uid('cl_alice'), 'an empty idempotency key: KL027');
 select * from pg_temp.refused($$ select public.grant_credits(tests.get_supabase_uid('cl_alice'), 5, 'Support', repeat('k', 201)) $$,
   'KL027', tests.get_supabase_uid('cl_alice'), 'an idempotency key over 200 characters: KL027');
+select * from pg_temp.refused($$ select public.grant_credits(tests.get_supabase_uid('cl_alice'), 5, 'Support', 'system:signup') $$,
+  'KL027', tests.get_supabase_uid('cl_alice'), 'the system: key namespace is reserved for the database: KL027');
 
 -- =============================================================================================
 -- set_plan (service role)

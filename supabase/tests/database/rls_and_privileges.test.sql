@@ -2,7 +2,7 @@
 -- role; no direct writes by the API roles; execute privileges of every function; RLS on every
 -- table; the Realtime publication.
 begin;
-select plan(96);
+select plan(97);
 
 -- =============================================================================================
 -- Fixtures (as the owner): only our own catalog rows are active/published in this transaction.
@@ -202,6 +202,11 @@ select results_eq(
       where p.pronamespace = 'public'::regnamespace and has_function_privilege('authenticated', p.oid, 'execute') order by 1 $$,
   $$ values ('cancel_generation'), ('recent_prompts'), ('retry_generation'), ('start_generation') $$,
   'authenticated can execute exactly the four app RPCs in public');
+select results_eq(
+  $$ select p.proname::text collate "default" from pg_proc p
+      where p.pronamespace = 'public'::regnamespace and has_function_privilege('service_role', p.oid, 'execute') order by 1 $$,
+  $$ values ('grant_credits'), ('set_plan') $$,
+  'the service role can execute exactly the operator functions in public');
 select is_empty(
   $$ select p.oid::regprocedure, r.role from pg_proc p cross join unnest(array['anon', 'authenticated', 'service_role']) r (role)
       where p.pronamespace = 'private'::regnamespace and has_function_privilege(r.role, p.oid, 'execute') $$,

@@ -5,7 +5,7 @@
 -- The test brings its own catalog (models, styles, templates) and plan limits, so it depends on
 -- neither the shipped prices nor the seed.
 begin;
-select plan(165);
+select plan(174);
 
 -- =============================================================================================
 -- Fixtures (as the owner)
@@ -500,6 +500,38 @@ select * from pg_temp.refused($$ select * from public.recent_prompts(null) $$, '
 select tests.authenticate_as('sg_other');
 select is_empty($$ select 1 from public.recent_prompts(100) where prompt in ('sunset over the sea', 'a quiet forest') $$,
   'recent_prompts shows only my own prompts');
+
+-- =============================================================================================
+-- Details: model photo minimum, style joining, null inputs, symbol terms, refund guard
+-- =============================================================================================
+select tests.clear_authentication();
+update public.models set min_input_images = 1 where key = 't-i2i-fast';
+insert into public.templates (id, name, category, prompt_template, input_fields, min_images, max_images)
+values ('5a5a0000-0000-4000-8000-000000000005', 'Test Optional Photo', 'test', 'A calm lake at dawn.', '[]', 0, 2);
+insert into private.blocked_terms (term, reason) values ('c++', 'test');
+select tests.authenticate_as('sg_free');
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000005') $$,
+  'KL014', 'sg_free', 'a template that takes no photo still needs the model''s minimum: KL014');
+insert into results select 'style-after-sentence', j
+  from public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000005',
+                               image_urls => array['https://img.test/a.png'], style => 't-noir') j;
+select is((select (job).prompt from results where label = 'style-after-sentence'), 'A calm lake at dawn, film noir',
+  'a style fragment joins a prompt that ends a sentence without leaving ".,"');
+select * from pg_temp.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
+                                    inputs => '{"subject": "a cat", "mystery": null}', image_urls => array['https://img.test/a.png']) $$,
+  'KL007', 'sg_free', 'an undeclared input is refused even when its value is null: KL007');
+select * from pg_temp.refused($$ select public.start_generation(prompt => 'a robot coding c++ at night') $$,
+  'KL016', 'sg_free', 'a blocked term with symbols at its edge still matches: KL016');
+select lives_ok($$ select public.start_generation(prompt => 'a c sharp tutorial poster') $$,
+  'a term with symbols does not match its letters alone');
+select tests.clear_authentication();
+select throws_ok(
+  format('select private.refund_job(%L, %L)', (select (job).id from results where label = 'style-after-sentence'), 'test'),
+  'P0001', null, 'refund_job refuses a job that has not failed');
+delete from private.blocked_terms where term = 'c++';
+update public.models set min_input_images = 0 where key = 't-i2i-fast';
 
 -- =============================================================================================
 -- Every balance still equals its ledger

@@ -2,7 +2,7 @@
 -- columns the app's models are built on. Adding an endpoint or a table to `public`, or changing
 -- the app's contract, means editing this file on purpose.
 begin;
-select plan(64);
+select plan(65);
 
 -- =============================================================================================
 -- Schemas
@@ -66,6 +66,11 @@ select is_empty(
       where c.relnamespace in ('public'::regnamespace, 'private'::regnamespace) and c.relkind in ('r', 'p')
         and obj_description(c.oid, 'pg_class') is null $$,
   'every table in public and private has a comment');
+select is_empty(
+  $$ select c.relname || '.' || a.attname from pg_attribute a join pg_class c on c.oid = a.attrelid
+      where c.relnamespace = 'public'::regnamespace and c.relkind = 'r' and a.attnum > 0 and not a.attisdropped
+        and col_description(c.oid, a.attnum) is null $$,
+  'every column of every public table has a comment (the app developers read them in generated types)');
 
 -- =============================================================================================
 -- The app's contract: templates
