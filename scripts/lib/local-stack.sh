@@ -2,6 +2,8 @@
 #
 # Used by scripts/test.sh (a throwaway cluster per run) and scripts/stack.sh (a long-lived one).
 # Everything here is development tooling: nothing in this file deploys.
+# Every step that can fail calls `die` itself: callers use these functions in `||` lists, where
+# bash ignores `set -e`.
 
 set -euo pipefail
 
@@ -46,8 +48,8 @@ ensure_system_packages() {
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   if is_root && command -v apt-get >/dev/null; then
     log "installing Debian packages: ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null || die "apt-get install failed"
   else
     die "missing system packages; install them with: sudo apt-get install ${missing[*]}"
   fi
@@ -65,7 +67,7 @@ ensure_pg_net() {
   [ $changed = 0 ] && return 0
   if [ -w "$dest" ]; then
     log "installing the pg_net look-alike extension into $dest"
-    cp "$KILN_ROOT"/sql/pg_net_lookalike/* "$dest/"
+    cp "$KILN_ROOT"/sql/pg_net_lookalike/* "$dest/" || die "could not copy the pg_net look-alike into $dest"
   else
     die "pg_net is not installed: run once as root to install the look-alike (cp sql/pg_net_lookalike/* $dest/), or install the real pg_net"
   fi
@@ -77,7 +79,7 @@ ensure_node_modules() {
   want=$(sha256sum "$KILN_ROOT/package-lock.json" | cut -d' ' -f1)
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     log "npm ci"
-    (cd "$KILN_ROOT" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    (cd "$KILN_ROOT" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || die "npm ci failed"
     echo "$want" >"$stamp"
   fi
 }
@@ -143,7 +145,7 @@ psql_url() { psql "$1" -X -q -v ON_ERROR_STOP=1 "${@:2}"; }
 # db_prepare URL: what the platform provides, then our migrations (with the real CLI), then the seed.
 db_prepare() {
   local url=$1
-  psql_url "$url" -f "$KILN_ROOT/sql/platform_bootstrap.sql" >/dev/null
+  psql_url "$url" -f "$KILN_ROOT/sql/platform_bootstrap.sql" >/dev/null || die "the platform bootstrap failed"
   (cd "$KILN_ROOT" && "$SUPABASE_CLI" migration up --db-url "$(cli_url "$url")" --include-all >/dev/null 2>"$KILN_STACK_LOGS/migrations.log") ||
     { cat "$KILN_STACK_LOGS/migrations.log" >&2; die "migrations failed"; }
   if [ -f "$KILN_ROOT/supabase/seed.sql" ]; then
