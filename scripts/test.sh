@@ -72,8 +72,8 @@ export PGOPTIONS='-c client_min_messages=warning'
 
 log "bootstrap, migrations, seed"
 db_prepare "$DB_URL" || exit 1
-psql_url "$DB_URL" -f sql/test_helpers.sql >/dev/null || exit 1
 psql_url "$DB_URL" -c 'create extension if not exists pgtap with schema extensions' >/dev/null || exit 1
+psql_url "$DB_URL" -f sql/test_helpers.sql >/dev/null || exit 1
 
 PASSED=0
 FAILED=0

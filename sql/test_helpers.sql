@@ -98,3 +98,54 @@ end
 $$;
 
 grant execute on all functions in schema tests to anon, authenticated, service_role;
+
+-- ---------------------------------------------------------------------------------------------
+-- Refusal assertions. Every bad input must get its error code AND change nothing; these check
+-- both. They need the product schema, so this file is applied after the migrations.
+-- ---------------------------------------------------------------------------------------------
+
+-- What a user owns that a refused call must leave alone: jobs, balance, ledger entries.
+create or replace function tests.footprint(user_id uuid)
+returns text
+language sql stable security definer
+set search_path = ''
+as $$
+  select format('jobs=%s credits=%s ledger=%s',
+    (select count(*) from public.generation_jobs j where j.user_id = footprint.user_id),
+    (select p.credits from public.profiles p where p.id = footprint.user_id),
+    (select count(*) from public.credit_ledger l where l.user_id = footprint.user_id))
+$$;
+
+create or replace function tests.footprint(who text)
+returns text
+language sql stable
+set search_path = ''
+as $$
+  select tests.footprint(tests.get_supabase_uid(who))
+$$;
+
+-- Two assertions: `statement` fails with SQLSTATE `code`, and `user_id` owns exactly what it
+-- owned before. Runs as the current (API) role.
+create or replace function tests.refused(statement text, code text, user_id uuid, description text)
+returns setof text
+language plpgsql volatile
+set search_path = extensions -- pgTAP calls its own helpers unqualified
+as $$
+declare
+  before text := tests.footprint(user_id);
+begin
+  return next extensions.throws_ok(statement, code::char(5), null::text, description);
+  return next extensions.is(tests.footprint(user_id), before, description || ' (nothing written)');
+end
+$$;
+
+-- The same, naming the user by its test identifier.
+create or replace function tests.refused(statement text, code text, who text, description text)
+returns setof text
+language sql volatile
+set search_path = ''
+as $$
+  select tests.refused(statement, code, tests.get_supabase_uid(who), description)
+$$;
+
+grant execute on all functions in schema tests to anon, authenticated, service_role;

@@ -11,34 +11,6 @@ update public.models set is_active = false;
 insert into public.models (key, display_name, kie_model, mode, quality, credit_cost, min_plan, max_prompt_length, aspect_ratios)
 values ('t-ledger-fast', 'Test Ledger Fast', 'test/ledger-fast', 'text-to-image', 'fast', 2, 'free', 500, '{1:1}');
 
--- What a user owns: job count, balance, ledger entries.
-create function pg_temp.footprint(user_id uuid)
-returns text
-language sql stable security definer
-set search_path = ''
-as $$
-  select format('jobs=%s credits=%s ledger=%s',
-    (select count(*) from public.generation_jobs j where j.user_id = footprint.user_id),
-    (select p.credits from public.profiles p where p.id = footprint.user_id),
-    (select count(*) from public.credit_ledger l where l.user_id = footprint.user_id))
-$$;
-
--- A call that must be refused with `code`, and proof that `user_id` owns exactly what it owned
--- before (two assertions). Runs as the current role.
-create function pg_temp.refused(statement text, code text, user_id uuid, description text)
-returns setof text
-language plpgsql volatile
-set search_path = extensions -- pgTAP calls its helpers unqualified
-as $$
-declare
-  before text := pg_temp.footprint(user_id);
-begin
-  return next extensions.throws_ok(statement, code::char(5), null::text, description);
-  return next extensions.is(pg_temp.footprint(user_id), before, description || ' (nothing written)');
-end
-$$;
-grant execute on function pg_temp.footprint(uuid), pg_temp.refused(text, text, uuid, text) to anon, authenticated, service_role;
-
 -- =============================================================================================
 -- Signup: a profile on the free plan with the free plan's welcome grant
 -- =============================================================================================
@@ -56,7 +28,7 @@ select results_eq(
 
 update public.plans set signup_credits = 0 where id = 'free';
 select isnt(tests.create_supabase_user('cl_zero'), null, 'user cl_zero signs up');
-select is(pg_temp.footprint(tests.get_supabase_uid('cl_zero')), 'jobs=0 credits=0 ledger=0',
+select is(tests.footprint(tests.get_supabase_uid('cl_zero')), 'jobs=0 credits=0 ledger=0',
   'with no signup credits a new user starts at zero and an empty ledger');
 update public.plans set signup_credits = 7 where id = 'free';
 
@@ -72,7 +44,7 @@ values (gen_random_uuid(), 'authenticated', 'authenticated', 'cl_carol@test.kiln
 set constraints all immediate; -- the deferred balance check runs now, as that role
 set constraints all deferred;
 reset role;
-select is(pg_temp.footprint(tests.get_supabase_uid('cl_carol')), 'jobs=0 credits=7 ledger=1', 'that user has the welcome grant');
+select is(tests.footprint(tests.get_supabase_uid('cl_carol')), 'jobs=0 credits=7 ledger=1', 'that user has the welcome grant');
 
 -- =============================================================================================
 -- grant_credits (service role)
@@ -88,11 +60,11 @@ select results_eq(
   'a positive grant is a grant entry chained onto the balance');
 select is((select credits from public.profiles where id = tests.get_supabase_uid('cl_alice')), 57, 'the balance moved with it');
 
-select pg_temp.footprint(tests.get_supabase_uid('cl_alice')) as alice_after_grant \gset
+select tests.footprint(tests.get_supabase_uid('cl_alice')) as alice_after_grant \gset
 select is((select (public.grant_credits(tests.get_supabase_uid('cl_alice'), 50, 'Support: sorry', 'ticket-1')).id),
   (select (entry).id from entries where label = 'g1'), 'the same key returns the original entry');
-select is(pg_temp.footprint(tests.get_supabase_uid('cl_alice')), :'alice_after_grant', 'and grants nothing twice');
-select * from pg_temp.refused($$ select public.grant_credits(tests.get_supabase_uid('cl_alice'), 60, 'Support: sorry', 'ticket-1') $$,
+select is(tests.footprint(tests.get_supabase_uid('cl_alice')), :'alice_after_grant', 'and grants nothing twice');
+select * from tests.refused($$ select public.grant_credits(tests.get_supabase_uid('cl_alice'), 60, 'Support: sorry', 'ticket-1') $$,
   'KL019', tests.get_supabase_uid('cl_alice'), 'the same key for another amount: KL019');
 
 insert into entries select 'bob-g1', public.grant_credits(tests.get_supabase_uid('cl_bob'), 5, 'Support', 'ticket-1');
@@ -102,26 +74,26 @@ select results_eq($$ select (entry).amount, (entry).balance_after from entries w
 insert into entries select 'adj', public.grant_credits(tests.get_supabase_uid('cl_alice'), -20, 'Correction: double grant');
 select results_eq($$ select (entry).kind, (entry).amount, (entry).balance_after from entries where label = 'adj' $$,
   $$ values ('adjustment'::text, -20, 37) $$, 'a negative amount is an adjustment down');
-select * from pg_temp.refused($$ select public.grant_credits(tests.get_supabase_uid('cl_alice'), -38, 'Correction') $$,
+select * from tests.refused($$ select public.grant_credits(tests.get_supabase_uid('cl_alice'), -38, 'Correction') $$,
   'KL020', tests.get_supabase_uid('cl_alice'), 'an adjustment below zero: KL020');
 select lives_ok($$ select public.grant_credits(tests.get_supabase_uid('cl_zero'), 3, 'Support') $$, 'a grant to a zero balance');
 select lives_ok($$ select public.grant_credits(tests.get_supabase_uid('cl_zero'), -3, 'Correction') $$,
   'an adjustment down to exactly zero');
 select is((select credits from public.profiles where id = tests.get_supabase_uid('cl_zero')), 0, 'the balance is exactly zero');
-select * from pg_temp.refused($$ select public.grant_credits(tests.get_supabase_uid('cl_alice'), 0, 'Nothing') $$,
+select * from tests.refused($$ select public.grant_credits(tests.get_supabase_uid('cl_alice'), 0, 'Nothing') $$,
   'KL025', tests.get_supabase_uid('cl_alice'), 'a zero amount: KL025');
-select * from pg_temp.refused($$ select public.grant_credits(tests.get_supabase_uid('cl_alice'), null, 'Nothing') $$,
+select * from tests.refused($$ select public.grant_credits(tests.get_supabase_uid('cl_alice'), null, 'Nothing') $$,
   'KL025', tests.get_supabase_uid('cl_alice'), 'a null amount: KL025');
-select * from pg_temp.refused($$ select public.grant_credits(tests.get_supabase_uid('cl_alice'), 5, '  ') $$,
+select * from tests.refused($$ select public.grant_credits(tests.get_supabase_uid('cl_alice'), 5, '  ') $$,
   'KL025', tests.get_supabase_uid('cl_alice'), 'a blank reason: KL025');
-select * from pg_temp.refused($$ select public.grant_credits(tests.get_supabase_uid('cl_alice'), 5, null) $$,
+select * from tests.refused($$ select public.grant_credits(tests.get_supabase_uid('cl_alice'), 5, null) $$,
   'KL025', tests.get_supabase_uid('cl_alice'), 'no reason: KL025');
 select throws_ok($$ select public.grant_credits(gen_random_uuid(), 5, 'Support') $$, 'KL025', null, 'an unknown user: KL025');
-select * from pg_temp.refused($$ select public.grant_credits(tests.get_supabase_uid('cl_alice'), 5, 'Support', '') $$,
+select * from tests.refused($$ select public.grant_credits(tests.get_supabase_uid('cl_alice'), 5, 'Support', '') $$,
   'KL027', tests.get_supabase_uid('cl_alice'), 'an empty idempotency key: KL027');
-select * from pg_temp.refused($$ select public.grant_credits(tests.get_supabase_uid('cl_alice'), 5, 'Support', repeat('k', 201)) $$,
+select * from tests.refused($$ select public.grant_credits(tests.get_supabase_uid('cl_alice'), 5, 'Support', repeat('k', 201)) $$,
   'KL027', tests.get_supabase_uid('cl_alice'), 'an idempotency key over 200 characters: KL027');
-select * from pg_temp.refused($$ select public.grant_credits(tests.get_supabase_uid('cl_alice'), 5, 'Support', 'system:signup') $$,
+select * from tests.refused($$ select public.grant_credits(tests.get_supabase_uid('cl_alice'), 5, 'Support', 'system:signup') $$,
   'KL027', tests.get_supabase_uid('cl_alice'), 'the system: key namespace is reserved for the database: KL027');
 
 -- =============================================================================================
@@ -130,9 +102,9 @@ select * from pg_temp.refused($$ select public.grant_credits(tests.get_supabase_
 select results_eq($$ select plan, credits from public.set_plan(tests.get_supabase_uid('cl_bob'), 'pro') $$,
   $$ values ('pro'::text, 12) $$, 'set_plan moves a user to another plan and returns the profile');
 select is((select plan from public.profiles where id = tests.get_supabase_uid('cl_bob')), 'pro', 'the plan is stored');
-select * from pg_temp.refused($$ select public.set_plan(tests.get_supabase_uid('cl_bob'), 'platinum') $$,
+select * from tests.refused($$ select public.set_plan(tests.get_supabase_uid('cl_bob'), 'platinum') $$,
   'KL025', tests.get_supabase_uid('cl_bob'), 'an unknown plan: KL025');
-select * from pg_temp.refused($$ select public.set_plan(tests.get_supabase_uid('cl_bob'), null) $$,
+select * from tests.refused($$ select public.set_plan(tests.get_supabase_uid('cl_bob'), null) $$,
   'KL025', tests.get_supabase_uid('cl_bob'), 'no plan: KL025');
 select throws_ok($$ select public.set_plan(gen_random_uuid(), 'paid') $$, 'KL025', null, 'an unknown user: KL025');
 select is((select plan from public.profiles where id = tests.get_supabase_uid('cl_bob')), 'pro', 'refusals left the plan alone');
@@ -156,10 +128,10 @@ select results_eq(
 -- a2 was debited after a1 (35 - 2 = 33) and a1's refund came after that.
 select is((select credits from public.profiles where id = tests.get_supabase_uid('cl_alice')), 35, 'balance: 37 - 2 - 2 + 2');
 
-select pg_temp.footprint(tests.get_supabase_uid('cl_alice')) as alice_after_refund \gset
+select tests.footprint(tests.get_supabase_uid('cl_alice')) as alice_after_refund \gset
 select lives_ok($$ select private.refund_job((select (job).id from jobs where label = 'a1'), 'Refund again') $$,
   'refunding the job a second time is accepted');
-select is(pg_temp.footprint(tests.get_supabase_uid('cl_alice')), :'alice_after_refund', 'and does nothing');
+select is(tests.footprint(tests.get_supabase_uid('cl_alice')), :'alice_after_refund', 'and does nothing');
 select throws_ok(
   $$ select private.post_ledger_entry(tests.get_supabase_uid('cl_alice'), 'refund', 2, 'Sneaky refund', (select (job).id from jobs where label = 'a1')) $$,
   '23505', null, 'a second refund entry for a job violates the unique (job_id, kind)');
@@ -171,14 +143,14 @@ select throws_ok(
   '23514', null, 'a refund must name its job');
 select is(private.post_ledger_entry(tests.get_supabase_uid('cl_alice'), 'adjustment', -1000, 'Too much'), null,
   'post_ledger_entry returns null instead of going below zero');
-select is(pg_temp.footprint(tests.get_supabase_uid('cl_alice')), :'alice_after_refund', 'and wrote nothing');
+select is(tests.footprint(tests.get_supabase_uid('cl_alice')), :'alice_after_refund', 'and wrote nothing');
 
 -- =============================================================================================
 -- Append-only (even for the owner)
 -- =============================================================================================
-select * from pg_temp.refused($$ update public.credit_ledger set amount = 1000 where user_id = tests.get_supabase_uid('cl_alice') $$,
+select * from tests.refused($$ update public.credit_ledger set amount = 1000 where user_id = tests.get_supabase_uid('cl_alice') $$,
   'KL026', tests.get_supabase_uid('cl_alice'), 'updating ledger entries: KL026');
-select * from pg_temp.refused($$ delete from public.credit_ledger where user_id = tests.get_supabase_uid('cl_alice') $$,
+select * from tests.refused($$ delete from public.credit_ledger where user_id = tests.get_supabase_uid('cl_alice') $$,
   'KL026', tests.get_supabase_uid('cl_alice'), 'deleting ledger entries of a live account: KL026');
 
 -- =============================================================================================
@@ -201,7 +173,7 @@ select throws_ok(
 -- Make the deferred checks fire at the end of each statement instead of at commit.
 select lives_ok('set constraints all immediate', 'everything so far satisfies the deferred balance = ledger check');
 -- (TRUNCATE refuses to run while trigger events are pending; there are none now.)
-select * from pg_temp.refused($$ truncate public.credit_ledger $$,
+select * from tests.refused($$ truncate public.credit_ledger $$,
   'KL026', tests.get_supabase_uid('cl_alice'), 'truncating the ledger: KL026');
 select throws_ok(
   $$ update public.profiles set credits = credits + 100 where id = tests.get_supabase_uid('cl_alice') $$,
@@ -219,13 +191,13 @@ set constraints all deferred;
 -- =============================================================================================
 -- Deleting an account removes its profile, jobs and ledger (and only those)
 -- =============================================================================================
-select pg_temp.footprint(tests.get_supabase_uid('cl_bob')) as bob_before_delete \gset
+select tests.footprint(tests.get_supabase_uid('cl_bob')) as bob_before_delete \gset
 select lives_ok($$ delete from auth.users where id = tests.get_supabase_uid('cl_alice') $$,
   'an account with jobs, debits and refunds can be deleted');
 select is_empty($$ select 1 from public.profiles where id not in (select id from auth.users) $$, 'its profile is gone');
 select is_empty($$ select 1 from public.generation_jobs where user_id not in (select id from auth.users) $$, 'its jobs are gone');
 select is_empty($$ select 1 from public.credit_ledger where user_id not in (select id from auth.users) $$, 'its ledger is gone');
-select is(pg_temp.footprint(tests.get_supabase_uid('cl_bob')), :'bob_before_delete', 'other accounts are untouched');
+select is(tests.footprint(tests.get_supabase_uid('cl_bob')), :'bob_before_delete', 'other accounts are untouched');
 select lives_ok('set constraints all immediate', 'the deferred checks pass after the deletion');
 
 select * from finish();

@@ -61,34 +61,6 @@ begin
 end
 $$;
 
--- What a user owns: job count, balance, ledger entries.
-create function pg_temp.footprint(who text)
-returns text
-language sql stable security definer
-set search_path = ''
-as $$
-  select format('jobs=%s credits=%s ledger=%s',
-    (select count(*) from public.generation_jobs j where j.user_id = tests.get_supabase_uid(who)),
-    (select p.credits from public.profiles p where p.id = tests.get_supabase_uid(who)),
-    (select count(*) from public.credit_ledger l where l.user_id = tests.get_supabase_uid(who)))
-$$;
-
--- A call that must be refused with `code`: asserts the code, then that `who` owns exactly what it
--- owned before the call (two assertions). Runs as the current (API) role.
-create function pg_temp.refused(statement text, code text, who text, description text)
-returns setof text
-language plpgsql volatile
-set search_path = extensions -- pgTAP calls its helpers unqualified
-as $$
-declare
-  before text := pg_temp.footprint(who);
-begin
-  return next extensions.throws_ok(statement, code::char(5), null::text, description);
-  return next extensions.is(pg_temp.footprint(who), before, description || ' (nothing written)');
-end
-$$;
-grant execute on function pg_temp.footprint(text), pg_temp.refused(text, text, text, text) to anon, authenticated, service_role;
-
 -- Jobs returned by the calls under test, by label.
 create temp table results (label text primary key, job public.generation_jobs not null);
 grant all on results to public;
@@ -103,25 +75,25 @@ begin
   perform set_config('request.jwt.claims', '{"role": "authenticated"}', true);
 end
 $$;
-select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat') $$, 'KL001', 'sg_free', 'start_generation without a user: KL001');
-select * from pg_temp.refused($$ select public.retry_generation(gen_random_uuid()) $$, 'KL001', 'sg_free', 'retry_generation without a user: KL001');
-select * from pg_temp.refused($$ select public.cancel_generation(gen_random_uuid()) $$, 'KL001', 'sg_free', 'cancel_generation without a user: KL001');
-select * from pg_temp.refused($$ select * from public.recent_prompts(10) $$, 'KL001', 'sg_free', 'recent_prompts without a user: KL001');
+select * from tests.refused($$ select public.start_generation(prompt => 'a cat') $$, 'KL001', 'sg_free', 'start_generation without a user: KL001');
+select * from tests.refused($$ select public.retry_generation(gen_random_uuid()) $$, 'KL001', 'sg_free', 'retry_generation without a user: KL001');
+select * from tests.refused($$ select public.cancel_generation(gen_random_uuid()) $$, 'KL001', 'sg_free', 'cancel_generation without a user: KL001');
+select * from tests.refused($$ select * from public.recent_prompts(10) $$, 'KL001', 'sg_free', 'recent_prompts without a user: KL001');
 
 -- =============================================================================================
 -- KL002: the request's shape
 -- =============================================================================================
 select tests.authenticate_as('sg_free');
-select * from pg_temp.refused($$ select public.start_generation() $$, 'KL002', 'sg_free', 'neither prompt nor template_id: KL002');
-select * from pg_temp.refused(
+select * from tests.refused($$ select public.start_generation() $$, 'KL002', 'sg_free', 'neither prompt nor template_id: KL002');
+select * from tests.refused(
   $$ select public.start_generation(prompt => 'a cat', template_id => '5a5a0000-0000-4000-8000-000000000001',
                                     inputs => '{"subject": "a cat"}', image_urls => array['https://img.test/a.png']) $$,
   'KL002', 'sg_free', 'both prompt and template_id: KL002');
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['https://img.test/a.png'], negative_prompt => 'blurry') $$,
   'KL002', 'sg_free', 'negative_prompt with a template: KL002');
-select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', inputs => '{"subject": "a cat"}') $$,
+select * from tests.refused($$ select public.start_generation(prompt => 'a cat', inputs => '{"subject": "a cat"}') $$,
   'KL002', 'sg_free', 'inputs with a prompt: KL002');
 
 -- =============================================================================================
@@ -160,13 +132,13 @@ select is((select (job).request from results where label = 'fox-noir'),
 -- =============================================================================================
 -- Quality, model and plan gates (free user)
 -- =============================================================================================
-select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', quality => 'best') $$,
+select * from tests.refused($$ select public.start_generation(prompt => 'a cat', quality => 'best') $$,
   'KL008', 'sg_free', 'unknown quality: KL008');
-select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', quality => 'standard') $$,
+select * from tests.refused($$ select public.start_generation(prompt => 'a cat', quality => 'standard') $$,
   'KL004', 'sg_free', 'a paid model on the free plan: KL004');
-select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', quality => 'ultra') $$,
+select * from tests.refused($$ select public.start_generation(prompt => 'a cat', quality => 'ultra') $$,
   'KL004', 'sg_free', 'a pro model on the free plan: KL004');
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['https://img.test/a.png'], quality => 'standard') $$,
   'KL009', 'sg_free', 'no active image-to-image model at standard quality: KL009');
@@ -174,97 +146,97 @@ select * from pg_temp.refused(
 -- =============================================================================================
 -- Text-to-image refusals: aspect ratio, lengths, blank prompt, images, style
 -- =============================================================================================
-select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', aspect_ratio => '2:1') $$,
+select * from tests.refused($$ select public.start_generation(prompt => 'a cat', aspect_ratio => '2:1') $$,
   'KL010', 'sg_free', 'an aspect ratio the model does not accept: KL010');
 -- The fast test model accepts 60 characters: 55 fit, 55 plus ", film noir" (66) do not.
-select * from pg_temp.refused($$ select public.start_generation(prompt => repeat('a', 55), style => 't-noir') $$,
+select * from tests.refused($$ select public.start_generation(prompt => repeat('a', 55), style => 't-noir') $$,
   'KL011', 'sg_free', 'prompt plus style fragment over the model''s limit: KL011');
-select * from pg_temp.refused($$ select public.start_generation(prompt => repeat('a', 61)) $$,
+select * from tests.refused($$ select public.start_generation(prompt => repeat('a', 61)) $$,
   'KL011', 'sg_free', 'prompt over the model''s limit: KL011');
-select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', negative_prompt => repeat('b', 61)) $$,
+select * from tests.refused($$ select public.start_generation(prompt => 'a cat', negative_prompt => repeat('b', 61)) $$,
   'KL011', 'sg_free', 'negative prompt over the model''s limit: KL011');
 insert into results select 'long', j from public.start_generation(prompt => repeat('a', 60)) j;
 select is((select length((job).prompt) from results where label = 'long'), 60, 'a prompt of exactly the limit is accepted');
-select * from pg_temp.refused($$ select public.start_generation(prompt => '   ') $$, 'KL012', 'sg_free', 'blank prompt: KL012');
-select * from pg_temp.refused($$ select public.start_generation(prompt => '') $$, 'KL012', 'sg_free', 'empty prompt: KL012');
-select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', image_urls => array['https://img.test/a.png']) $$,
+select * from tests.refused($$ select public.start_generation(prompt => '   ') $$, 'KL012', 'sg_free', 'blank prompt: KL012');
+select * from tests.refused($$ select public.start_generation(prompt => '') $$, 'KL012', 'sg_free', 'empty prompt: KL012');
+select * from tests.refused($$ select public.start_generation(prompt => 'a cat', image_urls => array['https://img.test/a.png']) $$,
   'KL013', 'sg_free', 'images for text-to-image: KL013');
-select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', style => 'no-such-style') $$,
+select * from tests.refused($$ select public.start_generation(prompt => 'a cat', style => 'no-such-style') $$,
   'KL015', 'sg_free', 'unknown style: KL015');
-select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', style => 't-retired') $$,
+select * from tests.refused($$ select public.start_generation(prompt => 'a cat', style => 't-retired') $$,
   'KL015', 'sg_free', 'inactive style: KL015');
 
 -- =============================================================================================
 -- Templates (image-to-image)
 -- =============================================================================================
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => gen_random_uuid(), image_urls => array['https://img.test/a.png']) $$,
   'KL003', 'sg_free', 'unknown template: KL003');
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000003', image_urls => array['https://img.test/a.png']) $$,
   'KL003', 'sg_free', 'inactive template: KL003');
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000002', image_urls => array['https://img.test/a.png']) $$,
   'KL004', 'sg_free', 'premium template on the free plan: KL004');
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', image_urls => array['https://img.test/a.png']) $$,
   'KL005', 'sg_free', 'required field missing: KL005');
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "   "}',
                                     image_urls => array['https://img.test/a.png']) $$,
   'KL005', 'sg_free', 'required field blank: KL005');
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
                                     inputs => '{"subject": "a cat", "setting": "ocean"}', image_urls => array['https://img.test/a.png']) $$,
   'KL006', 'sg_free', 'select value not among the options: KL006');
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
                                     inputs => '{"subject": "a cat", "intensity": 11}', image_urls => array['https://img.test/a.png']) $$,
   'KL006', 'sg_free', 'slider out of range: KL006');
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
                                     inputs => '{"subject": "a cat", "intensity": "5"}', image_urls => array['https://img.test/a.png']) $$,
   'KL006', 'sg_free', 'slider given a string: KL006');
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
                                     inputs => '{"subject": "a cat", "glow": "yes"}', image_urls => array['https://img.test/a.png']) $$,
   'KL006', 'sg_free', 'toggle given a string: KL006');
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
                                     inputs => jsonb_build_object('subject', repeat('x', 21)), image_urls => array['https://img.test/a.png']) $$,
   'KL006', 'sg_free', 'text longer than its max_length: KL006');
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
                                     inputs => '{"subject": "a cat", "bogus": 1}', image_urls => array['https://img.test/a.png']) $$,
   'KL007', 'sg_free', 'undeclared input: KL007');
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
                                     inputs => '["a cat"]', image_urls => array['https://img.test/a.png']) $$,
   'KL007', 'sg_free', 'inputs not a JSON object: KL007');
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['http://img.test/a.png']) $$,
   'KL013', 'sg_free', 'a plain http image URL: KL013');
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['https://img.test/a b.png']) $$,
   'KL013', 'sg_free', 'an image URL with whitespace: KL013');
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['/storage/a.png']) $$,
   'KL013', 'sg_free', 'a relative image URL: KL013');
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}') $$,
   'KL014', 'sg_free', 'fewer images than the template needs: KL014');
 -- The template takes up to 3, the model only 2.
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['https://img.test/a.png', 'https://img.test/b.png', 'https://img.test/c.png']) $$,
   'KL014', 'sg_free', 'more images than the model accepts: KL014');
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000004', image_urls => array['https://img.test/a.png']) $$,
   'KL010', 'sg_free', 'a template default aspect ratio the model does not accept: KL010');
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['https://img.test/a.png'], aspect_ratio => '16:9') $$,
   'KL010', 'sg_free', 'an explicit aspect ratio the image model does not accept: KL010');
@@ -301,7 +273,7 @@ select tests.authenticate_as('sg_paid');
 insert into results select 'paid-standard', j from public.start_generation(prompt => 'a cat', quality => 'standard') j;
 select results_eq($$ select (job).model_key, (job).credits_charged, (job).quality from results where label = 'paid-standard' $$,
   $$ values ('t-t2i-std'::text, 2, 'standard'::text) $$, 'the paid plan reaches the standard model at its price');
-select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', quality => 'ultra') $$,
+select * from tests.refused($$ select public.start_generation(prompt => 'a cat', quality => 'ultra') $$,
   'KL004', 'sg_paid', 'a pro model on the paid plan: KL004');
 insert into results select 'paid-premium', j
   from public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000002', image_urls => array['https://img.test/a.png']) j;
@@ -319,15 +291,15 @@ select is((select credits from public.profiles where id = tests.get_supabase_uid
 select tests.clear_authentication();
 insert into private.blocked_terms (term, reason) values ('forbidden thing', 'test'), ('noir', 'test');
 select tests.authenticate_as('sg_free');
-select * from pg_temp.refused($$ select public.start_generation(prompt => 'a FORBIDDEN   thing at night') $$,
+select * from tests.refused($$ select public.start_generation(prompt => 'a FORBIDDEN   thing at night') $$,
   'KL016', 'sg_free', 'a blocked phrase in the prompt (any case, any spacing): KL016');
-select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', negative_prompt => 'no forbidden thing') $$,
+select * from tests.refused($$ select public.start_generation(prompt => 'a cat', negative_prompt => 'no forbidden thing') $$,
   'KL016', 'sg_free', 'a blocked phrase in the negative prompt: KL016');
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "forbidden thing"}',
                                     image_urls => array['https://img.test/a.png']) $$,
   'KL016', 'sg_free', 'a blocked phrase in a template text input: KL016');
-select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cat', style => 't-noir') $$,
+select * from tests.refused($$ select public.start_generation(prompt => 'a cat', style => 't-noir') $$,
   'KL016', 'sg_free', 'a blocked word in the style fragment: KL016');
 select lives_ok($$ select public.start_generation(prompt => 'a forbidden thingamajig') $$,
   'blocked terms match whole words only');
@@ -339,19 +311,19 @@ delete from private.blocked_terms where term in ('forbidden thing', 'noir');
 -- =============================================================================================
 select tests.authenticate_as('sg_free');
 insert into results select 'idem', j from public.start_generation(prompt => 'idem fox', idempotency_key => 'key-1') j;
-select pg_temp.footprint('sg_free') as footprint_after_first \gset
+select tests.footprint('sg_free') as footprint_after_first \gset
 select is((select id from public.start_generation(prompt => 'idem fox', idempotency_key => 'key-1')),
   (select (job).id from results where label = 'idem'), 'the same key with the same parameters returns the same job');
 select is((select id from public.start_generation(prompt => 'idem fox', quality => 'fast', idempotency_key => 'key-1')),
   (select (job).id from results where label = 'idem'), 'an explicit default quality is the same parameters');
-select is(pg_temp.footprint('sg_free'), :'footprint_after_first', 'replays create no job and debit nothing');
-select * from pg_temp.refused($$ select public.start_generation(prompt => 'another fox', idempotency_key => 'key-1') $$,
+select is(tests.footprint('sg_free'), :'footprint_after_first', 'replays create no job and debit nothing');
+select * from tests.refused($$ select public.start_generation(prompt => 'another fox', idempotency_key => 'key-1') $$,
   'KL019', 'sg_free', 'the same key with another prompt: KL019');
-select * from pg_temp.refused($$ select public.start_generation(prompt => 'idem fox', aspect_ratio => '16:9', idempotency_key => 'key-1') $$,
+select * from tests.refused($$ select public.start_generation(prompt => 'idem fox', aspect_ratio => '16:9', idempotency_key => 'key-1') $$,
   'KL019', 'sg_free', 'the same key with another aspect ratio: KL019');
-select * from pg_temp.refused($$ select public.start_generation(prompt => 'idem fox', idempotency_key => '  ') $$,
+select * from tests.refused($$ select public.start_generation(prompt => 'idem fox', idempotency_key => '  ') $$,
   'KL027', 'sg_free', 'a blank idempotency key: KL027');
-select * from pg_temp.refused($$ select public.start_generation(prompt => 'idem fox', idempotency_key => repeat('k', 201)) $$,
+select * from tests.refused($$ select public.start_generation(prompt => 'idem fox', idempotency_key => repeat('k', 201)) $$,
   'KL027', 'sg_free', 'an idempotency key over 200 characters: KL027');
 select tests.authenticate_as('sg_other');
 insert into results select 'idem-other', j from public.start_generation(prompt => 'idem fox', idempotency_key => 'key-1') j;
@@ -362,7 +334,7 @@ select isnt((select (job).id from results where label = 'idem-other'), (select (
 -- KL020: insufficient credits (sg_poor has 1 credit)
 -- =============================================================================================
 select tests.authenticate_as('sg_poor');
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['https://img.test/a.png']) $$,
   'KL020', 'sg_poor', 'a price above the balance: KL020');
@@ -373,7 +345,7 @@ select results_eq(
       where p.id = tests.get_supabase_uid('sg_poor') $$,
   $$ values (0, 'debit'::text, -1, 0) $$,
   'a price equal to the balance is accepted and leaves exactly zero');
-select * from pg_temp.refused($$ select public.start_generation(prompt => 'a cheap cat') $$,
+select * from tests.refused($$ select public.start_generation(prompt => 'a cheap cat') $$,
   'KL020', 'sg_poor', 'an empty balance: KL020');
 
 -- =============================================================================================
@@ -384,7 +356,7 @@ update public.plans set max_active_jobs = 2 where id = 'free';
 select tests.authenticate_as('sg_limits');
 insert into results select 'limit-1', j from public.start_generation(prompt => 'limit one') j;
 insert into results select 'limit-2', j from public.start_generation(prompt => 'limit two') j;
-select * from pg_temp.refused($$ select public.start_generation(prompt => 'limit three') $$,
+select * from tests.refused($$ select public.start_generation(prompt => 'limit three') $$,
   'KL017', 'sg_limits', 'max_active_jobs pending jobs already: KL017');
 select lives_ok($$ select public.cancel_generation((select (job).id from results where label = 'limit-1')) $$,
   'cancelling a job frees its slot');
@@ -393,7 +365,7 @@ select is((select (job).status from results where label = 'limit-3'), 'pending',
 select tests.clear_authentication();
 update public.plans set max_active_jobs = 1000, starts_per_minute = 3 where id = 'free';
 select tests.authenticate_as('sg_limits');
-select * from pg_temp.refused($$ select public.start_generation(prompt => 'limit four') $$,
+select * from tests.refused($$ select public.start_generation(prompt => 'limit four') $$,
   'KL018', 'sg_limits', 'starts_per_minute starts in the last minute (cancelled ones count): KL018');
 select tests.clear_authentication();
 update public.plans set starts_per_minute = 1000 where id = 'free';
@@ -417,12 +389,12 @@ select results_eq(
   'the cancelled job has its debit and exactly one refund, chained to the balance');
 select is((select credits from public.profiles where id = tests.get_supabase_uid('sg_free')), :credits_before_cancel + 1,
   'the charge came back');
-select * from pg_temp.refused($$ select public.cancel_generation((select (job).id from results where label = 'fox')) $$,
+select * from tests.refused($$ select public.cancel_generation((select (job).id from results where label = 'fox')) $$,
   'KL023', 'sg_free', 'cancelling a cancelled job: KL023, no second refund');
-select * from pg_temp.refused($$ select public.cancel_generation(gen_random_uuid()) $$,
+select * from tests.refused($$ select public.cancel_generation(gen_random_uuid()) $$,
   'KL021', 'sg_free', 'cancelling an unknown job: KL021');
 select tests.authenticate_as('sg_other');
-select * from pg_temp.refused($$ select public.cancel_generation((select (job).id from results where label = 'fox-noir')) $$,
+select * from tests.refused($$ select public.cancel_generation((select (job).id from results where label = 'fox-noir')) $$,
   'KL021', 'sg_free', 'cancelling another user''s job: KL021, the job and its owner untouched');
 select is((select (job).stage from results where label = 'fox-noir'), 'queued', 'the other user''s job is still queued');
 
@@ -446,16 +418,16 @@ select results_eq(
   $$ select kind, amount, balance_after from public.credit_ledger where job_id = (select (job).id from results where label = 'fox-retry') $$,
   format($$ values ('debit'::text, -1, %s) $$, :credits_before_retry - 1),
   'the retry is charged again with its own debit');
-select pg_temp.footprint('sg_free') as footprint_after_retry \gset
+select tests.footprint('sg_free') as footprint_after_retry \gset
 select is((select id from public.retry_generation((select (job).id from results where label = 'fox'))),
   (select (job).id from results where label = 'fox-retry'), 'retrying twice returns the same retry');
-select is(pg_temp.footprint('sg_free'), :'footprint_after_retry', 'the second retry creates and charges nothing');
-select * from pg_temp.refused($$ select public.retry_generation((select (job).id from results where label = 'fox-noir')) $$,
+select is(tests.footprint('sg_free'), :'footprint_after_retry', 'the second retry creates and charges nothing');
+select * from tests.refused($$ select public.retry_generation((select (job).id from results where label = 'fox-noir')) $$,
   'KL022', 'sg_free', 'retrying a pending job: KL022');
-select * from pg_temp.refused($$ select public.retry_generation(gen_random_uuid()) $$,
+select * from tests.refused($$ select public.retry_generation(gen_random_uuid()) $$,
   'KL021', 'sg_free', 'retrying an unknown job: KL021');
 select tests.authenticate_as('sg_other');
-select * from pg_temp.refused($$ select public.retry_generation((select (job).id from results where label = 'fox')) $$,
+select * from tests.refused($$ select public.retry_generation((select (job).id from results where label = 'fox')) $$,
   'KL021', 'sg_other', 'retrying another user''s job: KL021');
 
 -- sg_poor: cancel its job (refund: 1 credit), lose that credit, then retry with nothing left.
@@ -465,7 +437,7 @@ select tests.authenticate_as_service_role();
 select lives_ok($$ select public.grant_credits(tests.get_supabase_uid('sg_poor'), -1, 'test: spend the refund') $$,
   'an operator adjusts sg_poor back to zero');
 select tests.authenticate_as('sg_poor');
-select * from pg_temp.refused($$ select public.retry_generation((select (job).id from results where label = 'poor')) $$,
+select * from tests.refused($$ select public.retry_generation((select (job).id from results where label = 'poor')) $$,
   'KL020', 'sg_poor', 'retrying without the credits: KL020');
 
 -- =============================================================================================
@@ -494,9 +466,9 @@ select results_eq($$ select prompt from public.recent_prompts(1) $$, $$ values (
   'recent_prompts honours its limit');
 select results_eq($$ select count(*)::integer from public.recent_prompts() $$, $$ values (2) $$,
   'recent_prompts has a default limit');
-select * from pg_temp.refused($$ select * from public.recent_prompts(0) $$, 'KL025', 'sg_recent', 'recent_prompts limit 0: KL025');
-select * from pg_temp.refused($$ select * from public.recent_prompts(101) $$, 'KL025', 'sg_recent', 'recent_prompts limit 101: KL025');
-select * from pg_temp.refused($$ select * from public.recent_prompts(null) $$, 'KL025', 'sg_recent', 'recent_prompts limit null: KL025');
+select * from tests.refused($$ select * from public.recent_prompts(0) $$, 'KL025', 'sg_recent', 'recent_prompts limit 0: KL025');
+select * from tests.refused($$ select * from public.recent_prompts(101) $$, 'KL025', 'sg_recent', 'recent_prompts limit 101: KL025');
+select * from tests.refused($$ select * from public.recent_prompts(null) $$, 'KL025', 'sg_recent', 'recent_prompts limit null: KL025');
 select tests.authenticate_as('sg_other');
 select is_empty($$ select 1 from public.recent_prompts(100) where prompt in ('sunset over the sea', 'a quiet forest') $$,
   'recent_prompts shows only my own prompts');
@@ -510,7 +482,7 @@ insert into public.templates (id, name, category, prompt_template, input_fields,
 values ('5a5a0000-0000-4000-8000-000000000005', 'Test Optional Photo', 'test', 'A calm lake at dawn.', '[]', 0, 2);
 insert into private.blocked_terms (term, reason) values ('c++', 'test');
 select tests.authenticate_as('sg_free');
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000005') $$,
   'KL014', 'sg_free', 'a template that takes no photo still needs the model''s minimum: KL014');
 insert into results select 'style-after-sentence', j
@@ -518,11 +490,11 @@ insert into results select 'style-after-sentence', j
                                image_urls => array['https://img.test/a.png'], style => 't-noir') j;
 select is((select (job).prompt from results where label = 'style-after-sentence'), 'A calm lake at dawn, film noir',
   'a style fragment joins a prompt that ends a sentence without leaving ".,"');
-select * from pg_temp.refused(
+select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
                                     inputs => '{"subject": "a cat", "mystery": null}', image_urls => array['https://img.test/a.png']) $$,
   'KL007', 'sg_free', 'an undeclared input is refused even when its value is null: KL007');
-select * from pg_temp.refused($$ select public.start_generation(prompt => 'a robot coding c++ at night') $$,
+select * from tests.refused($$ select public.start_generation(prompt => 'a robot coding c++ at night') $$,
   'KL016', 'sg_free', 'a blocked term with symbols at its edge still matches: KL016');
 select lives_ok($$ select public.start_generation(prompt => 'a c sharp tutorial poster') $$,
   'a term with symbols does not match its letters alone');
