@@ -181,29 +181,67 @@ comment on function private.post_ledger_entry(uuid, text, integer, text, uuid, t
   'API: Private. Moves a balance and appends the ledger entry; null when the balance would go negative.';
 
 -- ---------------------------------------------------------------------------------------------
--- Every new auth user gets a profile on the free plan and its welcome grant.
+-- Every new auth user gets a profile on the free plan. The welcome grant goes to real accounts:
+-- an anonymous sign-in (auth.users.is_anonymous) gets it when it converts to a permanent
+-- account, so throwaway anonymous sessions cannot farm free credits. The ledger's idempotency
+-- key makes the grant happen once per user whichever path reaches it first.
 -- ---------------------------------------------------------------------------------------------
--- Security definer: runs for inserts made by the auth service, which has no rights on our schemas.
-create function private.create_profile_for_new_user()
-returns trigger
-language plpgsql volatile security definer
+create function private.grant_welcome_credits(user_id uuid)
+returns void
+language plpgsql volatile
 set search_path = ''
 as $$
 declare
   welcome integer;
 begin
-  insert into public.profiles (id, plan) values (new.id, 'free');
   select signup_credits into welcome from public.plans where id = 'free';
-  if welcome > 0 then
-    perform private.post_ledger_entry(new.id, 'grant', welcome, 'Welcome credits', null, 'system:signup');
+  if welcome > 0 and not exists (
+    select 1 from public.credit_ledger l
+     where l.user_id = grant_welcome_credits.user_id and l.idempotency_key = 'system:signup'
+  ) then
+    perform private.post_ledger_entry(grant_welcome_credits.user_id, 'grant', welcome, 'Welcome credits', null, 'system:signup');
+  end if;
+end
+$$;
+comment on function private.grant_welcome_credits(uuid) is 'API: Private. Grants the free plan''s signup credits once per user.';
+
+-- Security definer: runs for writes made by the auth service, which has no rights on our schemas.
+create function private.create_profile_for_new_user()
+returns trigger
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+begin
+  insert into public.profiles (id, plan) values (new.id, 'free');
+  if not new.is_anonymous then
+    perform private.grant_welcome_credits(new.id);
   end if;
   return new;
 end
 $$;
-comment on function private.create_profile_for_new_user() is 'API: Private. Trigger on auth.users: creates the profile and grants the free plan''s signup credits.';
+comment on function private.create_profile_for_new_user() is
+  'API: Private. Trigger on auth.users: creates the profile; permanent accounts get the welcome credits.';
 
 create trigger on_auth_user_created after insert on auth.users
   for each row execute function private.create_profile_for_new_user();
+
+-- Security definer: see create_profile_for_new_user.
+create function private.welcome_converted_user()
+returns trigger
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+begin
+  perform private.grant_welcome_credits(new.id);
+  return new;
+end
+$$;
+comment on function private.welcome_converted_user() is
+  'API: Private. Trigger on auth.users: an anonymous user who becomes permanent gets the welcome credits.';
+
+create trigger on_auth_user_converted after update of is_anonymous on auth.users
+  for each row when (old.is_anonymous and not new.is_anonymous)
+  execute function private.welcome_converted_user();
 
 -- ---------------------------------------------------------------------------------------------
 -- Operator functions (service role only).

@@ -1,7 +1,7 @@
 -- Credits: the signup grant, grant_credits and set_plan (service role), the append-only chained
 -- ledger and its deferred balance = ledger check, refunds exactly once, and account deletion.
 begin;
-select plan(72);
+select plan(75);
 
 -- =============================================================================================
 -- Fixtures (as the owner)
@@ -45,6 +45,21 @@ set constraints all immediate; -- the deferred balance check runs now, as that r
 set constraints all deferred;
 reset role;
 select is(tests.footprint(tests.get_supabase_uid('cl_carol')), 'jobs=0 credits=7 ledger=1', 'that user has the welcome grant');
+
+-- Anonymous sign-ins get a profile but no welcome credits until they become permanent accounts
+-- (so throwaway sessions cannot farm credits); converting grants them exactly once.
+insert into auth.users (id, aud, role, is_anonymous, raw_user_meta_data)
+values (gen_random_uuid(), 'authenticated', 'authenticated', true, '{"test_identifier": "cl_anon"}');
+select is(tests.footprint(tests.get_supabase_uid('cl_anon')), 'jobs=0 credits=0 ledger=0',
+  'an anonymous user starts with a profile and no credits');
+update auth.users set is_anonymous = false, email = 'cl_anon@test.kiln.local' where id = tests.get_supabase_uid('cl_anon');
+select results_eq(
+  $$ select kind, amount, balance_after, idempotency_key from public.credit_ledger where user_id = tests.get_supabase_uid('cl_anon') $$,
+  $$ values ('grant'::text, 7, 7, 'system:signup'::text) $$,
+  'converting to a permanent account grants the welcome credits');
+update auth.users set is_anonymous = true where id = tests.get_supabase_uid('cl_anon');
+update auth.users set is_anonymous = false where id = tests.get_supabase_uid('cl_anon');
+select is(tests.footprint(tests.get_supabase_uid('cl_anon')), 'jobs=0 credits=7 ledger=1', 'and only once');
 
 -- =============================================================================================
 -- grant_credits (service role)
