@@ -349,4 +349,6 @@ grant select on public.templates to anon, authenticated;
 create policy "Anyone can read published templates" on public.templates
   for select to anon, authenticated using (published_at is not null);
 
+-- Full replica identity so an update streams the whole template (large input_fields included).
+alter table public.templates replica identity full;
 alter publication supabase_realtime add table public.templates;

@@ -91,4 +91,8 @@ revoke insert, update, delete, truncate on public.generation_jobs from service_r
 create policy "Users can read their own jobs" on public.generation_jobs
   for select to authenticated using (user_id = (select auth.uid()));
 
+-- Full replica identity: an update then carries every column, including large unchanged values
+-- (a long prompt) that Postgres would otherwise leave out of the change stream, so each status
+-- change reaches the app as a complete row. Jobs change state a handful of times; the extra WAL is small.
+alter table public.generation_jobs replica identity full;
 alter publication supabase_realtime add table public.generation_jobs;

@@ -2,7 +2,7 @@
 -- role; no direct writes by the API roles; execute privileges of every function; RLS on every
 -- table; the Realtime publication.
 begin;
-select plan(97);
+select plan(98);
 
 -- =============================================================================================
 -- Fixtures (as the owner): only our own catalog rows are active/published in this transaction.
@@ -247,6 +247,11 @@ select results_eq(
   $$ select (schemaname || '.' || tablename) collate "default" from pg_publication_tables where pubname = 'supabase_realtime' order by 1 $$,
   $$ values ('public.generation_jobs'::text), ('public.templates'::text) $$,
   'the supabase_realtime publication carries exactly generation_jobs and templates');
+select results_eq(
+  $$ select relname::text collate "default", relreplident::text collate "default" from pg_class
+      where oid in ('public.generation_jobs'::regclass, 'public.templates'::regclass) order by 1 $$,
+  $$ values ('generation_jobs', 'f'), ('templates', 'f') $$,
+  'published tables stream complete rows on update (replica identity full)');
 
 select * from finish();
 rollback;
