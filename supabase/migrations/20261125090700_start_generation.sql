@@ -174,10 +174,11 @@ begin
         format('%s given; %s with this template takes %s to %s', cardinality(image_urls), model.display_name,
                greatest(template.min_images, model.min_input_images), least(template.max_images, model.max_input_images)), null);
     end if;
-    select u into bad_url from unnest(image_urls) u where u is null or u !~ '^https://[^\s/?#@]+(/[^\s]*)?$' limit 1;
+    select u into bad_url from unnest(image_urls) u
+     where u is null or length(u) > 2048 or u !~ '^https://[^\s/?#@]+(/[^\s]*)?$' limit 1;
     if found then
-      perform private.raise_error('KL013', 'image URLs must be absolute https URLs', format('refused: %s', left(coalesce(bad_url, 'null'), 200)),
-        'Upload the photo first and send its https URL.');
+      perform private.raise_error('KL013', 'image URLs must be absolute https URLs of at most 2048 characters',
+        format('refused: %s', left(coalesce(bad_url, 'null'), 200)), 'Upload the photo first and send its https URL.');
     end if;
   end if;
 

@@ -5,7 +5,7 @@
 -- The test brings its own catalog (models, styles, templates) and plan limits, so it depends on
 -- neither the shipped prices nor the seed.
 begin;
-select plan(174);
+select plan(176);
 
 -- =============================================================================================
 -- Fixtures (as the owner)
@@ -225,6 +225,10 @@ select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['/storage/a.png']) $$,
   'KL013', 'sg_free', 'a relative image URL: KL013');
+select * from tests.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
+                                    image_urls => array['https://img.test/' || repeat('a', 2040)]) $$,
+  'KL013', 'sg_free', 'an image URL over 2048 characters: KL013');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}') $$,
   'KL014', 'sg_free', 'fewer images than the template needs: KL014');
