@@ -100,11 +100,13 @@ $$;
 grant execute on all functions in schema tests to anon, authenticated, service_role;
 
 -- ---------------------------------------------------------------------------------------------
--- Refusal assertions. Every bad input must get its error code AND change nothing; these check
--- both. They need the product schema, so this file is applied after the migrations.
+-- Refusal assertions and footprints. A refused call aborts its transaction, so it cannot leave
+-- writes behind (supabase/tests/integration/refusals.test.ts proves that over real
+-- transactions); here we assert the code and keep the footprint for before/after checks of
+-- calls that succeed. They need the product schema, so this file is applied after the migrations.
 -- ---------------------------------------------------------------------------------------------
 
--- What a user owns that a refused call must leave alone: jobs, balance, ledger entries.
+-- What a user owns: jobs, balance, ledger entries.
 create or replace function tests.footprint(user_id uuid)
 returns text
 language sql stable security definer
@@ -124,22 +126,16 @@ as $$
   select tests.footprint(tests.get_supabase_uid(who))
 $$;
 
--- Two assertions: `statement` fails with SQLSTATE `code`, and `user_id` owns exactly what it
--- owned before. Runs as the current (API) role.
+-- One assertion: `statement` fails with SQLSTATE `code`. Runs as the current (API) role. The
+-- user argument names whose call it is, for the reader.
 create or replace function tests.refused(statement text, code text, user_id uuid, description text)
 returns setof text
-language plpgsql volatile
+language sql volatile
 set search_path = extensions -- pgTAP calls its own helpers unqualified
 as $$
-declare
-  before text := tests.footprint(user_id);
-begin
-  return next extensions.throws_ok(statement, code::char(5), null::text, description);
-  return next extensions.is(tests.footprint(user_id), before, description || ' (nothing written)');
-end
+  select extensions.throws_ok(statement, code::char(5), null::text, description)
 $$;
 
--- The same, naming the user by its test identifier.
 create or replace function tests.refused(statement text, code text, who text, description text)
 returns setof text
 language sql volatile

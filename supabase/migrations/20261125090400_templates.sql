@@ -2,7 +2,7 @@
 -- prompt itself is rendered here, in Postgres, from the template and validated inputs, so a
 -- client can never send its own prompt for a template. The database refuses a template whose
 -- definition could not be rendered (bad fields, defaults or placeholders), so every active
--- template is usable by construction.
+-- template renders (one that renders blank for some inputs is refused at start with KL012).
 --
 -- Field definition (one object per element of input_fields):
 --   { name, label, type: text|select|slider|toggle, placeholder?, default_value?, options?,
@@ -57,6 +57,21 @@ comment on column public.templates.description is 'One or two sentences shown un
 comment on column public.templates.thumbnail_url is 'Preview image for the catalog.';
 comment on column public.templates.category is 'Catalog section (3D Render, Photo Editing, Portrait, Anime, ...).';
 comment on column public.templates.created_at is 'When the row was created.';
+
+-- ---------------------------------------------------------------------------------------------
+-- Text hygiene: trims every kind of Unicode space (not only ASCII ones, which is all btrim
+-- removes), so "blank" means blank for prompts and required fields alike.
+-- ---------------------------------------------------------------------------------------------
+create function private.clean_text(content text)
+returns text
+language sql immutable
+set search_path = ''
+as $$
+  select regexp_replace(content,
+    '^[\s\u00a0\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u3000\ufeff]+|[\s\u00a0\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u3000\ufeff]+$',
+    '', 'g')
+$$;
+comment on function private.clean_text(text) is 'API: Private. Trims leading and trailing Unicode whitespace and invisible spaces.';
 
 -- ---------------------------------------------------------------------------------------------
 -- Definition validation
@@ -244,9 +259,9 @@ begin
   for field in select f from jsonb_array_elements(input_fields) f loop
     field_name := field ->> 'name';
     value := inputs -> field_name;
-    if value is null or jsonb_typeof(value) = 'null' or (jsonb_typeof(value) = 'string' and btrim(value #>> '{}') = '') then
+    if value is null or jsonb_typeof(value) = 'null' or (jsonb_typeof(value) = 'string' and private.clean_text(value #>> '{}') = '') then
       value := nullif(field -> 'default_value', 'null');
-      if jsonb_typeof(value) = 'string' and btrim(value #>> '{}') = '' then
+      if jsonb_typeof(value) = 'string' and private.clean_text(value #>> '{}') = '' then
         value := null;
       end if;
     end if;
@@ -264,7 +279,7 @@ begin
         if jsonb_typeof(value) <> 'string' then
           perform private.raise_error('KL006', format('invalid input: %s must be text', field_name), format('got a JSON %s', jsonb_typeof(value)), null);
         end if;
-        value := to_jsonb(btrim(value #>> '{}'));
+        value := to_jsonb(private.clean_text(value #>> '{}'));
         if length(value #>> '{}') > coalesce((field ->> 'max_length')::integer, 500) then
           perform private.raise_error('KL006', format('invalid input: %s is too long', field_name),
             format('%s characters, at most %s', length(value #>> '{}'), coalesce((field ->> 'max_length')::integer, 500)), 'Shorten the text.');

@@ -256,8 +256,9 @@ declare
   existing public.credit_ledger;
   entry public.credit_ledger;
 begin
-  if amount is null or amount = 0 then
-    perform private.raise_error('KL025', 'amount must be a non-zero integer', null, 'Positive amounts grant, negative amounts adjust down.');
+  if amount is null or amount = 0 or abs(amount) > 1000000 then
+    perform private.raise_error('KL025', 'amount must be a non-zero integer between -1000000 and 1000000', null,
+      'Positive amounts grant, negative amounts adjust down.');
   end if;
   if reason is null or btrim(reason) = '' then
     perform private.raise_error('KL025', 'reason is required', null, 'Say why the balance changes; users see it in their history.');
@@ -328,7 +329,13 @@ alter table public.profiles enable row level security;
 alter table public.credit_ledger enable row level security;
 grant select on public.profiles, public.credit_ledger to authenticated;
 -- The service role reads everything but writes balances only through the functions above.
-revoke insert, update, delete, truncate on public.profiles, public.credit_ledger from service_role;
+revoke all on public.profiles, public.credit_ledger from service_role;
+revoke all on sequence public.credit_ledger_id_seq from service_role;
+grant select on public.profiles, public.credit_ledger to service_role;
+
+-- Accounts that existed before this migration get their profile (and welcome credits) too.
+insert into public.profiles (id, plan) select u.id, 'free' from auth.users u on conflict (id) do nothing;
+select private.grant_welcome_credits(u.id) from auth.users u where not u.is_anonymous;
 
 create policy "Users can read their own profile" on public.profiles
   for select to authenticated using (id = (select auth.uid()));

@@ -86,7 +86,8 @@ alter table public.credit_ledger
 -- ---------------------------------------------------------------------------------------------
 alter table public.generation_jobs enable row level security;
 grant select on public.generation_jobs to authenticated;
-revoke insert, update, delete, truncate on public.generation_jobs from service_role;
+revoke all on public.generation_jobs from service_role;
+grant select on public.generation_jobs to service_role;
 
 create policy "Users can read their own jobs" on public.generation_jobs
   for select to authenticated using (user_id = (select auth.uid()));

@@ -17,17 +17,33 @@ comment on table private.blocked_terms is
   'API: Private. Words and phrases refused in prompts and text inputs (KL016). Operators insert lowercase terms.';
 alter table private.blocked_terms enable row level security;
 
--- The first blocked term found in the text, or null.
+-- Text as the blocklist sees it: compatibility-normalized (fullwidth and styled letters become
+-- plain ones), lowercased, with invisible characters (soft hyphen, zero-width spaces, word
+-- joiners) removed so they cannot split a word.
+create function private.moderation_text(content text)
+returns text
+language sql immutable
+set search_path = ''
+as $$
+  select lower(regexp_replace(normalize(content, nfkc), '[\u00ad\u200b-\u200f\u2060\ufeff]', '', 'g'))
+$$;
+comment on function private.moderation_text(text) is 'API: Private. Normalizes text for blocklist matching.';
+
+-- The first blocked term found in the text, or null. A term matches between non-letters, so
+-- "nude_2" and "nude." match "nude" while "denuded" does not; spaces in a phrase match any run
+-- of whitespace.
 create function private.find_blocked_term(content text)
 returns text
 language sql stable
 set search_path = ''
 as $$
   select b.term
-    from private.blocked_terms b
-   where content ~* ('(^|[^[:alnum:]_])'
-                     || regexp_replace(regexp_replace(b.term, '([!$()*+.:<=>?[\\\]^{|}-])', '\\\1', 'g'), '\s+', '\\s+', 'g')
-                     || '($|[^[:alnum:]_])')
+    from private.blocked_terms b,
+         lateral (select private.moderation_text(content) as normalized) t
+   where t.normalized ~ ('(^|[^[:alpha:]])'
+                         || regexp_replace(regexp_replace(private.moderation_text(b.term), '([!$()*+.:<=>?[\\\]^{|}-])', '\\\1', 'g'),
+                                           '\s+', '\\s+', 'g')
+                         || '($|[^[:alpha:]])')
    order by b.term
    limit 1
 $$;
@@ -69,6 +85,12 @@ declare
   cost integer;
   job_id uuid := gen_random_uuid();
 begin
+  -- 0. Size: the request is stored with the job, so bound it before any other work.
+  if octet_length(request::text) > 65536 then
+    perform private.raise_error('KL028', 'request too large', format('%s bytes, at most 65536', octet_length(request::text)),
+      'Send shorter prompts and inputs.');
+  end if;
+
   -- 1. Who: the profile row is locked for the rest of the transaction, which serializes one
   --    user's starts (limits and idempotency hold under concurrency).
   select * into profile from public.profiles p where p.id = create_generation_job.user_id for update;
@@ -118,6 +140,9 @@ begin
     end if;
     resolved_inputs := private.resolve_template_inputs(template.input_fields, request -> 'inputs');
     final_prompt := private.render_template_prompt(template.prompt_template, template.input_fields, resolved_inputs);
+    if final_prompt = '' then
+      perform private.raise_error('KL012', 'the template renders an empty prompt with these inputs', null, 'Fill in the fields.');
+    end if;
   else
     job_mode := 'text-to-image';
     if request -> 'inputs' is not null and request -> 'inputs' <> '{}'::jsonb then
@@ -127,7 +152,7 @@ begin
       perform private.raise_error('KL013', 'text-to-image takes no images', format('%s image URLs given', cardinality(image_urls)),
         'Use a template to edit photos.');
     end if;
-    final_prompt := btrim(user_prompt);
+    final_prompt := private.clean_text(user_prompt);
     if final_prompt = '' then
       perform private.raise_error('KL012', 'prompt is empty', null, 'Describe the image to generate.');
     end if;
@@ -189,8 +214,8 @@ begin
    where private.find_blocked_term(t) is not null
    limit 1;
   if blocked is not null then
-    perform private.raise_error('KL016', 'this request contains blocked content', format('blocked term: %s', blocked),
-      'Rephrase the prompt.');
+    -- The matched term stays out of the error: naming it would help probe the list.
+    perform private.raise_error('KL016', 'this request contains blocked content', null, 'Rephrase the prompt.');
   end if;
 
   -- 7. The plan's limits.
@@ -274,6 +299,10 @@ begin
   if auth.uid() is null then
     perform private.raise_error('KL001', 'not signed in', null, 'Sign in before generating.');
   end if;
+  -- Prompts are stored and fingerprinted trimmed, so padding neither costs storage nor changes
+  -- the idempotency fingerprint; an empty negative prompt is no negative prompt.
+  prompt := private.clean_text(prompt);
+  negative_prompt := nullif(private.clean_text(negative_prompt), '');
   return private.create_generation_job(
     auth.uid(),
     (select coalesce(jsonb_object_agg(parameter.key, parameter.value), '{}'::jsonb)

@@ -1,7 +1,7 @@
 -- Credits: the signup grant, grant_credits and set_plan (service role), the append-only chained
 -- ledger and its deferred balance = ledger check, refunds exactly once, and account deletion.
 begin;
-select plan(75);
+select plan(62);
 
 -- =============================================================================================
 -- Fixtures (as the owner)
@@ -110,6 +110,8 @@ select * from tests.refused($$ select public.grant_credits(tests.get_supabase_ui
   'KL027', tests.get_supabase_uid('cl_alice'), 'an idempotency key over 200 characters: KL027');
 select * from tests.refused($$ select public.grant_credits(tests.get_supabase_uid('cl_alice'), 5, 'Support', 'system:signup') $$,
   'KL027', tests.get_supabase_uid('cl_alice'), 'the system: key namespace is reserved for the database: KL027');
+select * from tests.refused($$ select public.grant_credits(tests.get_supabase_uid('cl_alice'), 2147483647, 'Overflow') $$,
+  'KL025', tests.get_supabase_uid('cl_alice'), 'an amount beyond one million: KL025 (not an integer overflow)');
 
 -- =============================================================================================
 -- set_plan (service role)

@@ -1,11 +1,11 @@
 -- start_generation and its siblings (retry_generation, cancel_generation, recent_prompts): every
--- rule and every refusal code, with proof that a refused call writes nothing (the caller's jobs,
--- balance and ledger are compared before and after each refusal).
+-- rule and every refusal code. That a refused call writes nothing is proved over real
+-- transactions in supabase/tests/integration/refusals.test.ts.
 --
 -- The test brings its own catalog (models, styles, templates) and plan limits, so it depends on
 -- neither the shipped prices nor the seed.
 begin;
-select plan(176);
+select plan(118);
 
 -- =============================================================================================
 -- Fixtures (as the owner)
@@ -506,7 +506,36 @@ select tests.clear_authentication();
 select throws_ok(
   format('select private.refund_job(%L, %L)', (select (job).id from results where label = 'style-after-sentence'), 'test'),
   'P0001', null, 'refund_job refuses a job that has not failed');
-delete from private.blocked_terms where term = 'c++';
+insert into private.blocked_terms (term, reason) values ('nude', 'test');
+insert into public.templates (id, name, category, prompt_template, input_fields, min_images, max_images)
+values ('5a5a0000-0000-4000-8000-000000000006', 'Test Only Optional', 'test', '{note}',
+        '[{"name": "note", "label": "Note", "type": "text"}]', 1, 1);
+select tests.authenticate_as('sg_free');
+select * from tests.refused($$ select public.start_generation(prompt => E'\u00a0\u3000\n\t\u200b') $$,
+  'KL012', 'sg_free', 'a prompt of Unicode spaces is blank: KL012');
+select * from tests.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "\u00a0\n"}',
+                                    image_urls => array['https://img.test/a.png']) $$,
+  'KL005', 'sg_free', 'a required text field filled with Unicode spaces is missing: KL005');
+select * from tests.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000006', image_urls => array['https://img.test/a.png']) $$,
+  'KL012', 'sg_free', 'a template that renders blank with these inputs: KL012');
+insert into results select 'padded', j from public.start_generation(prompt => E'  a heron  ' || repeat(' ', 100000), negative_prompt => E' \u00a0') j;
+select results_eq($$ select (job).prompt, (job).request ->> 'prompt', (job).negative_prompt from results where label = 'padded' $$,
+  $$ values ('a heron'::text, 'a heron'::text, null::text) $$,
+  'prompts are stored and fingerprinted trimmed; a blank negative prompt is none');
+select * from tests.refused($$ select public.start_generation(prompt => 'a cat ' || repeat('x', 70000)) $$,
+  'KL028', 'sg_free', 'a request over 64 KiB: KL028');
+select * from tests.refused($$ select public.start_generation(prompt => E'a \uff4e\uff55\uff44\uff45 statue') $$,
+  'KL016', 'sg_free', 'fullwidth letters are normalized before matching: KL016');
+select * from tests.refused($$ select public.start_generation(prompt => E'a nu\u00adde statue') $$,
+  'KL016', 'sg_free', 'a soft hyphen cannot split a blocked word: KL016');
+select * from tests.refused($$ select public.start_generation(prompt => 'a nude_2 statue') $$,
+  'KL016', 'sg_free', 'underscores and digits separate words: KL016');
+select lives_ok($$ select public.start_generation(prompt => 'a denuded hillside') $$,
+  'a blocked word inside a longer word does not match');
+select tests.clear_authentication();
+delete from private.blocked_terms where term in ('c++', 'nude');
 update public.models set min_input_images = 0 where key = 't-i2i-fast';
 
 -- =============================================================================================
