@@ -25,7 +25,15 @@ PORT=54322
 DB_URL="postgresql://postgres@127.0.0.1:$PORT/postgres"
 TSX="$KILN_ROOT/node_modules/.bin/tsx"
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A worker runs in its own session (setsid), so its pid is also its process group: stopping
+# the group stops tsx and the node process under it together. A pid file only counts while
+# that pid still runs our script, so a stale file never leads to signalling a stranger.
+pid_alive() {
+  local pidfile=$1 pid
+  [ -f "$pidfile" ] || return 1
+  pid=$(cat "$pidfile")
+  [ -r "/proc/$pid/cmdline" ] && grep -qa "scripts/dev-stack/" "/proc/$pid/cmdline"
+}
 
 cluster_running() {
   [ -f "$STACK_DIR/data/postmaster.pid" ] && as_pg_owner "$PG_BINDIR/pg_ctl" -D "$STACK_DIR/data" status >/dev/null 2>&1
@@ -35,16 +43,19 @@ cluster_running() {
 start_worker() {
   local name=$1 script=$2
   if pid_alive "$STACK_DIR/$name.pid"; then return 0; fi
-  DATABASE_URL=$DB_URL nohup "$TSX" "$KILN_ROOT/$script" >>"$STACK_DIR/$name.log" 2>&1 &
+  DATABASE_URL=$DB_URL setsid "$TSX" "$KILN_ROOT/$script" >>"$STACK_DIR/$name.log" 2>&1 </dev/null &
   echo $! >"$STACK_DIR/$name.pid"
 }
 
+# stop_worker NAME: SIGTERM to the worker's process group (it finishes requests in flight),
+# SIGKILL to whatever is left after 15 seconds.
 stop_worker() {
-  local pidfile="$STACK_DIR/$1.pid"
+  local pidfile="$STACK_DIR/$1.pid" pid
   if pid_alive "$pidfile"; then
-    kill "$(cat "$pidfile")" 2>/dev/null
-    for _ in $(seq 50); do pid_alive "$pidfile" || break; sleep 0.1; done
-    pid_alive "$pidfile" && kill -9 "$(cat "$pidfile")" 2>/dev/null
+    pid=$(cat "$pidfile")
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    for _ in $(seq 150); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
   fi
   rm -f "$pidfile"
 }

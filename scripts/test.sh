@@ -41,19 +41,26 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/local-stack.sh"
 set +e # suites fail individually; the summary reports them
 cd "$KILN_ROOT" || exit 1
 
-ensure_dependencies || exit 1
 export PATH="$KILN_ROOT/node_modules/.bin:$PATH"
 # Deno ships its own CA list; use the system store too so npm: imports resolve behind a TLS proxy.
 export DENO_TLS_CA_STORE=${DENO_TLS_CA_STORE:-system,mozilla}
 
+PASSED=0
+FAILED=0
+SUMMARY_PRINTED=0
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kiln-test.XXXXXX")
 KILN_STACK_LOGS=$WORK
+# Every exit path stops the cluster and, if the suites never got to report (a setup step died,
+# or the run was interrupted), still ends with the summary line, counting the failure.
 cleanup() {
   cluster_stop "$WORK"
   rm -rf "$WORK"
+  [ "$SUMMARY_PRINTED" = 1 ] || echo "$PASSED passed, $((FAILED + 1)) failed"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+ensure_dependencies || exit 1
 
 PORT=${KILN_TEST_PORT:-}
 if [ -z "$PORT" ]; then
@@ -75,8 +82,6 @@ db_prepare "$DB_URL" || exit 1
 psql_url "$DB_URL" -c 'create extension if not exists pgtap with schema extensions' >/dev/null || exit 1
 psql_url "$DB_URL" -f sql/test_helpers.sql >/dev/null || exit 1
 
-PASSED=0
-FAILED=0
 FAILED_SUITES=()
 record() { # record SUITE PASSED FAILED
   PASSED=$((PASSED + $2))
@@ -173,5 +178,6 @@ for suite in "${SUITES[@]}"; do
 done
 
 [ ${#FAILED_SUITES[@]} -gt 0 ] && log "failed: ${FAILED_SUITES[*]}"
+SUMMARY_PRINTED=1
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

@@ -35,21 +35,27 @@ postgresql-$PG_MAJOR $PG_BINDIR/initdb
 postgresql-$PG_MAJOR-cron $(pg_pkglibdir)/pg_cron.so
 postgresql-$PG_MAJOR-pgtap $(pg_sharedir)/extension/pgtap.control
 postgresql-$PG_MAJOR-plpgsql-check $(pg_sharedir)/extension/plpgsql_check.control
-postgresql-$PG_MAJOR-plpgsql-check /usr/bin/pg_prove
+libtap-parser-sourcehandler-pgtap-perl /usr/bin/pg_prove
 EOF
 }
 
-ensure_system_packages() {
-  local missing=() pkg file
+missing_packages() {
+  local pkg file
   while read -r pkg file; do
-    [ -e "$file" ] || missing+=("$pkg")
-  done < <(apt_requirements)
+    [ -e "$file" ] || echo "$pkg"
+  done < <(apt_requirements) | sort -u
+}
+
+ensure_system_packages() {
+  local missing=()
+  mapfile -t missing < <(missing_packages)
   [ ${#missing[@]} -eq 0 ] && return 0
-  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   if is_root && command -v apt-get >/dev/null; then
     log "installing Debian packages: ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || die "apt-get update failed"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null || die "apt-get install failed"
+    mapfile -t missing < <(missing_packages)
+    [ ${#missing[@]} -eq 0 ] || die "still missing after apt-get install: ${missing[*]}"
   else
     die "missing system packages; install them with: sudo apt-get install ${missing[*]}"
   fi

@@ -7,8 +7,9 @@ import { describe, expect, it } from "vitest";
 const root = fileURLToPath(new URL("../../..", import.meta.url));
 const migrationsDir = join(root, "supabase/migrations");
 
+// Codes as SQL string literals ('KL001'): what a raise can use; mentions in comments do not count.
 function codesIn(text: string): Set<string> {
-  return new Set(text.match(/\bKL\d{3}\b/g) ?? []);
+  return new Set([...text.matchAll(/'(KL\d{3})'/g)].map((match) => match[1]));
 }
 
 function documentedCodes(markdown: string): Set<string> {
