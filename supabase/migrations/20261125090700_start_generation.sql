@@ -168,7 +168,8 @@ begin
       format('your plan is %s', plan.id), 'Upgrade, or choose a lower quality.');
   end if;
 
-  -- 5. Style, aspect ratio, lengths, images.
+  -- 5. Style, aspect ratio, lengths, images. Image URLs need a dotted host name (KIE fetches them
+  --    from the public internet) and no spaces, quotes or angle brackets.
   if style_key is not null then
     select prompt_fragment into style_fragment from public.styles s where s.key = style_key and s.is_active;
     if not found then
@@ -200,7 +201,9 @@ begin
                greatest(template.min_images, model.min_input_images), least(template.max_images, model.max_input_images)), null);
     end if;
     select u into bad_url from unnest(image_urls) u
-     where u is null or length(u) > 2048 or u !~ '^https://[^\s/?#@]+(/[^\s]*)?$' limit 1;
+     where u is null or length(u) > 2048
+        or u !~* '^https://[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+(:[0-9]{1,5})?([/?#][^\s"<>]*)?$'
+     limit 1;
     if found then
       perform private.raise_error('KL013', 'image URLs must be absolute https URLs of at most 2048 characters',
         format('refused: %s', left(coalesce(bad_url, 'null'), 200)), 'Upload the photo first and send its https URL.');

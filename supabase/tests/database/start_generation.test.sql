@@ -5,7 +5,7 @@
 -- The test brings its own catalog (models, styles, templates) and plan limits, so it depends on
 -- neither the shipped prices nor the seed.
 begin;
-select plan(118);
+select plan(122);
 
 -- =============================================================================================
 -- Fixtures (as the owner)
@@ -229,6 +229,18 @@ select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['https://img.test/' || repeat('a', 2040)]) $$,
   'KL013', 'sg_free', 'an image URL over 2048 characters: KL013');
+select * from tests.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
+                                    image_urls => array['https://localhost/a.png']) $$,
+  'KL013', 'sg_free', 'an image URL with a host name without a dot: KL013');
+select * from tests.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
+                                    image_urls => array['https://img.test"<x>/a.png']) $$,
+  'KL013', 'sg_free', 'an image URL with quotes and angle brackets in the host: KL013');
+select * from tests.refused(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
+                                    image_urls => array['https://./a.png']) $$,
+  'KL013', 'sg_free', 'an image URL with an empty host label: KL013');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}') $$,
   'KL014', 'sg_free', 'fewer images than the template needs: KL014');
@@ -534,6 +546,10 @@ select * from tests.refused($$ select public.start_generation(prompt => 'a nude_
   'KL016', 'sg_free', 'underscores and digits separate words: KL016');
 select lives_ok($$ select public.start_generation(prompt => 'a denuded hillside') $$,
   'a blocked word inside a longer word does not match');
+select lives_ok(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
+                                    image_urls => array['https://CDN.Img.test:8443/u/1/Photo.PNG?sig=a%2Fb#x']) $$,
+  'an https URL with port, query and fragment in any case is accepted');
 select tests.clear_authentication();
 delete from private.blocked_terms where term in ('c++', 'nude');
 update public.models set min_input_images = 0 where key = 't-i2i-fast';
