@@ -306,6 +306,9 @@ begin
   -- the idempotency fingerprint; an empty negative prompt is no negative prompt.
   prompt := private.clean_text(prompt);
   negative_prompt := nullif(private.clean_text(negative_prompt), '');
+  -- Empty lists and objects mean "none", so they fingerprint like omitted parameters.
+  image_urls := nullif(image_urls, '{}');
+  inputs := nullif(inputs, '{}'::jsonb);
   return private.create_generation_job(
     auth.uid(),
     (select coalesce(jsonb_object_agg(parameter.key, parameter.value), '{}'::jsonb)

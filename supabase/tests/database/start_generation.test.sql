@@ -5,7 +5,7 @@
 -- The test brings its own catalog (models, styles, templates) and plan limits, so it depends on
 -- neither the shipped prices nor the seed.
 begin;
-select plan(122);
+select plan(123);
 
 -- =============================================================================================
 -- Fixtures (as the owner)
@@ -546,6 +546,9 @@ select * from tests.refused($$ select public.start_generation(prompt => 'a nude_
   'KL016', 'sg_free', 'underscores and digits separate words: KL016');
 select lives_ok($$ select public.start_generation(prompt => 'a denuded hillside') $$,
   'a blocked word inside a longer word does not match');
+insert into results select 'plain-key', j from public.start_generation(prompt => 'an owl', idempotency_key => 'same-as-omitted') j;
+select is((select id from public.start_generation(prompt => 'an owl', inputs => '{}', image_urls => '{}', idempotency_key => 'same-as-omitted')),
+  (select (job).id from results where label = 'plain-key'), 'empty inputs and image lists fingerprint like omitted ones');
 select lives_ok(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['https://CDN.Img.test:8443/u/1/Photo.PNG?sig=a%2Fb#x']) $$,
