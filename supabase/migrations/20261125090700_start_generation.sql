@@ -8,14 +8,6 @@
 -- Moderation: an operator-managed blocklist, matched case-insensitively on whole words (the
 -- spaces of a phrase match any run of whitespace).
 -- ---------------------------------------------------------------------------------------------
-create table private.blocked_terms (
-  term text primary key constraint blocked_terms_term_normalized check (term = lower(btrim(term)) and term <> ''),
-  reason text not null default '',
-  created_at timestamptz not null default now()
-);
-comment on table private.blocked_terms is
-  'API: Private. Words and phrases refused in prompts and text inputs (KL016). Operators insert lowercase terms.';
-alter table private.blocked_terms enable row level security;
 
 -- Text as the blocklist sees it: compatibility-normalized (fullwidth and styled letters become
 -- plain ones), lowercased, with invisible characters (soft hyphen, zero-width spaces, word
@@ -29,25 +21,33 @@ as $$
 $$;
 comment on function private.moderation_text(text) is 'API: Private. Normalizes text for blocklist matching.';
 
--- The first blocked term found in the text, or null. A term matches between non-letters, so
--- "nude_2" and "nude." match "nude" while "denuded" does not; spaces in a phrase match any run
--- of whitespace.
+create table private.blocked_terms (
+  term text primary key constraint blocked_terms_term_normalized check (term = lower(btrim(term)) and term <> ''),
+  reason text not null default '',
+  -- The term as a regex fragment over moderation_text: escaped, spaces matching any whitespace.
+  pattern text not null generated always as (
+    regexp_replace(regexp_replace(private.moderation_text(term), '([!$()*+.:<=>?[\\\]^{|}-])', '\\\1', 'g'), '\s+', '\\s+', 'g')
+  ) stored,
+  created_at timestamptz not null default now()
+);
+comment on table private.blocked_terms is
+  'API: Private. Words and phrases refused in prompts and text inputs (KL016). Operators insert lowercase terms.';
+alter table private.blocked_terms enable row level security;
+
+-- The blocked text found, or null. A term matches between non-letters, so "nude_2" and
+-- "nude." match "nude" while "denuded" does not; spaces in a phrase match any run of
+-- whitespace. All terms go into one alternation built from the stored patterns, so Postgres'
+-- regex cache compiles it once, not once per term per call.
 create function private.find_blocked_term(content text)
 returns text
 language sql stable
 set search_path = ''
 as $$
-  select b.term
-    from private.blocked_terms b,
-         lateral (select private.moderation_text(content) as normalized) t
-   where t.normalized ~ ('(^|[^[:alpha:]])'
-                         || regexp_replace(regexp_replace(private.moderation_text(b.term), '([!$()*+.:<=>?[\\\]^{|}-])', '\\\1', 'g'),
-                                           '\s+', '\\s+', 'g')
-                         || '($|[^[:alpha:]])')
-   order by b.term
-   limit 1
+  select (regexp_match(private.moderation_text(content),
+            '(^|[^[:alpha:]])(' || string_agg(b.pattern, '|' order by length(b.term) desc, b.term) || ')($|[^[:alpha:]])'))[2]
+    from private.blocked_terms b
 $$;
-comment on function private.find_blocked_term(text) is 'API: Private. The first blocklisted term the text contains as a whole word, or null.';
+comment on function private.find_blocked_term(text) is 'API: Private. The blocklisted text the content contains as a whole word, or null.';
 
 -- ---------------------------------------------------------------------------------------------
 -- The transaction behind start_generation and retry_generation. `request` holds the app's
@@ -211,10 +211,11 @@ begin
   end if;
 
   -- 6. Moderation: the prompt as sent to the model, the negative prompt and every text input.
-  select private.find_blocked_term(t) into blocked
+  select found_term into blocked
     from unnest(array[final_prompt, job_negative_prompt]
-                || array(select value #>> '{}' from jsonb_each(resolved_inputs) where jsonb_typeof(value) = 'string')) t
-   where private.find_blocked_term(t) is not null
+                || array(select value #>> '{}' from jsonb_each(resolved_inputs) where jsonb_typeof(value) = 'string')) t,
+         lateral private.find_blocked_term(t) found_term
+   where found_term is not null
    limit 1;
   if blocked is not null then
     -- The matched term stays out of the error: naming it would help probe the list.
