@@ -148,12 +148,14 @@ cli_url() { case "$1" in *\?*) echo "$1&sslmode=disable" ;; *) echo "$1?sslmode=
 
 psql_url() { psql "$1" -X -q -v ON_ERROR_STOP=1 "${@:2}"; }
 
-# db_prepare URL: what the platform provides, then our migrations (with the real CLI), then the seed.
+# db_prepare URL: what the platform provides, then our migrations (with the real CLI), the local
+# stack's settings overrides, then the seed.
 db_prepare() {
   local url=$1
   psql_url "$url" -f "$KILN_ROOT/sql/platform_bootstrap.sql" >/dev/null || die "the platform bootstrap failed"
   (cd "$KILN_ROOT" && "$SUPABASE_CLI" migration up --db-url "$(cli_url "$url")" --include-all >/dev/null 2>"$KILN_STACK_LOGS/migrations.log") ||
     { cat "$KILN_STACK_LOGS/migrations.log" >&2; die "migrations failed"; }
+  psql_url "$url" -f "$KILN_ROOT/sql/local_settings.sql" >/dev/null || die "the local settings failed"
   if [ -f "$KILN_ROOT/supabase/seed.sql" ]; then
     psql_url "$url" -f "$KILN_ROOT/supabase/seed.sql" >/dev/null || die "the seed failed"
   fi

@@ -1,0 +1,5 @@
+-- Local stack settings: what the local stack needs that a hosted project must never have.
+--
+-- Development and tests only; applied after the migrations and before the seed. Never a
+-- migration: production keeps the migrations' defaults, and an operator changes them with an
+-- update on private.settings. Idempotent.
