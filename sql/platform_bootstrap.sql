@@ -22,10 +22,12 @@ $$;
 
 -- ---------------------------------------------------------------------------------------------
 -- Roles (init-scripts/00000000000000-initial-schema.sql; migrations 10000000000000_demote-postgres,
--- 20230529180330_alter_api_roles_for_inherit, 20250605172253_grant_with_admin_to_postgres_16_and_above).
--- `postgres` is the project owner's role: no superuser, but createrole, bypassrls and replication,
--- and a member of the three API roles so it can act as them. `authenticator` logs in for
--- PostgREST and switches to an API role per request.
+-- 20230529180330_alter_api_roles_for_inherit). `postgres` is the project owner's role: no
+-- superuser, but createrole, bypassrls and replication, and a member of the three API roles so
+-- it can act as them (20250605172253 grants them with admin option on Postgres 16+).
+-- `authenticator` logs in for PostgREST and switches to an API role per request. The platform's
+-- cluster was initialised by `postgres` and demoted it; locally `supabase_admin` initialises the
+-- cluster, so `postgres` owns no catalog objects.
 -- ---------------------------------------------------------------------------------------------
 do $$
 declare
