@@ -21,6 +21,8 @@ Runs all suites, or only the named ones:
   vitest     supabase/tests/integration/**/*.test.ts
 
 Environment: KILN_TEST_PORT picks the cluster port (default: first free from 54330).
+Suites get DATABASE_URL (as postgres, the non-superuser project owner) and
+KILN_ADMIN_DATABASE_URL (as supabase_admin, only for stand-ins of the platform's own processes).
 Exit status: 0 when every suite passed, 1 otherwise, 2 for bad arguments.
 EOF
 }
