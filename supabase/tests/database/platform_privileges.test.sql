@@ -3,7 +3,7 @@
 -- and pg_net grant what the platform grants. Also pins what the API roles can do in `net`, which
 -- the project cannot change (README: "What the API roles can reach in net").
 begin;
-select plan(47);
+select plan(50);
 
 -- =============================================================================================
 -- Roles
@@ -30,6 +30,31 @@ select results_eq(
   'the API roles carry the platform''s statement timeouts');
 select is((select datdba::regrole::text from pg_database where datname = current_database()), 'postgres',
   'postgres owns the project database');
+
+-- =============================================================================================
+-- Default privileges in public as hosted today: none for what postgres creates, everything for
+-- what supabase_admin creates; the grants we rely on are in our migrations
+-- =============================================================================================
+select is_empty(
+  $$ select d.defaclobjtype, a.grantee::regrole from pg_default_acl d, aclexplode(d.defaclacl) a
+      where d.defaclrole = 'postgres'::regrole and a.grantee in ('anon'::regrole, 'authenticated'::regrole, 'service_role'::regrole)
+        and a.privilege_type in ('SELECT', 'INSERT', 'UPDATE', 'DELETE', 'EXECUTE', 'USAGE') $$,
+  'objects postgres creates get no default grants for the API roles');
+select results_eq(
+  $$ select count(distinct (d.defaclobjtype, a.grantee))::integer from pg_default_acl d, aclexplode(d.defaclacl) a
+      where d.defaclrole = 'supabase_admin'::regrole and d.defaclnamespace = 'public'::regnamespace
+        and a.grantee in ('anon'::regrole, 'authenticated'::regrole, 'service_role'::regrole) $$,
+  $$ values (9) $$,
+  'objects supabase_admin creates in public are granted to all three API roles (tables, functions, sequences)');
+select results_eq(
+  $$ select c.relname::text collate "default",
+            has_table_privilege('service_role', c.oid, 'select'),
+            has_table_privilege('service_role', c.oid, 'insert') or has_table_privilege('service_role', c.oid, 'update')
+              or has_table_privilege('service_role', c.oid, 'delete')
+       from pg_class c where c.oid in ('public.plans'::regclass, 'public.models'::regclass, 'public.styles'::regclass, 'public.templates'::regclass)
+      order by 1 $$,
+  $$ values ('models', true, false), ('plans', true, false), ('styles', true, false), ('templates', true, false) $$,
+  'the service role reads the catalogue tables, and only reads them');
 
 -- =============================================================================================
 -- Owners, and no CREATE for postgres in the platform's schemas
