@@ -22,7 +22,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/local-stack.sh"
 STACK_DIR=${KILN_STACK_DIR:-/tmp/kiln-stack}
 KILN_STACK_LOGS=$STACK_DIR
 PORT=54322
-DB_URL="postgresql://postgres@127.0.0.1:$PORT/postgres"
+DB_URL=$(db_url $PORT)
+ADMIN_DB_URL=$(db_url $PORT "$ADMIN_ROLE")
 TSX="$KILN_ROOT/node_modules/.bin/tsx"
 
 # A worker runs in its own session (setsid), so its pid is also its process group: stopping
@@ -39,11 +40,11 @@ cluster_running() {
   [ -f "$STACK_DIR/data/postmaster.pid" ] && as_pg_owner "$PG_BINDIR/pg_ctl" -D "$STACK_DIR/data" status >/dev/null 2>&1
 }
 
-# start_worker NAME SCRIPT: a background Node process with its pid and log in the stack dir.
+# start_worker NAME SCRIPT URL: a background Node process with its pid and log in the stack dir.
 start_worker() {
-  local name=$1 script=$2
+  local name=$1 script=$2 url=$3
   if pid_alive "$STACK_DIR/$name.pid"; then return 0; fi
-  DATABASE_URL=$DB_URL setsid "$TSX" "$KILN_ROOT/$script" >>"$STACK_DIR/$name.log" 2>&1 </dev/null &
+  DATABASE_URL=$url setsid "$TSX" "$KILN_ROOT/$script" >>"$STACK_DIR/$name.log" 2>&1 </dev/null &
   echo $! >"$STACK_DIR/$name.pid"
 }
 
@@ -73,9 +74,11 @@ up() {
     cluster_start "$STACK_DIR"
   fi
   log "applying bootstrap, pending migrations and seed"
-  PGOPTIONS='-c client_min_messages=warning' db_prepare "$DB_URL"
-  has_real_pg_net || start_worker pg-net-worker scripts/dev-stack/pg-net-worker.ts
-  start_worker tick-driver scripts/dev-stack/tick-driver.ts
+  PGOPTIONS='-c client_min_messages=warning' db_prepare $PORT
+  # The real pg_net sends from a background worker inside the server, beyond any grant: its
+  # stand-in connects as the superuser. The tick driver runs cron jobs as their owner would.
+  has_real_pg_net || start_worker pg-net-worker scripts/dev-stack/pg-net-worker.ts "$ADMIN_DB_URL"
+  start_worker tick-driver scripts/dev-stack/tick-driver.ts "$DB_URL"
   status
 }
 
