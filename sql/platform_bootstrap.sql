@@ -124,7 +124,9 @@ grant execute on function auth.uid(), auth.role(), auth.email(), auth.jwt()
   to anon, authenticated, service_role;
 
 -- ---------------------------------------------------------------------------------------------
--- storage: buckets, objects and the path helpers that storage policies use.
+-- storage: buckets, objects and the path helpers that storage policies use, shaped like the
+-- Storage server's own migrations (the columns it reads and writes). The local Storage stand-in
+-- (scripts/dev-stack/gateway) writes these rows exactly as the real server does.
 -- ---------------------------------------------------------------------------------------------
 create schema if not exists storage;
 grant usage on schema storage to anon, authenticated, service_role;
@@ -157,10 +159,33 @@ create table if not exists storage.objects (
   last_accessed_at timestamptz default now(),
   unique (bucket_id, name)
 );
+-- The Storage server's prefix index (name_prefix_search), which prefix lookups of a folder use.
+create index if not exists name_prefix_search on storage.objects (name text_pattern_ops);
 
 alter table storage.buckets enable row level security;
 alter table storage.objects enable row level security;
 grant all on storage.buckets, storage.objects to anon, authenticated, service_role;
+
+-- The platform refuses direct deletes from the storage tables (they would orphan the files):
+-- only the Storage server deletes, with storage.allow_delete_query set for its transaction.
+create or replace function storage.protect_delete() returns trigger
+language plpgsql
+as $$
+begin
+  if coalesce(current_setting('storage.allow_delete_query', true), 'false') != 'true' then
+    raise exception 'Direct deletion from storage tables is not allowed. Use the Storage API instead.'
+      using hint = 'This prevents accidental data loss from orphaned objects.', errcode = '42501';
+  end if;
+  return null;
+end
+$$;
+
+drop trigger if exists protect_buckets_delete on storage.buckets;
+create trigger protect_buckets_delete before delete on storage.buckets
+  for each statement execute function storage.protect_delete();
+drop trigger if exists protect_objects_delete on storage.objects;
+create trigger protect_objects_delete before delete on storage.objects
+  for each statement execute function storage.protect_delete();
 
 create or replace function storage.foldername(name text) returns text[]
 language plpgsql immutable
@@ -196,6 +221,9 @@ begin
   return reverse(split_part(reverse(_filename), '.', 1));
 end
 $$;
+
+grant execute on function storage.foldername(text), storage.filename(text), storage.extension(text)
+  to anon, authenticated, service_role;
 
 -- ---------------------------------------------------------------------------------------------
 -- vault: the platform encrypts secrets with pgsodium; this look-alike keeps the same API
