@@ -4,6 +4,7 @@
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import postgres from "postgres";
 import { startGateway } from "./gateway.ts";
 import { LOCAL_ANON_KEY, LOCAL_JWT_SECRET, LOCAL_SERVICE_ROLE_KEY } from "./keys.ts";
 
@@ -23,6 +24,9 @@ Options:
   --storage-dir DIR      where object files are kept (required)
   --functions-dir DIR    Edge Functions (default: supabase/functions)
   --config FILE          config.toml for verify_jwt (default: supabase/config.toml)
+  --set-vault-secrets    store the gateway's URL and the local service key in Vault as project_url
+                         and service_role_key (what the database uses to call Storage), as an
+                         operator does on a hosted project
   --print-keys           print the local JWT secret, anon key and service key, then exit
   -h, --help             show this help
 `;
@@ -41,6 +45,7 @@ async function main(argv: string[]): Promise<number> {
         "functions-dir": { type: "string" },
         config: { type: "string" },
         "print-keys": { type: "boolean" },
+        "set-vault-secrets": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -80,12 +85,27 @@ async function main(argv: string[]): Promise<number> {
     configPath: values.config ? resolve(values.config) : resolve(ROOT, "supabase/config.toml"),
     log: (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`),
   });
+  if (values["set-vault-secrets"]) await setVaultSecrets(databaseUrl, gateway.url);
   await new Promise<void>((done) => {
     process.once("SIGTERM", done);
     process.once("SIGINT", done);
   });
   await gateway.stop();
   return 0;
+}
+
+/** Creates or updates the Vault secrets the database reads to call the Storage API. */
+async function setVaultSecrets(databaseUrl: string, url: string): Promise<void> {
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  try {
+    for (const [name, value] of [["project_url", url], ["service_role_key", LOCAL_SERVICE_ROLE_KEY]]) {
+      const [existing] = await sql`select id from vault.secrets where name = ${name}`;
+      if (existing) await sql`select vault.update_secret(${existing.id}, ${value})`;
+      else await sql`select vault.create_secret(${value}, ${name})`;
+    }
+  } finally {
+    await sql.end();
+  }
 }
 
 main(process.argv.slice(2)).then(

@@ -51,7 +51,7 @@ describe("generated-images", () => {
     expect(error).toBeNull();
     expect(data!.map((d) => d.error)).toEqual([null, null]);
     for (const item of data!) {
-      const res = await fetch(item.signedUrl);
+      const res = await fetch(item.signedUrl!);
       expect(res.status).toBe(200);
       expect(res.headers.get("content-type")).toBe("image/png");
       expect(new Uint8Array(await res.arrayBuffer())).toEqual(image);

@@ -8,9 +8,11 @@ import { type PgNetWorker, startPgNetWorker } from "../../../scripts/dev-stack/p
 import { connect, databaseUrl } from "./support/db.ts";
 import { createUser, png, serviceClient, startTestGateway, type TestGateway } from "./support/gateway.ts";
 
-// Deleting a generation and expiring results end to end: the SQL decides what goes and asks the
-// Storage API (pg_net, service key from Vault) to delete the job's folder; the stand-in deletes
-// the rows and the files; the next purge visit finds the folder empty and finishes.
+// Deleting a generation end to end: the SQL decides what goes and asks the Storage API (pg_net,
+// service key from Vault) to delete the job's folder; the stand-in deletes the rows and the
+// files; the next purge visit finds the folder empty and finishes. Retention queues the same
+// purges (storage_retention.test.sql); it is not run here because it would expire every old
+// job in the shared test database, not only this file's.
 const sql = connect({ max: 3 });
 let stack: TestGateway;
 let service: SupabaseClient;
@@ -120,26 +122,5 @@ describe("delete_generation", () => {
     expect(await objectNames(user.id, keptJobId)).toEqual([`${user.id}/${keptJobId}/0.png`]);
 
     await purgeUntilDone(jobId, new Date());
-    expect((await purgeRow(jobId)).attempts).toBe(1);
-  });
-});
-
-describe("retention", () => {
-  it("removes the images of jobs past the plan's retention, with their references", async () => {
-    const user = await createUser(sql, "purge-retention");
-    const jobId = await finishedJob(user.id);
-    await storeResults(user.id, jobId, 1);
-    const [{ days }] = await sql`select pl.result_retention_days as days from public.profiles p join public.plans pl on pl.id = p.plan where p.id = ${user.id}`;
-    const later = new Date(Date.now() + (days + 1) * 86_400_000);
-
-    await sql`select private.expire_results(${later})`;
-    const [job] = await asUser(user.id, (tx) => tx`select result_urls, results_removed_at from public.generation_jobs where id = ${jobId}`);
-    expect(job.result_urls).toEqual([]);
-    expect(job.results_removed_at).not.toBeNull();
-    expect((await purgeRow(jobId)).reason).toBe("expired");
-
-    await purgeUntilDone(jobId, later);
-    expect(await objectNames(user.id, jobId)).toEqual([]);
-    await expect(readdir(join(stack.storageDir, "generated-images", user.id, jobId))).rejects.toThrow();
   });
 });

@@ -76,11 +76,13 @@ export async function createUser(sql: postgres.Sql, label: string): Promise<{ id
 }
 
 /** A tiny valid PNG (1x1), with `extra` bytes of padding in a private chunk to reach a size. */
-export function png(extra = 0): Uint8Array {
+export function png(extra = 0): Uint8Array<ArrayBuffer> {
   const base = Buffer.from(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000" +
       "1f15c4890000000d49444154789c6360000002000105fe02fea70000000049454e44ae426082",
     "hex",
   );
-  return new Uint8Array(Buffer.concat([base, Buffer.alloc(extra, 0x20)]));
+  const bytes = new Uint8Array(new ArrayBuffer(base.length + extra)).fill(0x20);
+  bytes.set(base);
+  return bytes;
 }
