@@ -96,7 +96,13 @@ export function createFunctionsHost(options: FunctionsOptions): FunctionsHost {
       ["run", "--allow-net", "--allow-env", "--allow-read", "--no-prompt", RUNNER, pathToFileURL(entry).href],
       {
         cwd: dirname(entry),
-        env: { ...process.env, ...options.env(), KILN_FUNCTION_PORT: String(port) },
+        env: {
+          // Deno ships its own CA list; the system store too lets npm: imports resolve behind a TLS proxy.
+          DENO_TLS_CA_STORE: "system,mozilla",
+          ...process.env,
+          ...options.env(),
+          KILN_FUNCTION_PORT: String(port),
+        },
         stdio: ["ignore", "pipe", "pipe"],
       },
     );

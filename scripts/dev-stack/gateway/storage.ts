@@ -1,6 +1,7 @@
 /**
- * A stand-in for the Supabase Storage API: the endpoints this project uses, with the platform's
- * request and response shapes (see the Storage notes in the README). Development and tests only.
+ * A stand-in for the Supabase Storage API: the endpoints this project uses (upload, download,
+ * signed URLs, delete, list), with the real server's routes, response headers and error bodies
+ * (almost every error is HTTP 400 with the real status as a string). Development and tests only.
  *
  * Like the real server it verifies the request's JWT (HS256, the local secret), then runs the
  * request's SQL as the JWT's role with `request.jwt.claims` set, so the RLS policies on

@@ -75,7 +75,7 @@ export async function createUser(sql: postgres.Sql, label: string): Promise<{ id
   return { id, jwt: userJwt(id) };
 }
 
-/** A tiny valid PNG (1x1), with `extra` bytes of padding in a private chunk to reach a size. */
+/** A tiny PNG (1x1) followed by `extra` bytes of padding, to reach a given size. */
 export function png(extra = 0): Uint8Array<ArrayBuffer> {
   const base = Buffer.from(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000" +
