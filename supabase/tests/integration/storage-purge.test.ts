@@ -110,6 +110,8 @@ describe("delete_generation", () => {
     expect((await purgeRow(jobId)).reason).toBe("deleted");
 
     await sql`select private.purge_results(now())`;
+    // pg_cron runs the same tick every minute; whichever visit sent the request, wait for it.
+    await waitFor(async () => (await purgeRow(jobId)).last_request_id !== null);
     const { last_request_id } = await purgeRow(jobId);
     await waitFor(async () => (await sql`select 1 from net._http_response where id = ${last_request_id}`).length > 0);
     // The request's body named exactly this job's objects: the stand-in returns the rows it deleted.
