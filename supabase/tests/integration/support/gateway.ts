@@ -58,7 +58,7 @@ export function userClient(url: string, jwt: string): SupabaseClient {
   return createClient(url, LOCAL_ANON_KEY, { ...clientOptions, global: { headers: { Authorization: `Bearer ${jwt}` } } });
 }
 
-/** A client with no session: the anon key only. */
+/** A client with no signed-in user: the anon key only. */
 export function anonClient(url: string): SupabaseClient {
   return createClient(url, LOCAL_ANON_KEY, clientOptions);
 }
