@@ -281,9 +281,32 @@ create table if not exists storage.objects (
   last_accessed_at timestamptz default now(),
   unique (bucket_id, name)
 );
+-- The Storage server's prefix index (name_prefix_search), which prefix lookups of a folder use.
+create index if not exists name_prefix_search on storage.objects (name text_pattern_ops);
 
 alter table storage.buckets enable row level security;
 alter table storage.objects enable row level security;
+
+-- The platform refuses direct deletes from the storage tables (they would orphan the files):
+-- only the Storage server deletes, with storage.allow_delete_query set for its transaction.
+create or replace function storage.protect_delete() returns trigger
+language plpgsql
+as $$
+begin
+  if coalesce(current_setting('storage.allow_delete_query', true), 'false') != 'true' then
+    raise exception 'Direct deletion from storage tables is not allowed. Use the Storage API instead.'
+      using hint = 'This prevents accidental data loss from orphaned objects.', errcode = '42501';
+  end if;
+  return null;
+end
+$$;
+
+drop trigger if exists protect_buckets_delete on storage.buckets;
+create trigger protect_buckets_delete before delete on storage.buckets
+  for each statement execute function storage.protect_delete();
+drop trigger if exists protect_objects_delete on storage.objects;
+create trigger protect_objects_delete before delete on storage.objects
+  for each statement execute function storage.protect_delete();
 
 create or replace function storage.foldername(name text) returns text[]
 language plpgsql immutable
@@ -320,27 +343,21 @@ begin
 end
 $$;
 
--- supabase/storage migration 0050: objects deleted with SQL would orphan their files.
-create or replace function storage.protect_delete() returns trigger
-language plpgsql
-as $$
-begin
-  if coalesce(current_setting('storage.allow_delete_query', true), 'false') <> 'true' then
-    raise exception 'Direct deletion from storage tables is not allowed. Use the Storage API instead.'
-      using hint = 'This prevents accidental data loss from orphaned objects.', errcode = '42501';
-  end if;
-  return null;
-end
-$$;
-
-drop trigger if exists protect_buckets_delete on storage.buckets;
-create trigger protect_buckets_delete before delete on storage.buckets
-  for each statement execute function storage.protect_delete();
-drop trigger if exists protect_objects_delete on storage.objects;
-create trigger protect_objects_delete before delete on storage.objects
-  for each statement execute function storage.protect_delete();
+grant execute on function storage.foldername(text), storage.filename(text), storage.extension(text)
+  to anon, authenticated, service_role;
 
 reset role;
+
+-- Policies on storage.objects. Hosted projects let `postgres` create, alter and drop policies on
+-- storage.objects through supautils' `policy_grants` (a hook in the server), while refusing it
+-- `alter table` and `comment on policy` there (supabase/cli#4114, supabase/supabase#41126).
+-- Without supautils the nearest local equivalent is membership in the table owner's role
+-- (supabase/postgres 20220609081115 did exactly this before the platform moved to
+-- policy_grants). That membership would also pass on the owner's CREATE on the schema, which the
+-- local Storage stand-in never needs (the real server creates its own tables; here the bootstrap
+-- did), so the role keeps only usage. A test keeps our migrations to what hosted allows there.
+grant supabase_storage_admin to postgres;
+revoke create on schema storage from supabase_storage_admin;
 
 -- ---------------------------------------------------------------------------------------------
 -- vault (supabase/vault 0.3 for the objects; postgresql_extension_custom_scripts/

@@ -19,7 +19,7 @@ select tables_are('public',
 select views_are('public', array[]::name[], 'public has no views');
 select materialized_views_are('public', array[]::name[], 'public has no materialized views');
 select functions_are('public',
-  array['start_generation', 'retry_generation', 'cancel_generation', 'recent_prompts', 'grant_credits', 'set_plan'],
+  array['start_generation', 'retry_generation', 'cancel_generation', 'delete_generation', 'recent_prompts', 'grant_credits', 'set_plan'],
   'public holds exactly the app RPCs and the operator functions');
 select has_table('private', 'blocked_terms', 'the moderation blocklist is private');
 
@@ -120,7 +120,8 @@ select col_not_null('public', 'templates', 'input_fields', 'templates.input_fiel
 select columns_are('public', 'generation_jobs', array[
   'id', 'user_id', 'template_id', 'mode', 'prompt', 'negative_prompt', 'style', 'inputs', 'input_image_urls', 'status', 'stage',
   'aspect_ratio', 'image_count', 'result_urls', 'error_code', 'error_message', 'model_key', 'quality', 'credits_charged',
-  'idempotency_key', 'request', 'request_fingerprint', 'retry_of', 'created_at', 'updated_at', 'completed_at'],
+  'idempotency_key', 'request', 'request_fingerprint', 'retry_of', 'created_at', 'updated_at', 'completed_at',
+  'results_removed_at', 'deleted_at'],
   'generation_jobs has exactly these columns (all visible to the job''s owner and on Realtime)');
 select col_type_is('public', 'generation_jobs', 'id', 'uuid', 'generation_jobs.id is a uuid');
 select col_type_is('public', 'generation_jobs', 'user_id', 'uuid', 'generation_jobs.user_id is a uuid');
