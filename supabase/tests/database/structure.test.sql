@@ -55,8 +55,9 @@ select isnt_definer('public', 'recent_prompts', array['integer'], 'recent_prompt
 select is_empty(
   $$ select p.oid::regprocedure from pg_proc p
       where p.pronamespace in ('public'::regnamespace, 'private'::regnamespace)
-        and not coalesce(p.proconfig @> array['search_path=""'], false) $$,
-  'every function in public and private runs with search_path = ''''');
+        and not coalesce(p.proconfig @> array['search_path=""']
+                         or (p.prosecdef and p.proconfig @> array['search_path=pg_catalog, pg_temp']), false) $$,
+  'every function in public and private runs with search_path = '''' (security definer ones may use pg_catalog, pg_temp)');
 select is_empty(
   $$ select p.oid::regprocedure from pg_proc p
       where p.pronamespace in ('public'::regnamespace, 'private'::regnamespace) and obj_description(p.oid, 'pg_proc') is null $$,
