@@ -21,8 +21,10 @@ declare
   new_balance bigint;
   entry public.credit_ledger;
 begin
+  -- The same lock the balance update takes (it does not wait for rows that merely reference the
+  -- profile), taken first so the balance read here is the one this entry chains onto.
   select p.credits::bigint + post_ledger_entry.amount into new_balance
-    from public.profiles p where p.id = post_ledger_entry.user_id for update;
+    from public.profiles p where p.id = post_ledger_entry.user_id for no key update;
   if not found or new_balance < 0 then
     return null;
   end if;

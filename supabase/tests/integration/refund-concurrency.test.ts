@@ -1,0 +1,55 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { asUser, atOnce, errorCodes, signUp } from "./support/concurrency.ts";
+import { connect } from "./support/db.ts";
+
+// A failed job is refunded exactly once even when every path that can refund it (the timeout
+// tick, a late callback, a poll) calls private.refund_job at the same instant: one refund entry,
+// the balance right, and no caller sees an error (an error would abort a whole tick batch).
+
+const CALLS = 30;
+const sql = connect({ max: CALLS + 1 });
+const users: string[] = [];
+
+afterAll(async () => {
+  try {
+    if (users.length > 0) await sql`delete from auth.users where id = any(${users}::uuid[])`;
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+});
+
+/** A started job that the pipeline has marked failed, not refunded yet. */
+async function failedJob(userId: string): Promise<{ id: string; charged: number }> {
+  const [job] = await sql.begin(async (tx) => {
+    await asUser(tx, userId);
+    return tx<{ id: string; credits_charged: number }[]>`select * from public.start_generation(prompt => 'a refund race')`;
+  });
+  // As the pipeline does (it runs as the database owner): the job fails; the refund is separate.
+  await sql`
+    update public.generation_jobs
+       set status = 'failed', stage = 'cancelled', error_code = 'provider_failed',
+           error_message = 'The provider failed.', completed_at = now()
+     where id = ${job.id}`;
+  return { id: job.id, charged: job.credits_charged };
+}
+
+describe("refund_job under concurrency", () => {
+  it(`refunds once when ${CALLS} transactions refund the same failed job at once`, async () => {
+    const userId = await signUp(sql, "refund");
+    users.push(userId);
+    const job = await failedJob(userId);
+    expect(job.charged).toBeGreaterThan(0);
+    const [{ credits: before }] = await sql<{ credits: number }[]>`select credits from public.profiles where id = ${userId}`;
+
+    const results = await atOnce(sql, CALLS, (tx) => tx`select private.refund_job(${job.id}, 'Refund: provider failed')`);
+
+    expect(errorCodes(results)).toEqual([]);
+    const refunds = await sql<{ amount: number; balance_after: number }[]>`
+      select amount, balance_after from public.credit_ledger where job_id = ${job.id} and kind = 'refund'`;
+    expect(refunds).toEqual([{ amount: job.charged, balance_after: before + job.charged }]);
+    const [profile] = await sql<{ credits: number; ledger_sum: number }[]>`
+      select p.credits, (select sum(amount)::int from public.credit_ledger where user_id = p.id) as ledger_sum
+        from public.profiles p where p.id = ${userId}`;
+    expect(profile).toEqual({ credits: before + job.charged, ledger_sum: before + job.charged });
+  });
+});
