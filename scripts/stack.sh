@@ -72,6 +72,7 @@ up() {
     log "starting postgres on 127.0.0.1:$PORT"
     cluster_start "$STACK_DIR"
   fi
+  cluster_restart_if_stale "$STACK_DIR"
   log "applying bootstrap, pending migrations and seed"
   PGOPTIONS='-c client_min_messages=warning' db_prepare "$DB_URL"
   has_real_pg_net || start_worker pg-net-worker scripts/dev-stack/pg-net-worker.ts
