@@ -2,7 +2,7 @@
 -- ledger and its guards (each with its own code), bounded amounts and balances, refunds exactly
 -- once, and account deletion.
 begin;
-select plan(75);
+select plan(76);
 
 -- =============================================================================================
 -- Fixtures (as the owner)
@@ -194,6 +194,10 @@ select throws_ok(
   $$ select private.post_ledger_entry(tests.get_supabase_uid('cl_alice'), 'refund', 2, 'Refund of nothing') $$,
   '23514', 'new row for relation "credit_ledger" violates check constraint "credit_ledger_job_entries_name_a_job"',
   'a refund must name its job');
+select throws_ok(
+  $$ select private.post_ledger_entry(tests.get_supabase_uid('cl_alice'), 'adjustment', 0, 'Nothing at all') $$,
+  '23514', 'new row for relation "credit_ledger" violates check constraint "credit_ledger_amount_sign"',
+  'an entry must move the balance (debits down, grants and refunds up)');
 select is(private.post_ledger_entry(tests.get_supabase_uid('cl_alice'), 'adjustment', -1000, 'Too much'), null,
   'post_ledger_entry returns null instead of going below zero');
 select is(tests.footprint(tests.get_supabase_uid('cl_alice')), :'alice_after_refund', 'and wrote nothing');
