@@ -79,7 +79,7 @@ function rowOf(columns: Wal2JsonColumn[] = []): Row {
 }
 
 /** One wal2json format-version 2 object as a change; null for rows that are not table changes. */
-export function toChange(data: Wal2JsonChange, xid: number, lsn: string): Change | null {
+function toChange(data: Wal2JsonChange, xid: number, lsn: string): Change | null {
   if (!(data.action in ACTIONS)) return null; // our own flush marker ("M"), never a table change
   const action = ACTIONS[data.action as keyof typeof ACTIONS];
   const sent = rowOf(data.columns);
