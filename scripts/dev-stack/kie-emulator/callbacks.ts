@@ -21,9 +21,6 @@ export function callbackBody(task: Task) {
   };
 }
 
-/** A port nothing listens on: callback=unreachable sends there (connection refused). */
-const UNREACHABLE = "http://127.0.0.1:1";
-
 export function scheduleCallbacks(state: EmulatorState, task: Task): void {
   if (!task.callBackUrl) return;
   const fault = task.faults.callback;
@@ -34,7 +31,7 @@ export function scheduleCallbacks(state: EmulatorState, task: Task): void {
   let url = task.callBackUrl;
   if (fault?.kind === "unreachable") {
     const target = new URL(task.callBackUrl);
-    url = `${UNREACHABLE}${target.pathname}${target.search}`;
+    url = `http://127.0.0.1:${state.closedPort}${target.pathname}${target.search}`;
   }
   const delay = state.config.callbackDelayMs + (fault?.kind === "late" ? fault.ms : 0);
   const deliveries = fault?.kind === "duplicate" ? 2 : 1;

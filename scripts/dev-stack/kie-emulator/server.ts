@@ -46,6 +46,15 @@ function respond(state: EmulatorState, req: IncomingMessage, res: ServerResponse
   else send(res, outcome.reply);
 }
 
+/** A port that was free a moment ago and is closed again (fetch refuses low ports like 1). */
+export async function closedPort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", () => resolve()));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
 export async function startKieEmulator(options: KieEmulatorOptions & { databaseUrl?: string } = {}): Promise<KieEmulator> {
   const { catalogue, log, databaseUrl, ...rest } = options;
   const config = optionsSchema.parse(rest);
@@ -67,6 +76,7 @@ export async function startKieEmulator(options: KieEmulatorOptions & { databaseU
   });
   const port = (server.address() as AddressInfo).port;
   state.baseUrl = `http://${config.publicHost}:${port}`;
+  state.closedPort = await closedPort();
 
   return {
     url: `http://127.0.0.1:${port}`,

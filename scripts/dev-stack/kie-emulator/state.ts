@@ -108,6 +108,8 @@ export class EmulatorState {
   timers = new Timers();
   epoch = 0;
   baseUrl = "";
+  /** A loopback port nothing listens on: callback=unreachable sends there (connection refused). */
+  closedPort = 0;
 
   constructor(
     private readonly initial: ResolvedOptions,

@@ -22,8 +22,8 @@ export const FAILURES = {
   download: (message: string) => ({ failCode: "422", failMsg: message }),
 };
 
-/** The next step's delay from the current state, as a share of the task's time. */
-const PHASE_SHARE: Record<string, number> = { waiting: 0.1, queuing: 0.2, generating: 0.7 };
+/** When the task leaves each state, as a share of its time since creation. */
+const LEAVES_AT: Record<string, number> = { waiting: 0.1, queuing: 0.3, generating: 1 };
 
 export function createTask(
   state: EmulatorState,
@@ -65,7 +65,10 @@ export function createTask(
 
 function scheduleNext(state: EmulatorState, task: Task): void {
   if (task.faults.hold || TERMINAL.includes(task.state)) return;
-  const delay = Math.round(task.taskMs * PHASE_SHARE[task.state]);
+  // Targets are absolute, so costTime is never short of the task's time; +1 ms because a timer
+  // may fire a millisecond early by the wall clock.
+  const target = task.createTime + Math.round(task.taskMs * LEAVES_AT[task.state]);
+  const delay = task.taskMs === 0 ? 0 : Math.max(0, target - Date.now()) + 1;
   task.timer = state.timers.after(delay, () => {
     task.timer = null;
     void step(state, task).catch((error: Error) => state.log(`task ${task.taskId}: ${error.message}`));
