@@ -106,8 +106,9 @@ export function handleRecordInfo(state: EmulatorState, req: IncomingMessage, url
   const faults = begin(state, "recordInfo");
   const answered = faultAnswer(state, faults);
   if (answered) return answered;
-  if (!apiKey(state, req)) return unauthorized(state, faults);
-  if (!state.pollLimiter.admit(apiKey(state, req)!)) {
+  const key = apiKey(state, req);
+  if (!key) return unauthorized(state, faults);
+  if (!state.pollLimiter.admit(key)) {
     state.counters.rateLimited.recordInfo++;
     return finish(codeReply(429), faults);
   }

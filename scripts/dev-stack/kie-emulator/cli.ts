@@ -2,7 +2,6 @@
  * `npm run kie:emulator -- [options]`: runs the KIE emulator until SIGINT/SIGTERM.
  * Prints the listening URL on stdout (one line) so scripts can read it; logs go to stderr.
  */
-import { loadCatalogue } from "./catalogue.ts";
 import { parseArgs, usage } from "./options.ts";
 import { startKieEmulator } from "./server.ts";
 
@@ -18,10 +17,9 @@ async function main(argv: string[]): Promise<void> {
     console.log(usage);
     return;
   }
-  const catalogue = args.dbUrl ? await loadCatalogue(args.dbUrl) : undefined;
   const emulator = await startKieEmulator({
     ...args.options,
-    catalogue,
+    databaseUrl: args.dbUrl ?? undefined,
     log: (message) => console.error(`[kie-emulator] ${message}`),
   });
   console.log(emulator.url);

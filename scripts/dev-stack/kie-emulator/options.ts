@@ -62,6 +62,8 @@ export const optionsSchema = z.object({
 export type KieEmulatorOptions = z.input<typeof optionsSchema> & {
   /** Model facts; default: the built-in catalogue (kept equal to public.models by a test). */
   catalogue?: ModelFacts[];
+  /** Read model facts from this database's public.models instead (ignored with `catalogue`). */
+  databaseUrl?: string;
   log?: (message: string) => void;
 };
 export type ResolvedOptions = z.output<typeof optionsSchema>;

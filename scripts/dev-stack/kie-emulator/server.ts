@@ -37,13 +37,18 @@ async function route(state: EmulatorState, req: IncomingMessage, url: URL): Prom
   return { reply: json(404, { code: 404, msg: `no endpoint ${method} ${path}`, data: null }) };
 }
 
-function respond(state: EmulatorState, req: IncomingMessage, res: ServerResponse, outcome: Outcome): void {
+function respond(req: IncomingMessage, res: ServerResponse, outcome: Outcome): void {
   if ("resetBefore" in outcome || outcome.resetAfter) {
     req.socket.destroy();
     return;
   }
-  if (outcome.delay) state.timers.after(outcome.delay, () => send(res, outcome.reply));
-  else send(res, outcome.reply);
+  if (!outcome.delay) {
+    send(res, outcome.reply);
+    return;
+  }
+  // Not on the emulator's timers: an admin reset must not strand a client mid-request. close()
+  // destroys the connection; the timer then finds the response gone.
+  setTimeout(() => res.destroyed || send(res, outcome.reply), outcome.delay).unref();
 }
 
 /** A port that was free a moment ago and is closed again (fetch refuses low ports like 1). */
@@ -55,7 +60,7 @@ export async function closedPort(): Promise<number> {
   return port;
 }
 
-export async function startKieEmulator(options: KieEmulatorOptions & { databaseUrl?: string } = {}): Promise<KieEmulator> {
+export async function startKieEmulator(options: KieEmulatorOptions = {}): Promise<KieEmulator> {
   const { catalogue, log, databaseUrl, ...rest } = options;
   const config = optionsSchema.parse(rest);
   const models = catalogue ?? (databaseUrl ? await loadCatalogue(databaseUrl) : DEFAULT_CATALOGUE);
@@ -64,7 +69,7 @@ export async function startKieEmulator(options: KieEmulatorOptions & { databaseU
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? "/", state.baseUrl || "http://127.0.0.1");
     route(state, req, url)
-      .then((outcome) => respond(state, req, res, outcome))
+      .then((outcome) => respond(req, res, outcome))
       .catch((error: Error) => {
         state.log(`${req.method} ${url.pathname}: ${error.stack ?? error.message}`);
         if (!res.headersSent) send(res, json(500, { code: 500, msg: "emulator error", data: null }));

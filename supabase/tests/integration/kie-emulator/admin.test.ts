@@ -1,6 +1,6 @@
 /** The admin surface (issue 7 item 8): tasks, counters, faults, balance, config, reset, bad input. */
 import { describe, expect, it } from "vitest";
-import { imagen, receiver, startEmulator } from "./support.ts";
+import { imagen, receiver, startEmulator, waitFor } from "./support.ts";
 
 describe("admin: tasks and counters", () => {
   it("lists tasks with recordInfo data, faults and callback attempts; filters by state", async () => {
@@ -116,5 +116,13 @@ describe("admin: reset", () => {
     const fresh = await kie.createOk({ ...imagen("[kie:slow=400] new"), callBackUrl: `${hook.url}/cb` });
     await hook.count(1);
     expect(hook.received.map((r) => r.body.data.taskId)).toEqual([fresh]);
+  });
+
+  it("does not strand a client waiting for a delayed reply", async () => {
+    const kie = await startEmulator();
+    const pending = kie.create(imagen("[kie:delay=200] x"));
+    await waitFor(async () => (await kie.counters()).creates === 1);
+    await kie.admin("POST", "reset");
+    expect((await pending).json.code).toBe(200);
   });
 });
