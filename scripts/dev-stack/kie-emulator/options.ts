@@ -3,6 +3,7 @@
  */
 import { z } from "zod";
 import type { ModelFacts } from "./catalogue.ts";
+import { FaultRules, parseRuleText } from "./faults.ts";
 
 /** `N/Ws` or `N/Wms`: at most N requests in any window of W. */
 export interface Rate {
@@ -153,6 +154,16 @@ export function parseArgs(argv: string[]): CliArgs {
   }
   if (apiKeys.length) raw.apiKeys = apiKeys;
   if (faults.length) raw.faults = faults;
+  // Checked here so a bad --fault is a usage error, not a failed start.
+  const probe = new FaultRules();
+  for (const text of faults) {
+    const { endpoint, spec } = parseRuleText(text);
+    try {
+      probe.add(endpoint, spec);
+    } catch (error) {
+      throw new Error(`--fault ${text}: ${(error as Error).message}`);
+    }
+  }
   const parsed = optionsSchema.safeParse(raw);
   if (!parsed.success) {
     throw new Error(parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));

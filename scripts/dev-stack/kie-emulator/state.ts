@@ -93,7 +93,6 @@ export function newCounters() {
     },
   };
 }
-export type Counters = ReturnType<typeof newCounters>;
 
 export class EmulatorState {
   tasks = new Map<string, Task>();

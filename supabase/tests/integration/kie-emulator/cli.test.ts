@@ -43,6 +43,8 @@ describe("argument parsing", () => {
     [["--create-rate", "20 per 10s"], "bad rate"],
     [["--colour", "red"], "unknown argument"],
     [["--port", "70000"], "port"],
+    [["--fault", "explode"], 'unknown fault "explode"'],
+    [["--fault", "recordInfo:moderation"], "only apply to createTask"],
   ])("refuses %j", (args, message) => {
     expect(() => parseArgs(args)).toThrow(message);
   });
