@@ -61,7 +61,8 @@ export interface StoredFile {
 
 export interface DownloadLink {
   fileKey: string;
-  expiresAt: number;
+  /** Expiry is createdAt + the configured link lifetime, read when the link is used. */
+  createdAt: number;
 }
 
 export function newCounters() {

@@ -114,8 +114,8 @@ describe("image-to-image results", () => {
 });
 
 describe("result lifetime and download-url", () => {
-  it("result URLs answer 404 after the result TTL", async () => {
-    const kie = await startEmulator({ resultTtlMs: 300 });
+  it("result URLs answer 404 once the result TTL has passed", async () => {
+    const kie = await startEmulator({ resultTtlMs: 400 });
     const data = await kie.settled(await kie.createOk(imagen()));
     const url = resultUrls(data)[0];
     expect((await download(url)).status).toBe(200);
@@ -123,30 +123,40 @@ describe("result lifetime and download-url", () => {
   });
 
   it("download-url returns a fresh link to the same bytes, also after the result URL expired", async () => {
-    const kie = await startEmulator({ resultTtlMs: 200 });
+    const kie = await startEmulator();
     const data = await kie.settled(await kie.createOk(imagen()));
     const url = resultUrls(data)[0];
     const original = await download(url);
-    await waitFor(async () => (await download(url)).status === 404, 3000);
+    expect(original.status).toBe(200);
+    await kie.admin("PATCH", "config", { resultTtlMs: 0 });
+    expect((await download(url)).status).toBe(404);
     const reply = await kie.call<string>("POST", "/api/v1/common/download-url", { url });
     expect(reply.json).toMatchObject({ code: 200, msg: "success", data: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+\/download\/[0-9a-f]{32}$/) });
     const fresh = await download(reply.json.data);
     expect(fresh.status).toBe(200);
+    expect(fresh.type).toBe("image/png");
     expect(fresh.bytes.equals(original.bytes)).toBe(true);
     const second = await kie.call<string>("POST", "/api/v1/common/download-url", { url });
     expect(second.json.data).not.toBe(reply.json.data);
   });
 
-  it("download-url links expire after their lifetime", async () => {
-    const kie = await startEmulator({ downloadTtlMs: 200 });
+  it("download-url links stop working after their lifetime, and when the media is gone", async () => {
+    const kie = await startEmulator();
     const data = await kie.settled(await kie.createOk(imagen()));
-    const link = (await kie.call<string>("POST", "/api/v1/common/download-url", { url: resultUrls(data)[0] })).json.data;
+    const mint = async () => (await kie.call<string>("POST", "/api/v1/common/download-url", { url: resultUrls(data)[0] })).json.data;
+    const link = await mint();
     expect((await download(link)).status).toBe(200);
-    await waitFor(async () => (await download(link)).status === 404, 3000);
+    await kie.admin("PATCH", "config", { downloadTtlMs: 0 });
+    expect((await download(link)).status).toBe(404);
+    await kie.admin("PATCH", "config", { downloadTtlMs: 60_000 });
+    const other = await mint();
+    expect((await download(other)).status).toBe(200);
+    await kie.admin("PATCH", "config", { mediaTtlMs: 0 });
+    expect((await download(other)).status).toBe(404);
   });
 
   it("download-url refuses URLs KIE did not generate (422), a missing url (400), expired media (404), a bad key (401)", async () => {
-    const kie = await startEmulator({ mediaTtlMs: 200 });
+    const kie = await startEmulator();
     const data = await kie.settled(await kie.createOk(imagen()));
     const url = resultUrls(data)[0];
     const post = (body: unknown, key?: string) => kie.call("POST", "/api/v1/common/download-url", body, key);
@@ -154,6 +164,8 @@ describe("result lifetime and download-url", () => {
     expect((await post({ url: `${kie.url}/files/0123/0.png` })).json.code).toBe(422);
     expect((await post({})).json.code).toBe(400);
     expect((await post({ url }, "bad")).json.code).toBe(401);
-    await waitFor(async () => (await post({ url })).json.code === 404, 3000);
+    expect((await post({ url })).json.code).toBe(200);
+    await kie.admin("PATCH", "config", { mediaTtlMs: 0 });
+    expect((await post({ url })).json).toMatchObject({ code: 404, data: null });
   });
 });

@@ -22,7 +22,7 @@ describe("createTask limit", () => {
   });
 
   it("the window slides: after it passes, requests are admitted again (429s do not extend it)", async () => {
-    const kie = await startEmulator({ createRate: { limit: 2, windowMs: 300 } });
+    const kie = await startEmulator({ createRate: { limit: 2, windowMs: 500 } });
     expect((await kie.create(imagen())).json.code).toBe(200);
     expect((await kie.create(imagen())).json.code).toBe(200);
     expect((await kie.create(imagen())).json.code).toBe(429);

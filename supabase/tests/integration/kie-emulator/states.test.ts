@@ -45,7 +45,9 @@ describe("task states", () => {
     const kie = await startEmulator({ taskMs: 400 });
     const started = Date.now();
     const taskId = await kie.createOk(imagen());
-    expect((await kie.record(taskId)).json.data!.state).toBe("waiting");
+    // 40 ms of waiting is too short to catch reliably on a busy machine; the held-task test pins
+    // each state. Here: not finished yet, then finished no earlier than --task-ms.
+    expect(["waiting", "queuing", "generating"]).toContain((await kie.record(taskId)).json.data!.state);
     const done = await kie.settled(taskId);
     expect(done.state).toBe("success");
     expect(Date.now() - started).toBeGreaterThanOrEqual(400);
