@@ -303,6 +303,7 @@ begin
            where jsonb_typeof(e.value) = 'string' and btrim(e.value #>> '{}') ~* '^https?://[^\s/?#]+'
            group by 1) as u;
   if cardinality(result_urls) = 0 then
+    result_urls := null;
     kind := 'failed';
     fail_code := 'unusable';
     fail_message := 'KIE reported success but resultJson has no http(s) result URL';
