@@ -63,9 +63,9 @@ select private.reconcile_tick('2030-01-01 00:00:20+00');
 select ok((select next_run_at < '2030-01-01 00:00:24+00' and last_error like 'finalize http 503%' from private.job_pipeline
             where job_id = (select job_id from jobs where n = 5)),
   'a failed finalize brings the next poll forward');
-select is(private.poll_tick('2030-01-01 00:00:23+00') + private.poll_tick('2030-01-01 00:00:24+00') > 0 and exists (
-    select 1 from private.requests r where r.job_id = (select job_id from jobs where n = 5) and r.kind = 'poll' and r.resolved_at is null),
-  true, 'and the finalizing job is polled again');
+select private.poll_tick('2030-01-01 00:00:23+00') + private.poll_tick('2030-01-01 00:00:24+00');
+select ok(exists (select 1 from private.requests r where r.job_id = (select job_id from jobs where n = 5) and r.kind = 'poll' and r.resolved_at is null),
+  'and the finalizing job is polled again');
 
 -- Past the grace period the missing task counts as lost: a new attempt.
 select private.poll_tick('2030-01-01 00:02:00+00');
