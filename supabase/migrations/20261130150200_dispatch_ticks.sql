@@ -180,6 +180,7 @@ declare
   batch integer := private.setting_number('reconcile.batch_size');
   lost_after numeric := private.setting_number('reconcile.lost_after_seconds');
   r record;
+  lost private.requests;
   handled integer := 0;
   problem text;
 begin
@@ -219,8 +220,8 @@ begin
     handled := handled + 1;
   end loop;
 
-  for r in
-    select q as request from private.requests q
+  for lost in
+    select q.* from private.requests q
      where q.resolved_at is null
        and q.sent_at + make_interval(secs => (q.timeout_ms / 1000.0 + lost_after)::double precision) < at
        and (exists (select 1 from private.requests newer
@@ -232,11 +233,11 @@ begin
      for update of q skip locked
   loop
     begin
-      perform private.apply_lost_request(r.request, at);
+      perform private.apply_lost_request(lost, at);
     exception when others then
       get stacked diagnostics problem = message_text;
       update private.requests q set resolved_at = reconcile_tick.at, outcome = 'error', error = left(problem, 500)
-       where q.id = (r.request).id;
+       where q.id = lost.id;
     end;
     handled := handled + 1;
   end loop;
