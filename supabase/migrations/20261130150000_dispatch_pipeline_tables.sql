@@ -332,6 +332,7 @@ insert into private.kie_outcomes (operation, source, code, outcome, maybe_accept
   ('create', 'transport', '*', 'transient', true, 0, 'The image service could not be reached. Please try again later.', 'other transport error'),
   ('create', 'transport', 'lost', 'transient', true, 0, 'The image service did not answer. Please try again later.', 'no response long after the timeout: the pg_net queue was lost'),
   ('poll', 'body', '200', 'report', false, 0, null, 'a task report'),
+  ('poll', 'body', '501', 'report', false, 0, null, 'a failed task reported with the callback''s failure code'),
   ('poll', 'body', '422', 'not_found', false, 0, null, 'recordInfo is null: transient within a grace period'),
   ('poll', 'body', '401', 'account', false, 0, null, 'bad or missing API key'),
   ('poll', 'body', '402', 'account', false, 0, null, 'KIE account out of credits'),

@@ -453,7 +453,10 @@ declare
   reason text := format('task %s failed: %s %s', task_id, coalesce(fail_code, '-'), coalesce(fail_message, ''));
 begin
   select * into p from private.job_pipeline jp where jp.job_id = apply_task_failure.job_id for update;
-  if p.stage in ('completed', 'failed') or p.task_id is distinct from apply_task_failure.task_id or p.attempt <> apply_task_failure.attempt then
+  -- A fast failure callback can beat the reconcile of its createTask: in stage creating the task
+  -- id is not known yet, and the attempt (its token was checked) says whose task it is.
+  if p.stage in ('completed', 'failed', 'waiting') or p.attempt <> apply_task_failure.attempt
+     or (p.stage <> 'creating' and p.task_id is distinct from apply_task_failure.task_id) then
     perform private.record_late_result(job_id, attempt, task_id, source, 'failed',
       jsonb_build_object('fail_code', fail_code, 'fail_message', fail_message, 'stage', p.stage, 'current_task', p.task_id), at);
     return 'ignored';

@@ -2,7 +2,7 @@
 -- so that duplicate, late or out-of-order calls change nothing; a duplicate task (libcurl
 -- re-sent the createTask) with a valid token: the first result wins.
 begin;
-select plan(14);
+select plan(16);
 \ir dispatch_fixture.sql
 
 create temp table jobs as select pg_temp.start_job('co_user') as job_id;
@@ -54,6 +54,21 @@ select results_eq(
   $$ values ('failed'::text, 'provider_failed'::text, 'The image could not be generated. content policy'::text) $$,
   'the current task''s failure fails the job with KIE''s reason');
 select is((select count(*)::int from public.credit_ledger where job_id = (select job_id from second) and kind = 'refund'), 1, 'and refunds it once');
+
+-- A failure callback that beats the reconcile of its createTask (task id not known yet).
+create temp table fast as select pg_temp.start_job('co_user') as job_id;
+select results_eq(
+  format('select status, error_code from private.fail_job_from_provider(%L, 1, %L, %L, %L)',
+         (select job_id from fast), 'task-fast', '400', 'content policy'),
+  $$ values ('failed'::text, 'provider_failed'::text) $$,
+  'a failure for the current attempt counts even before its createTask response is reconciled');
+select pg_temp.respond(job_id, 'create', 200, '{"code": 200, "data": {"taskId": "task-fast"}}') from fast;
+select private.reconcile_tick();
+select results_eq(
+  $$ select g.status, l.source, l.outcome from fast f join public.generation_jobs g on g.id = f.job_id
+       join private.late_results l on l.job_id = f.job_id $$,
+  $$ values ('failed'::text, 'create'::text, 'accepted'::text) $$,
+  'the createTask answer that arrives afterwards is recorded only');
 
 select * from finish();
 rollback;
