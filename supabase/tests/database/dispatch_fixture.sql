@@ -1,5 +1,9 @@
--- Fixture: KIE at https://kie.test, secrets in Vault, free budgets, no limits, no alerts.
+-- Fixture: KIE at https://kie.test, secrets in Vault, free budgets, no limits, no alerts, and no
+-- requests or responses left by earlier runs (all undone by the test's rollback).
 delete from private.alerts;
+delete from private.requests;
+delete from net._http_response;
+delete from cron.job_run_details;
 delete from vault.secrets where name in ('kie_api_key', 'functions_base_url', 'finalize_credential');
 do $$
 begin

@@ -14,6 +14,8 @@ const planId = `dispatch_${suffix}`;
 const users: string[] = [];
 const SECRETS = ["kie_api_key", "functions_base_url"] as const;
 let savedSettings: { key: string; value: unknown }[] = [];
+/** Secrets of these names that existed before (the local stack's), put back afterwards. */
+let savedSecrets: { name: string; secret: string; description: string }[] = [];
 
 type Tx = TransactionSql<Record<string, unknown>>;
 
@@ -80,6 +82,7 @@ beforeAll(async () => {
   // Nothing listens there: no pg_net worker runs in this file, the requests are only queued.
   await sql`update private.settings set value = '"https://kie.invalid"' where key = 'kie.base_url'`;
   await sql`update private.settings set value = '200' where key = 'dispatch.create_per_window'`;
+  savedSecrets = await sql`select name, secret, description from vault.secrets where name = any(${SECRETS as unknown as string[]})`;
   await sql`delete from vault.secrets where name = any(${SECRETS as unknown as string[]})`;
   await sql`select vault.create_secret('test-kie-key', 'kie_api_key'), vault.create_secret('https://fn.invalid/functions/v1', 'functions_base_url')`;
   for (let i = 0; i < STARTS; i++) await createUser();
@@ -90,6 +93,7 @@ afterAll(async () => {
     // Requests a background tick may have queued with our settings (nothing sends them here).
     await sql`delete from net.http_request_queue where url like 'https://kie.invalid/%' or url like 'https://fn.invalid/%'`;
     await sql`delete from vault.secrets where name = any(${SECRETS as unknown as string[]})`;
+    for (const { name, secret, description } of savedSecrets) await sql`select vault.create_secret(${secret}, ${name}, ${description})`;
     for (const { key, value } of savedSettings) await sql`update private.settings set value = ${sql.json(value as never)} where key = ${key}`;
     await sql`
       delete from net.http_request_queue q

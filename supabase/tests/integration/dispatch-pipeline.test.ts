@@ -18,6 +18,8 @@ const KIE_KEY = `kie-${suffix}`;
 const FINALIZE = `finalize-${suffix}`;
 const SETTINGS = ["kie.base_url", "kie.user_agent", "poll.first_after_seconds", "dispatch.create_per_window"];
 let savedSettings: { key: string; value: unknown }[] = [];
+/** Secrets of these names that existed before (the local stack's), put back afterwards. */
+let savedSecrets: { name: string; secret: string; description: string }[] = [];
 let userId = "";
 let worker: PgNetWorker | undefined;
 const workerLog: string[] = [];
@@ -159,6 +161,7 @@ beforeAll(async () => {
   await sql`update private.settings set value = '1' where key = 'poll.first_after_seconds'`;
   await sql`update private.settings set value = '18' where key = 'dispatch.create_per_window'`;
   await sql`update private.rate_slots set available_at = '-infinity'`;
+  savedSecrets = await sql`select name, secret, description from vault.secrets where name = any(${SECRETS as unknown as string[]})`;
   await sql`delete from vault.secrets where name = any(${SECRETS})`;
   await sql`select vault.create_secret(${KIE_KEY}, 'kie_api_key'), vault.create_secret(${`${base}/functions/v1`}, 'functions_base_url'),
                    vault.create_secret(${FINALIZE}, 'finalize_credential')`;
@@ -183,6 +186,7 @@ afterAll(async () => {
   try {
     await worker?.stop();
     await sql`delete from vault.secrets where name = any(${SECRETS})`;
+    for (const { name, secret, description } of savedSecrets) await sql`select vault.create_secret(${secret}, ${name}, ${description})`;
     for (const { key, value } of savedSettings) await sql`update private.settings set value = ${sql.json(value as never)} where key = ${key}`;
     await sql`delete from private.alerts`;
     if (userId) await sql`delete from auth.users where id = ${userId}`;
