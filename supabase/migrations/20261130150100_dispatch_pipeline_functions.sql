@@ -746,7 +746,9 @@ begin
           new.created_at,
           new.created_at + make_interval(secs => private.job_deadline_seconds(new.model_key)::double precision),
           new.created_at);
-  if not private.dispatch_paused() and private.take_tokens('create', 1, now()) = 1 then
+  if not private.dispatch_paused()
+     and private.secret('kie_api_key') is not null and private.secret('functions_base_url') is not null
+     and private.take_tokens('create', 1, now()) = 1 then
     perform private.send_create_task(new.id, now());
   end if;
   return null;

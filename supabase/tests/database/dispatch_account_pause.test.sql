@@ -1,7 +1,7 @@
 -- Account errors (401, 402, 433) pause createTask globally with an alert; jobs wait instead of
 -- failing. A successful credit check lifts the pause, as does an operator clearing the alert.
 begin;
-select plan(9);
+select plan(10);
 \ir dispatch_fixture.sql
 
 create temp table jobs as select pg_temp.start_job('ap_user') as job_id;
@@ -33,6 +33,7 @@ select is(private.dispatch_tick(now() + interval '1 minute'), 2, 'dispatch resum
 select private.raise_alert('kie_account', 'test', true);
 select private.clear_alert('kie_account');
 select ok(not private.dispatch_paused(), 'clearing the alert resumes dispatch');
+select throws_ok($$ select private.clear_alert('no_such_alert') $$, 'KL043', null, 'clearing an unknown alert is refused');
 
 select * from finish();
 rollback;

@@ -1,7 +1,7 @@
 -- The rate budgets: createTask 18 per 10 s and recordInfo 8 per 1 s by default, configurable,
 -- shared by the start trigger and the ticks; jobs that do not fit wait.
 begin;
-select plan(10);
+select plan(11);
 \ir dispatch_fixture.sql
 
 select is(private.take_tokens('create', 25, '2030-01-01 00:00:00+00'), 18, 'at most 18 createTask tokens in one window');
@@ -26,6 +26,14 @@ select results_eq(
   $$ values ('waiting'::text, 0) $$,
   'with the budget spent, a new job waits and nothing is queued');
 
+delete from vault.secrets where name = 'kie_api_key';
+update private.rate_slots set available_at = '-infinity' where bucket = 'create';
+insert into waiting select pg_temp.start_job('bk_user');
+select is((select count(*)::int from private.rate_slots where bucket = 'create' and available_at > now()), 0,
+  'without the KIE key a start takes no token (it could not send)');
+do $$ begin perform vault.create_secret('test-kie-key', 'kie_api_key'); end $$;
+update private.rate_slots set available_at = 'infinity' where bucket = 'create';
+
 update private.rate_slots set available_at = '-infinity' where bucket = 'create' and slot <= 2;
 insert into waiting select pg_temp.start_job('bk_user') from generate_series(1, 3);
 update private.rate_slots set available_at = 'infinity' where bucket = 'create';
@@ -34,7 +42,7 @@ select is((select count(*)::int from private.job_pipeline p where p.job_id in (s
 
 update private.rate_slots set available_at = '-infinity' where bucket = 'create' and slot = 3;
 select is(private.dispatch_tick(now() + interval '1 second'), 1, 'the dispatch tick sends only what the budget allows');
-select is((select count(*)::int from private.job_pipeline p where p.job_id in (select job_id from waiting) and p.stage = 'waiting'), 1,
+select is((select count(*)::int from private.job_pipeline p where p.job_id in (select job_id from waiting) and p.stage = 'waiting'), 2,
   'the rest keep waiting');
 
 select * from finish();
