@@ -2,7 +2,7 @@
 -- end in one outcome and at most one refund, in any order. (The same race over real concurrent
 -- connections: supabase/tests/integration/dispatch-race.test.ts.)
 begin;
-select plan(4);
+select plan(5);
 \ir dispatch_fixture.sql
 
 create temp table jobs as select n, pg_temp.start_job('rc_user') as job_id from generate_series(1, 2) n;
@@ -40,6 +40,18 @@ select results_eq(
   $$ select j.n, l.source, l.outcome from private.late_results l join jobs j using (job_id) order by j.n, l.id $$,
   $$ values (1, 'provider_failure'::text, 'failed'::text), (1, 'complete', 'success'), (2, 'provider_failure', 'failed'), (2, 'complete', 'success') $$,
   'the losing reports are recorded for operators');
+
+-- A fast callback completes a job still in stage creating; then its createTask answer is an
+-- error (at-least-once delivery: a re-sent request failed). The error changes nothing.
+create temp table quick as select pg_temp.start_job('rc_user') as job_id;
+select (private.complete_job(job_id, 1, 'task-quick', array['u/q.png'])).status from quick;
+select pg_temp.respond(job_id, 'create', 200, '{"code": 400, "msg": "bad param"}') from quick;
+select private.reconcile_tick(now());
+select results_eq(
+  $$ select g.status, p.stage, (select count(*)::int from public.credit_ledger l where l.job_id = g.id and l.kind = 'refund')
+       from quick q join public.generation_jobs g on g.id = q.job_id join private.job_pipeline p on p.job_id = q.job_id $$,
+  $$ values ('completed'::text, 'completed'::text, 0) $$,
+  'a createTask error that arrives after the job completed changes nothing');
 
 select * from finish();
 rollback;
