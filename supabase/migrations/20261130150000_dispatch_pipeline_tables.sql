@@ -15,7 +15,7 @@
 insert into private.settings (key, value, description) values
   ('kie.base_url', '"https://api.kie.ai"', 'KIE API origin, without a trailing slash.'),
   ('kie.user_agent', '"Mozilla/5.0 (compatible; kiln/0.1)"',
-   'User-Agent sent on every KIE request (Cloudflare in front of KIE refuses some non-browser agents).'),
+   'User-Agent sent on every KIE request (Cloudflare in front of KIE refuses some non-browser clients).'),
   ('kie.create_timeout_ms', '8000', 'Timeout of a createTask request, in ms. pg_net sends one batch at a time: keep it short.'),
   ('kie.poll_timeout_ms', '5000', 'Timeout of a recordInfo or chat/credit request, in ms.'),
   ('kie.finalize_timeout_ms', '15000', 'Timeout of the finalize request to the callback function, in ms.'),

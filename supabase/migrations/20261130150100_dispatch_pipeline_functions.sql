@@ -6,7 +6,7 @@
 -- migration owner and executable by nobody else: the ticks and the callback function run as it.
 
 -- ---------------------------------------------------------------------------------------------
--- Small helpers
+-- Small utilities
 -- ---------------------------------------------------------------------------------------------
 create function private.setting_number(key text)
 returns numeric
