@@ -3,3 +3,16 @@
 -- Development and tests only; applied after the migrations and before the seed. Never a
 -- migration: production keeps the migrations' defaults, and an operator changes them with an
 -- update on private.settings. Idempotent.
+
+-- The dispatch pipeline reads the functions' base URL from Vault (the callback URL KIE calls and
+-- the finalize request go there). Locally that is the functions gateway; an existing secret (an
+-- operator's own) is left alone. The KIE key and the finalize credential are not set here: without
+-- them jobs wait and the kiln-account tick raises the missing_secret alert.
+do $$
+begin
+  if not exists (select 1 from vault.secrets where name = 'functions_base_url') then
+    perform vault.create_secret('http://127.0.0.1:54321/functions/v1', 'functions_base_url',
+      'Local functions gateway (development only)');
+  end if;
+end
+$$;
