@@ -38,7 +38,12 @@ declare
   job_id uuid := gen_random_uuid();
 begin
   -- 0. Size: the request is stored with the job, so bound it before any other work (even the
-  --    fingerprint: hashing a huge request is work too).
+  --    fingerprint: hashing a huge request is work too). Its stored size comes first, so a huge
+  --    request is refused without being serialized; its text then gets the exact limit.
+  if pg_column_size(request) > 4 * 65536 then
+    perform private.raise_error('KL028', 'request too large', format('over %s bytes, at most 65536', 4 * 65536),
+      'Send shorter prompts and inputs.');
+  end if;
   if octet_length(request::text) > 65536 then
     perform private.raise_error('KL028', 'request too large', format('%s bytes, at most 65536', octet_length(request::text)),
       'Send shorter prompts and inputs.');
