@@ -2,7 +2,7 @@
 -- (KL013) even when the operator accepts any public DNS name ("*"), so this file tests those
 -- guards alone, not the allowlist. Both sides, through start_generation as the app calls it.
 begin;
-select plan(38);
+select plan(42);
 
 -- Fixtures (as the owner): one user on an unmetered plan with room for every start, one model per
 -- mode, one template that takes one to four photos and has a text field.
@@ -21,6 +21,23 @@ values ('5a5a0000-0000-4000-8000-00000000fa01', 'authenticated', 'authenticated'
 update private.settings set value = '["*"]' where key = 'images.allowed_hosts';
 update private.settings set value = '["https"]' where key = 'images.allowed_schemes';
 update private.settings set value = '[443, 8443]' where key = 'images.allowed_ports';
+
+-- The SQLSTATE and detail a statement fails with (run as the caller).
+create function pg_temp.refusal(statement text)
+returns text
+language plpgsql
+as $$
+declare
+  detail text;
+begin
+  execute statement;
+  return 'no error';
+exception when others then
+  get stacked diagnostics detail = pg_exception_detail;
+  return sqlstate || ': ' || detail;
+end
+$$;
+grant execute on function pg_temp.refusal(text) to authenticated;
 
 set local role authenticated;
 set local request.jwt.claims = '{"sub": "5a5a0000-0000-4000-8000-00000000fa01", "role": "authenticated"}';
@@ -74,6 +91,18 @@ select lives_ok(
     ('https://1password.example.com/a.png', 'a label that starts with a digit'),
     ('https://xn--bcher-kva.example/a.png', 'a punycode name')
   ) as accepted(url, why);
+
+
+-- The detail says which rule refused.
+select is(pg_temp.refusal(format('select public.start_generation(template_id => %L, image_urls => array[%L])',
+                                 '5a5a0000-0000-4000-8000-00000000f001', url)),
+          'KL013: image 1: ' || reason, format('%s is refused because %s', url, reason))
+  from (values
+    ('https://[::ffff:127.0.0.1]/', 'IPv6 address hosts are not accepted'),
+    ('https://0X7F.1/', 'host 0x7f.1 is an IP address'),
+    ('https://printer.local/', 'host printer.local is a private network name'),
+    ('https://127.0.0.1.nip.io/', 'host 127.0.0.1.nip.io spells out an IP address')
+  ) as reasons(url, reason);
 
 select * from finish();
 rollback;

@@ -2,7 +2,7 @@
 -- host list accepts any public DNS name ("*"), so only these rules refuse (KL013). Both sides,
 -- through start_generation as the app calls it.
 begin;
-select plan(46);
+select plan(51);
 
 -- Fixtures (as the owner): one user on an unmetered plan with room for every start, one model per
 -- mode, one template that takes one to four photos and has a text field.
@@ -21,6 +21,23 @@ values ('5a5a0000-0000-4000-8000-00000000fa01', 'authenticated', 'authenticated'
 update private.settings set value = '["*"]' where key = 'images.allowed_hosts';
 update private.settings set value = '["https"]' where key = 'images.allowed_schemes';
 update private.settings set value = '[443, 8443]' where key = 'images.allowed_ports';
+
+-- The SQLSTATE and detail a statement fails with (run as the caller).
+create function pg_temp.refusal(statement text)
+returns text
+language plpgsql
+as $$
+declare
+  detail text;
+begin
+  execute statement;
+  return 'no error';
+exception when others then
+  get stacked diagnostics detail = pg_exception_detail;
+  return sqlstate || ': ' || detail;
+end
+$$;
+grant execute on function pg_temp.refusal(text) to authenticated;
 
 set local role authenticated;
 set local request.jwt.claims = '{"sub": "5a5a0000-0000-4000-8000-00000000fa01", "role": "authenticated"}';
@@ -56,6 +73,7 @@ select throws_ok(
     ('https://user:secret@photos.example.com/a.png', 'a user name and password'),
     ('https://photos.example.com@10.0.0.5/a.png', 'a host name used as user info'),
     ('http://photos.example.com/a.png', 'plain http'),
+    ('http://photos.example.com:443/a.png', 'plain http on an accepted port'),
     ('ftp://photos.example.com/a.png', 'ftp'),
     ('javascript:alert(1)', 'javascript'),
     ('data:image/png;base64,iVBORw0KGgo=', 'a data URL'),
@@ -82,6 +100,18 @@ select lives_ok(
     ('https://photos.example.com', 'no path'),
     ('https://photos.example.com/' || repeat('a', 2021), 'exactly 2048 characters')
   ) as accepted(url, why);
+
+
+-- The detail says which rule refused.
+select is(pg_temp.refusal(format('select public.start_generation(template_id => %L, image_urls => array[%L])',
+                                 '5a5a0000-0000-4000-8000-00000000f001', url)),
+          'KL013: image 1: ' || reason, format('%s is refused because %s', url, reason))
+  from (values
+    ('https://user@photos.example.com/a.png', 'user names and passwords (user@host) are not accepted'),
+    ('http://photos.example.com:443/a.png', 'http URLs are not accepted'),
+    ('https://photos.example.com:99999/a.png', 'the port must be a number from 1 to 65535'),
+    ('https://photos.example.com/a b.png', 'the URL has spaces, quotes or other characters that must be percent-encoded')
+  ) as reasons(url, reason);
 
 select * from finish();
 rollback;

@@ -2,7 +2,7 @@
 -- folding of look-alikes, plurals, leetspeak and split letters does not turn into false alarms.
 -- "nude", "blood bath" and "sos" are on the list; every prompt below must start a job.
 begin;
-select plan(26);
+select plan(28);
 
 -- Fixtures (as the owner): one user on an unmetered plan with room for every start, one model per
 -- mode, one template that takes one to four photos and has a text field.
@@ -39,6 +39,8 @@ select lives_ok(format('select public.start_generation(prompt => %L)', prompt), 
     ('bloodbathroom tiles', 'the phrase inside a longer word'),
     ('menu de jour', 'letters of the term across two words'),
     ('a nu de style poster', 'the term split unevenly'),
+    ('a b c, then a nu de style', 'the term split unevenly next to spaced letters'),
+    ('the storms denude the hills', 'a word ending in the term'),
     ('room 505 at the hotel', 'digits that spell a term in leetspeak'),
     ('sosa street, a sosia', 'words that start with a short term'),
     ('a naked-eye view of Uranus', 'no term at all'),
