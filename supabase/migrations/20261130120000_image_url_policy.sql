@@ -15,23 +15,24 @@ insert into private.settings (key, value, description) values
   ('images.allowed_ports', '[443]',
    'Ports accepted for image hosts listed without a scheme (JSON array of integers); a URL without a port uses its scheme''s default.');
 
--- Names that only resolve on private networks (RFC 6761, RFC 6762, RFC 8375, and names cloud
--- providers use for their metadata and internal services). Never accepted, even when listed.
+-- Names that only resolve on private networks (RFC 6761, RFC 6762, RFC 8375's home.arpa and the
+-- other .arpa names, and names cloud providers use for their metadata and internal services).
+-- Never accepted, even when listed.
 create function private.is_private_host_name(host text)
 returns boolean
 language sql immutable
 set search_path = ''
 as $$
-  select host ~ '(^|\.)(localhost|local|internal|localdomain|home\.arpa|arpa|lan|intranet|corp|home|private)$'
+  select host ~ '(^|\.)(localhost|local|internal|localdomain|arpa|lan|intranet|corp|home|private)$'
 $$;
 comment on function private.is_private_host_name(text) is
   'API: Private. Whether a lowercase host name is one that resolves only on private networks (localhost, *.local, *.internal, ...).';
 
 -- Why an image URL is not accepted, in a few words, or null when it is. Checked in this order:
--- length, characters, shape, user info, port, host syntax, IP literals, private names, then the
--- operator's list. A host whose last label is a number is an IP address in some notation
--- (dotted, integer, hex, octal, short: browsers and fetch libraries parse it as IPv4), so it is
--- refused unless an entry names it exactly; IPv6 literals are always refused.
+-- length, characters, shape, user info, IPv6, port syntax, host syntax, then the host against
+-- the list: exact entries, IP literals, private names, scheme and port lists, wildcards. A host
+-- whose last label is a number is an IP address in some notation (dotted, integer, hex, octal,
+-- short: URL parsers read it as IPv4), so it is refused unless an entry names it exactly.
 create function private.image_url_problem(url text)
 returns text
 language plpgsql stable

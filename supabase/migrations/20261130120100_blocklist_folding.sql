@@ -3,9 +3,10 @@
 -- tag characters), combining marks (nu + U+0308 + de), Cyrillic and Greek look-alike letters,
 -- plurals, leetspeak and letters split by separators (n-u-d-e) all got through. Text is now
 -- folded before matching (every default-ignorable code point and every combining mark removed
--- after compatibility decomposition), and each term's stored pattern lets every letter match its
--- common look-alikes and allows the split and plural spellings. Whole-word matching is kept, so
--- words that merely contain a term (denuded, Nudelsuppe) still pass.
+-- after compatibility decomposition), and each term's pattern lets every letter match its common
+-- look-alikes and allows the split and plural spellings. The patterns of all terms are compiled
+-- into one row when the list changes, not assembled on every call. Whole-word matching is kept,
+-- so words that merely contain a term (denuded, Nudelsuppe) still pass.
 --
 -- A blocklist is a first line only: the provider moderates prompts and images too (README).
 
