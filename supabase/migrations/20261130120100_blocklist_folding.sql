@@ -212,30 +212,34 @@ select private.refresh_blocklist_patterns();
 
 -- The blocked text found, or null. A term matches between non-letters (lookarounds, so adjacent
 -- words are all seen), with an optional plural ending (s, es). The spaced-out regex costs about
--- three times the plain one, so it runs only on text with two one-character tokens in a row (the
--- only text it can match). A cheap yes/no test runs first; only on a hit are the matches listed,
--- and one made only of digits and symbols ("455" against a term spelled with leetspeak letters)
--- does not count.
+-- three times the plain one, so it is read and run only on text with two one-character tokens in
+-- a row (the only text it can match). A yes/no test runs first; only on a hit are the matches
+-- listed, and one made only of digits and symbols ("455" against a term spelled with leetspeak
+-- letters) does not count. PL/pgSQL for the early exits: most texts stop after one regex test.
 create or replace function private.find_blocked_term(content text)
 returns text
-language sql stable
+language plpgsql stable
 set search_path = ''
 as $$
-  with folded as (select private.moderation_text(content) as text),
-  candidate as (
-    select folded.text,
-           case
-             when folded.text ~ p.plain then p.plain
-             when folded.text ~ '(?<![^-\s._*~/+,''|])[^-\s._*~/+,''|][-\s._*~/+,''|][^-\s._*~/+,''|](?![^-\s._*~/+,''|])'
-                  and folded.text ~ p.spaced then p.spaced
-           end as pattern
-      from folded, private.blocklist_patterns p
-  )
-  select m[1]
-    from candidate, lateral regexp_matches(candidate.text, candidate.pattern, 'g') m
-   where candidate.pattern is not null
-     and m[1] ~ '[[:alpha:]]'
-   limit 1
+declare
+  folded text := private.moderation_text(content);
+  pattern text;
+begin
+  select p.plain into pattern from private.blocklist_patterns p;
+  if pattern is null or folded is null then
+    return null;
+  end if;
+  if not folded ~ pattern then
+    if not folded ~ '(?<![^-\s._*~/+,''|])[^-\s._*~/+,''|][-\s._*~/+,''|][^-\s._*~/+,''|](?![^-\s._*~/+,''|])' then
+      return null;
+    end if;
+    select p.spaced into pattern from private.blocklist_patterns p;
+    if not folded ~ pattern then
+      return null;
+    end if;
+  end if;
+  return (select m[1] from regexp_matches(folded, pattern, 'g') m where m[1] ~ '[[:alpha:]]' limit 1);
+end
 $$;
 comment on function private.find_blocked_term(text) is
   'API: Private. The blocklisted text the content contains as a whole word (look-alikes, split and plural spellings folded), or null.';
