@@ -21,7 +21,7 @@ insert into private.settings (key, value, description) values
 create function private.is_private_host_name(host text)
 returns boolean
 language sql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select host ~ '(^|\.)(localhost|local|internal|localdomain|arpa|lan|intranet|corp|home|private)$'
 $$;
@@ -36,7 +36,7 @@ comment on function private.is_private_host_name(text) is
 create function private.image_url_problem(url text)
 returns text
 language plpgsql stable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   allowed_hosts jsonb := coalesce(private.setting('images.allowed_hosts'), '[]');

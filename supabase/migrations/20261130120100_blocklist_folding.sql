@@ -18,7 +18,7 @@
 create or replace function private.moderation_text(content text)
 returns text
 language sql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select regexp_replace(lower(normalize(content, nfkd)),
     '['
@@ -91,7 +91,7 @@ comment on function private.moderation_text(text) is
 create or replace function private.blocked_letter_class(letter text)
 returns text
 language sql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select case letter
     when 'a' then E'[a4@\u0430\u03b1\u0251]'
@@ -132,7 +132,7 @@ comment on function private.blocked_letter_class(text) is
 create or replace function private.blocked_term_pattern(term text, spaced boolean default false)
 returns text
 language plpgsql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   separator constant text := '[-\s._*~/+,''|]';
@@ -173,7 +173,7 @@ alter table private.blocklist_patterns enable row level security;
 create or replace function private.refresh_blocklist_patterns()
 returns void
 language plpgsql volatile
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   insert into private.blocklist_patterns (singleton) values (true) on conflict (singleton) do nothing;
@@ -196,7 +196,7 @@ comment on function private.refresh_blocklist_patterns() is
 create or replace function private.blocked_terms_changed()
 returns trigger
 language plpgsql volatile
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform private.refresh_blocklist_patterns();
@@ -219,7 +219,7 @@ select private.refresh_blocklist_patterns();
 create or replace function private.find_blocked_term(content text)
 returns text
 language plpgsql stable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   folded text := private.moderation_text(content);

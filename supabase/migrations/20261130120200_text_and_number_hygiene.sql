@@ -7,15 +7,14 @@
 -- Now: line breaks are normalized (CR LF and CR become LF) and other control characters, bidi
 -- embeddings, overrides and isolates are refused (KL012 in prompts, KL006 in text inputs);
 -- newlines and tabs stay. Slider numbers are rounded to 6 decimal places, limited to 15 digits
--- before the point, and rendered in that canonical form. Error texts are bounded. Text over the
--- request limit is left untouched by the trimming, so the size check (KL028) is the first thing
--- that looks at it.
+-- before the point, and rendered in that canonical form. Error texts are bounded. Trimming no
+-- longer uses a regex (start_generation now checks sizes before it trims anything).
 
 -- A bounded excerpt of text for error messages.
 create function private.excerpt(content text, max_chars integer default 60)
 returns text
 language sql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select case when length(content) > max_chars then left(content, max_chars - 1) || '…' else content end
 $$;
@@ -25,7 +24,7 @@ comment on function private.excerpt(text, integer) is 'API: Private. The text, c
 create or replace function private.raise_error(code text, message text, detail text default null, hint text default null)
 returns void
 language plpgsql volatile
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   raise exception using errcode = code, message = private.excerpt(message, 200),
@@ -36,22 +35,18 @@ comment on function private.raise_error(text, text, text, text) is
   'API: Private. Raises one of the documented KLxxx errors (see supabase/error-codes.md); message and hint at most 200 characters, detail 300.';
 
 -- Trims every kind of Unicode space from both ends (btrim with a character set: no regex, linear
--- time) and normalizes line breaks to LF. Text over 64 KiB is returned as it is: the request
--- size check refuses it (KL028) before anything else reads it.
+-- time) and normalizes line breaks to LF. Callers check sizes before they clean (KL028).
 create or replace function private.clean_text(content text)
 returns text
 language sql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
-  select case
-    when octet_length(content) > 65536 then content
-    else btrim(replace(replace(content, E'\r\n', E'\n'), E'\r', E'\n'),
+  select btrim(replace(replace(content, E'\r\n', E'\n'), E'\r', E'\n'),
                E' \t\n\u000b\f\r\u0085\u00a0\u1680\u180e\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009'
                || E'\u200a\u200b\u2028\u2029\u202f\u205f\u3000\ufeff')
-  end
 $$;
 comment on function private.clean_text(text) is
-  'API: Private. Trims leading and trailing Unicode whitespace and invisible spaces, CR LF and CR become LF; text over 64 KiB is returned unchanged.';
+  'API: Private. Trims leading and trailing Unicode whitespace and invisible spaces; CR LF and CR become LF.';
 
 -- The first character a prompt or text input may not contain, as "U+001B at character 5", or
 -- null. Refused: C0 controls except tab and line feed (CR is normalized to LF before this), DEL,
@@ -60,7 +55,7 @@ comment on function private.clean_text(text) is
 create function private.control_character_problem(content text)
 returns text
 language sql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select format('U+%s at character %s', upper(lpad(to_hex(ascii(substr(content, position, 1))), 4, '0')), position)
     from (select regexp_instr(content, '[\u0001-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]') as position) p
@@ -74,7 +69,7 @@ comment on function private.control_character_problem(text) is
 create function private.canonical_number(value numeric)
 returns numeric
 language sql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select case when abs(value) < 1e15 then trim_scale(round(value, 6)) end
 $$;
@@ -88,7 +83,7 @@ comment on function private.canonical_number(numeric) is
 create or replace function private.resolve_template_inputs(input_fields jsonb, inputs jsonb)
 returns jsonb
 language plpgsql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   field jsonb;

@@ -1,15 +1,15 @@
 -- Why: start_generation applies the new input policy. Image URLs go through the image host
 -- policy (private.image_url_problem) instead of a pattern; the prompt and negative prompt are
 -- refused with control or bidi-override characters (KL012), checked after their lengths; the
--- size check runs before the request is hashed; and values echoed in error details are cut short.
--- The rest of the transaction is unchanged.
+-- size check runs first (in start_generation on the raw parameters, here before the request is
+-- hashed); and values echoed in error details are cut short. The rest is unchanged.
 
 create or replace function private.create_generation_job(
   user_id uuid, request jsonb, idempotency_key text default null, retry_of uuid default null
 )
 returns public.generation_jobs
 language plpgsql volatile
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   profile public.profiles;
@@ -224,3 +224,57 @@ end
 $$;
 comment on function private.create_generation_job(uuid, jsonb, text, uuid) is
   'API: Private. Validates a generation request, debits credits and inserts the job in one transaction.';
+
+-- The app's entry point checks the size of what it was sent before anything else: a 50 MB prompt
+-- was trimmed and copied into the request (and hashed) before the size check could refuse it.
+-- Unchanged otherwise; the grant to authenticated stays (create or replace keeps it).
+create or replace function public.start_generation(
+  prompt text default null,
+  template_id uuid default null,
+  inputs jsonb default null,
+  quality text default 'fast',
+  aspect_ratio text default null,
+  image_urls text[] default null,
+  style text default null,
+  negative_prompt text default null,
+  idempotency_key text default null
+)
+returns public.generation_jobs
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  request_bytes bigint;
+begin
+  if auth.uid() is null then
+    perform private.raise_error('KL001', 'not signed in', null, 'Sign in before generating.');
+  end if;
+  -- Size first, on the parameters as received: nothing below (trimming, building and hashing the
+  -- request) runs on an oversized one. create_generation_job checks the request it stores too.
+  request_bytes := coalesce(octet_length(prompt), 0) + coalesce(octet_length(negative_prompt), 0)
+    + coalesce(octet_length(inputs::text), 0) + coalesce(octet_length(array_to_string(image_urls, '')), 0)
+    + coalesce(octet_length(quality), 0) + coalesce(octet_length(aspect_ratio), 0) + coalesce(octet_length(style), 0);
+  if request_bytes > 65536 then
+    perform private.raise_error('KL028', 'request too large', format('%s bytes, at most 65536', request_bytes),
+      'Send shorter prompts and inputs.');
+  end if;
+  -- Prompts are stored and fingerprinted trimmed, so padding neither costs storage nor changes
+  -- the idempotency fingerprint; an empty negative prompt is no negative prompt.
+  prompt := private.clean_text(prompt);
+  negative_prompt := nullif(private.clean_text(negative_prompt), '');
+  -- Empty lists and objects mean "none", so they fingerprint like omitted parameters.
+  image_urls := nullif(image_urls, '{}');
+  inputs := nullif(inputs, '{}'::jsonb);
+  return private.create_generation_job(
+    auth.uid(),
+    (select coalesce(jsonb_object_agg(parameter.key, parameter.value), '{}'::jsonb)
+       from jsonb_each(jsonb_build_object(
+              'prompt', prompt, 'template_id', template_id, 'inputs', inputs, 'quality', coalesce(quality, 'fast'),
+              'aspect_ratio', aspect_ratio, 'image_urls', to_jsonb(image_urls), 'style', style,
+              'negative_prompt', negative_prompt)) as parameter
+      where jsonb_typeof(parameter.value) <> 'null'),
+    idempotency_key);
+end
+$$;
+comment on function public.start_generation(text, uuid, jsonb, text, text, text[], text, text, text) is
+  'Starts a generation and returns the new job (status pending). Either template_id (with inputs and image_urls) or prompt (text-to-image). Debits the model''s price; errors are KLxxx codes (see README).';
