@@ -18,9 +18,10 @@
  *    insert) rolls the batch back into the queue and it is sent again: at-least-once.
  *  - Stopping (stop(), SIGTERM) finishes the batch in flight and stores it, as pg_net's worker
  *    does on SIGTERM. If the database goes away meanwhile (a restart), the responses are stored
- *    once it is back, for the requests still queued, matched by id AND row version (xmin): after
- *    a crash the unlogged queue and responses are empty and ids start again at 1, so nothing is
- *    stored for the old requests and no new request is confused with an old one.
+ *    once it is back, for the requests still queued (same id and row version). After a crash
+ *    the unlogged queue and responses are empty and ids (even transaction ids) start again, so
+ *    nothing is stored: a crash is told from a clean restart by an unlogged marker row
+ *    (net_lookalike.no_crash_since), which only a crash empties.
  *  - Settings: pg_net.batch_size (default 200) and pg_net.ttl (default '6 hours') are read from
  *    the database at the start of each batch, like the real GUCs (set them with ALTER SYSTEM +
  *    pg_reload_conf(), or ALTER DATABASE); the options below override them.
@@ -48,6 +49,8 @@ export interface PgNetWorkerOptions {
 export interface PgNetWorker {
   /** Finishes and stores the batch in flight, then closes the connections. */
   stop(): Promise<void>;
+  /** Resolves once the worker has finished its round and sleeps until the next wake. */
+  whenIdle(): Promise<void>;
 }
 
 /** The channel the look-alike's net.wake() notifies. */
@@ -126,7 +129,24 @@ export async function startPgNetWorker(options: PgNetWorkerOptions): Promise<PgN
     throw new Error(`startPgNetWorker: batchSize must be a positive integer, got ${options.batchSize}`);
 
   const connection = { application_name: PG_NET_WORKER_APPLICATION_NAME };
-  const sql = postgres(options.databaseUrl, { max: 2, onnotice: () => {}, connection });
+  const newPool = () => postgres(options.databaseUrl, { max: 1, onnotice: () => {}, connection });
+  let sql = newPool();
+  // The batch transaction has a connection of its own, so that its loss is known before anything
+  // is written to it: postgres.js crashes (a TypeError in its write path) and never settles a
+  // query sent on a connection the server has just closed.
+  // A reserved connection that closed is handed out again by its pool, so a lost one is dropped
+  // with its pool.
+  let batchConnectionClosed = false;
+  const newBatchPool = () =>
+    postgres(options.databaseUrl, {
+      max: 1,
+      onnotice: () => {},
+      connection,
+      onclose: () => {
+        batchConnectionClosed = true;
+      },
+    });
+  let batchSql = newBatchPool();
   const listener = postgres(options.databaseUrl, { max: 1, onnotice: () => {}, connection });
   const client = new CurlLikeClient();
   const latch = new Latch();
@@ -134,6 +154,8 @@ export async function startPgNetWorker(options: PgNetWorkerOptions): Promise<PgN
   let shouldWake = true;
   let stopping = false;
   let lastProblem: string | null = null;
+  let idleWaiters: (() => void)[] = [];
+  let idle = false;
 
   function problem(message: string) {
     if (message !== lastProblem) log(message);
@@ -159,7 +181,7 @@ export async function startPgNetWorker(options: PgNetWorkerOptions): Promise<PgN
   async function ready(): Promise<boolean> {
     const [row] = await sql<{ queue: boolean; plumbing: boolean }[]>`
       select to_regclass('net.http_request_queue') is not null as queue,
-             to_regprocedure('net_lookalike.unchecked_text(bytea, integer)') is not null as plumbing`;
+             to_regclass('net_lookalike.no_crash_since') is not null as plumbing`;
     if (!row.queue) {
       problem("net.http_request_queue does not exist (is the pg_net extension created?); waiting for it");
       return false;
@@ -204,10 +226,12 @@ export async function startPgNetWorker(options: PgNetWorkerOptions): Promise<PgN
 
   /** One batch in one transaction; returns how many requests it took from the queue. */
   async function runBatch(batchSize: number): Promise<number> {
-    const tx = await sql.reserve();
+    await sql`insert into net_lookalike.no_crash_since select where not exists (select from net_lookalike.no_crash_since)`;
+    const tx = await batchSql.reserve();
     let rows: QueueRow[] = [];
     let outcomes: CurlOutcome[] = [];
     try {
+      batchConnectionClosed = false;
       await tx`begin`;
       // The claim stays open while the requests are in flight.
       await tx`set local idle_in_transaction_session_timeout = 0`;
@@ -239,9 +263,9 @@ export async function startPgNetWorker(options: PgNetWorkerOptions): Promise<PgN
         const retried = o.resends > 0 ? ` (sent ${o.resends + 1} times: reused connections died)` : "";
         log(`${row.method} ${describeUrl(row.url)} -> ${o.ok ? o.statusCode : o.errorMsg} (request ${row.id})${retried}`);
       }
-      // Let a close of this connection that happened while the requests were in flight be seen
-      // before writing to it.
+      // A close of this connection while the requests were in flight is seen before writing to it.
       await new Promise((resolve) => setImmediate(resolve));
+      if (batchConnectionClosed) throw Object.assign(new Error("the batch's connection was closed"), { code: "CONNECTION_CLOSED" });
       await tx.unsafe(STORE_RESPONSES, [JSON.stringify(responseRows(rows, outcomes))]);
       await tx`commit`;
       return rows.length;
@@ -250,25 +274,37 @@ export async function startPgNetWorker(options: PgNetWorkerOptions): Promise<PgN
         await storeAfterReconnect(rows, outcomes);
         return rows.length;
       }
-      await tx`rollback`.catch(() => {});
+      if (!batchConnectionClosed) await tx`rollback`.catch(() => {});
       if (rows.length > 0)
         log(`worker error, the batch of ${rows.length} goes back to the queue and will be sent again: ${(err as Error).message}`);
       throw err;
     } finally {
-      tx.release();
+      if (batchConnectionClosed) {
+        const lost = batchSql;
+        batchSql = newBatchPool();
+        void lost.end({ timeout: 0 }).catch(() => {});
+      } else {
+        tx.release();
+      }
     }
   }
 
   /**
    * The claim was lost with its connection (the database restarted): the requests were rolled
-   * back into the queue, or wiped if it was a crash. Store the responses of those still queued
-   * (same id and same row version), taking them from the queue in the same transaction.
+   * back into the queue, or wiped if it was a crash. Unless it was a crash, store the responses of
+   * those still queued (same id and same row version), taking them from the queue in the same
+   * transaction.
    */
   async function storeAfterReconnect(rows: QueueRow[], outcomes: CurlOutcome[]) {
     const giveUpAt = Date.now() + 30_000;
     for (;;) {
+      // A pool of its own: postgres.js pools do not always recover from a server-side close.
+      const rescue = newPool();
       try {
-        const stored = await sql.begin(async (tx) => {
+        const stored = await rescue.begin(async (tx) => {
+          const [{ crashed }] = await tx<{ crashed: boolean }[]>`
+            select not exists (select from net_lookalike.no_crash_since) as crashed`;
+          if (crashed) return 0;
           const mine = await tx<{ id: string }[]>`
             delete from net.http_request_queue q
              using unnest(${rows.map((r) => r.id)}::bigint[], ${rows.map((r) => r.xmin)}::text[]) as c(id, xmin)
@@ -290,6 +326,8 @@ export async function startPgNetWorker(options: PgNetWorkerOptions): Promise<PgN
           return;
         }
         await new Promise((resolve) => setTimeout(resolve, 250));
+      } finally {
+        void rescue.end({ timeout: 1 }).catch(() => {});
       }
     }
   }
@@ -302,7 +340,10 @@ export async function startPgNetWorker(options: PgNetWorkerOptions): Promise<PgN
           continue;
         }
         if (!shouldWake) {
+          idle = true;
+          for (const resolve of idleWaiters.splice(0)) resolve();
           await latch.wait(Infinity);
+          idle = false;
           continue;
         }
         shouldWake = false;
@@ -321,6 +362,11 @@ export async function startPgNetWorker(options: PgNetWorkerOptions): Promise<PgN
         // pg_net's worker exits on an error and is restarted a second later, with work pending.
         problem(`database error: ${(err as Error).message}`);
         shouldWake = true;
+        if (connectionLost(err)) {
+          const lost = sql;
+          sql = newPool();
+          void lost.end({ timeout: 0 }).catch(() => {});
+        }
         if (!stopping) await latch.wait(RESTART_DELAY_MS);
       }
     }
@@ -339,7 +385,7 @@ export async function startPgNetWorker(options: PgNetWorkerOptions): Promise<PgN
       () => wake(),
     );
   } catch (err) {
-    await Promise.allSettled([sql.end({ timeout: 1 }), listener.end({ timeout: 1 })]);
+    await Promise.allSettled([sql.end({ timeout: 1 }), batchSql.end({ timeout: 1 }), listener.end({ timeout: 1 })]);
     throw err;
   }
   log(`started as pg_net ${PG_NET_VERSION}: one batch at a time, woken by requests`);
@@ -347,13 +393,18 @@ export async function startPgNetWorker(options: PgNetWorkerOptions): Promise<PgN
 
   let stopped: Promise<void> | null = null;
   return {
+    whenIdle() {
+      if (idle && !shouldWake) return Promise.resolve();
+      return new Promise((resolve) => idleWaiters.push(resolve));
+    },
     stop() {
       stopped ??= (async () => {
         stopping = true;
         latch.signal();
         await running;
+        for (const resolve of idleWaiters.splice(0)) resolve();
         client.close();
-        await Promise.allSettled([sql.end({ timeout: 5 }), listener.end({ timeout: 1 })]);
+        await Promise.allSettled([sql.end({ timeout: 5 }), batchSql.end({ timeout: 5 }), listener.end({ timeout: 1 })]);
         log("stopped");
       })();
       return stopped;

@@ -448,3 +448,14 @@ as 'bytea_substr_no_len';
 comment on function net_lookalike.unchecked_text(bytea, integer) is
     'The bytes from position start on, as text, without the encoding check: how the pg_net look-alike worker stores response bodies and headers byte for byte, as the real worker does.';
 revoke all on function net_lookalike.unchecked_text(bytea, integer) from public;
+
+-- A crash (and only a crash) empties unlogged tables, as it empties pg_net's queue and responses:
+-- the worker keeps one row here, and a batch interrupted by a database restart is stored only if
+-- the row is still there (after a crash, request ids and even transaction ids start again, so a
+-- new request could look like the interrupted one).
+create unlogged table net_lookalike.no_crash_since (
+    written timestamptz not null default now()
+);
+comment on table net_lookalike.no_crash_since is
+    'kiln pg_net look-alike: one row written by the worker; gone after a crash (unlogged), kept by a clean restart.';
+revoke all on net_lookalike.no_crash_since from public;
