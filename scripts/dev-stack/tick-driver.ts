@@ -68,12 +68,27 @@ export async function startTickDriver(options: TickDriverOptions): Promise<TickD
   const nextRun = new Map<string, number>();
   let stopped = false;
   let lastProblem: string | null = null;
+  let lastHistoryProblem: string | null = null;
+
+  /** Run history is best effort: without the right to write it, the tick still runs. */
+  async function recordRun(write: () => Promise<void>): Promise<void> {
+    try {
+      await write();
+    } catch (error) {
+      const message = `cannot write cron.job_run_details: ${(error as Error).message}`;
+      if (message !== lastHistoryProblem) log(message);
+      lastHistoryProblem = message;
+    }
+  }
 
   async function runTick(tick: DueTick): Promise<void> {
-    const [{ runid }] = await sql<{ runid: string }[]>`
-      insert into cron.job_run_details (jobid, database, username, command, status)
-      values (${tick.jobid}, ${tick.database}, ${tick.username}, ${tick.command}, 'starting')
-      returning runid`;
+    let runid: string | null = null;
+    await recordRun(async () => {
+      [{ runid }] = await sql<{ runid: string }[]>`
+        insert into cron.job_run_details (jobid, database, username, command, status)
+        values (${tick.jobid}, ${tick.database}, ${tick.username}, ${tick.command}, 'starting')
+        returning runid`;
+    });
     // A connection per run, as pg_cron opens one per job run.
     const job = postgres(options.databaseUrl, { max: 1, prepare: false, onnotice: () => {}, connection });
     let status = "failed";
@@ -81,9 +96,12 @@ export async function startTickDriver(options: TickDriverOptions): Promise<TickD
     try {
       await job`select set_config('role', ${tick.username}, false)`;
       const [{ pid }] = await job<{ pid: number }[]>`select pg_backend_pid() as pid`;
-      await sql`
-        update cron.job_run_details set status = 'running', job_pid = ${pid}, start_time = clock_timestamp()
-         where runid = ${runid}`;
+      if (runid !== null)
+        await recordRun(async () => {
+          await sql`
+            update cron.job_run_details set status = 'running', job_pid = ${pid}, start_time = clock_timestamp()
+             where runid = ${runid}`;
+        });
       message = returnMessage(await job.unsafe(tick.command).simple());
       status = "succeeded";
     } catch (error) {
@@ -93,9 +111,12 @@ export async function startTickDriver(options: TickDriverOptions): Promise<TickD
     } finally {
       await job.end({ timeout: 5 });
     }
-    await sql`
-      update cron.job_run_details set status = ${status}, return_message = ${message}, end_time = clock_timestamp()
-       where runid = ${runid}`;
+    if (runid !== null)
+      await recordRun(async () => {
+        await sql`
+          update cron.job_run_details set status = ${status}, return_message = ${message}, end_time = clock_timestamp()
+           where runid = ${runid}`;
+      });
   }
 
   async function look(): Promise<void> {
@@ -117,7 +138,7 @@ export async function startTickDriver(options: TickDriverOptions): Promise<TickD
       if (now < (nextRun.get(tick.jobid) ?? 0)) continue;
       nextRun.set(tick.jobid, now + tick.every_seconds * 1000);
       const run = runTick(tick)
-        .catch((error: Error) => log(`${tick.jobname}: could not record the run: ${error.message}`))
+        .catch((error: Error) => log(`${tick.jobname}: ${error.message}`))
         .finally(() => running.delete(tick.jobid));
       running.set(tick.jobid, run);
     }

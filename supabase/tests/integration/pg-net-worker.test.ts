@@ -136,6 +136,15 @@ describe.skipIf(pgNet === "real")("pg_net look-alike and its worker", () => {
       response_select: true,
       sequence_usage: true,
     });
+
+    // The worker's own plumbing (not pg_net's API) is closed to everyone but its owner.
+    const [plumbing] = await sql`
+      select
+        has_schema_privilege('public', 'net_lookalike', 'usage') as schema_usage,
+        has_function_privilege('public', 'net_lookalike.unchecked_text(bytea, integer)', 'execute') as unchecked_text,
+        has_table_privilege('public', 'net_lookalike.no_crash_since', 'select') as marker_select
+    `;
+    expect(plumbing).toEqual({ schema_usage: false, unchecked_text: false, marker_select: false });
   });
 
   it("enqueues like pg_net: url-encoded params, JSON body and Content-Type rules, URL validation", async () => {
