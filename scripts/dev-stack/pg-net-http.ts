@@ -4,8 +4,9 @@
  *
  * What it reproduces (pg_net's src/core.c, libcurl 7.88):
  *  - request headers are the queue's `name: value` lines, then `User-Agent: pg_net/<version>`
- *    (a caller's own User-Agent is sent too: both lines go out); libcurl adds `Accept: *` + `/*`,
- *    a Content-Length for a body and, for a body without a Content-Type, the form type;
+ *    (a caller's own User-Agent is sent too: both lines go out); libcurl adds an Accept header
+ *    for any type, a Content-Length for a body and, for a body without a Content-Type, the form
+ *    type;
  *  - redirects are followed (at most 30); the stored headers are those of the FIRST response
  *    (curl_easy_nextheader with request 0), the status, content type and body those of the last;
  *  - header names keep the server's letter case; a repeated header keeps its last value (the
