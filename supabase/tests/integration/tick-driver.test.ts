@@ -1,6 +1,8 @@
 // The local tick driver (scripts/dev-stack/tick-driver.ts) against the tick registry
 // (private.ticks + private.schedule_ticks) and pg_cron's tables. Each test registers its own
 // ticks, calling probe functions that record who ran them and when.
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startTickDriver, TICK_DRIVER_APPLICATION_NAME, type TickDriver } from "../../../scripts/dev-stack/tick-driver.ts";
 import { connect, databaseUrl } from "./support/db.ts";
@@ -191,5 +193,22 @@ describe("tick driver", () => {
 
     await new Promise((resolve) => setTimeout(resolve, 1_200));
     expect(await history(jobid)).toHaveLength(rows.length);
+  });
+
+  it("CLI: --help, exit code 2 on bad arguments", async () => {
+    const script = fileURLToPath(new URL("../../../scripts/dev-stack/tick-driver.ts", import.meta.url));
+    const run = (args: string[]) =>
+      new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn(process.execPath, ["--import", "tsx", script, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+        let out = "";
+        child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
+        child.stderr.on("data", (chunk: Buffer) => (out += chunk.toString()));
+        child.on("exit", (code) => resolve({ code, out }));
+      });
+
+    const help = await run(["--help"]);
+    expect(help).toMatchObject({ code: 0, out: expect.stringContaining("Usage: tsx scripts/dev-stack/tick-driver.ts") });
+    expect(await run(["--interval-ms", "soon"])).toMatchObject({ code: 2, out: expect.stringContaining("--interval-ms") });
+    expect((await run(["--frobnicate"])).code).toBe(2);
   });
 });
