@@ -35,12 +35,18 @@ async function probeFunction(what: string, body = ""): Promise<string> {
   return `select ${fn}()`;
 }
 
-/** Registers a tick and lets schedule_ticks derive its pg_cron job; returns the jobid. */
+/**
+ * Registers a tick and lets schedule_ticks derive its pg_cron job; returns the jobid. A
+ * sub-minute tick's job is then moved to a date that never comes (31 February), so pg_cron's own
+ * minute run cannot mix into what the test observes; the driver still sees a schedule that does
+ * not express the cadence.
+ */
 async function registerTick(what: string, everySeconds: number, command: string): Promise<string> {
   await sql`insert into private.ticks (name, every_seconds, command, description)
             values (${tickName(what)}, ${everySeconds}, ${command}, 'tick driver test')`;
   await sql`select private.schedule_ticks()`;
   const [{ jobid }] = await sql<{ jobid: string }[]>`select jobid::text from cron.job where jobname = ${tickName(what)}`;
+  if (everySeconds < 60) await sql`select cron.alter_job(${jobid}::bigint, schedule => '0 0 31 2 *')`;
   return jobid;
 }
 
@@ -103,7 +109,7 @@ describe("tick driver", () => {
       expect(runs[i].started.getTime() - runs[i - 1].started.getTime()).toBeGreaterThanOrEqual(900);
     expect(await runsBy("slow")).toHaveLength(0);
     expect((await history(slow)).length).toBeLessThanOrEqual(1); // pg_cron's own minute run, at most
-    expect((await history(fast)).length).toBeGreaterThanOrEqual(4);
+    expect((await history(fast)).length).toBe(runs.length);
   });
 
   it("writes pg_cron's run history: succeeded, and failed with the error message", async () => {
@@ -185,7 +191,6 @@ describe("tick driver", () => {
 
     const runs = await runsBy("slow_run");
     for (let i = 1; i < runs.length; i++) expect(runs[i].started.getTime()).toBeGreaterThanOrEqual(runs[i - 1].ended.getTime());
-    // pg_cron may add its own minute run: count the probe rows of every runner.
     const rows = await history(jobid);
     const [{ n: allRuns }] = await sql<{ n: number }[]>`select count(*)::int as n from ${sql(probe)} where tick = 'slow_run'`;
     expect(rows.every((r) => r.status === "succeeded")).toBe(true);
