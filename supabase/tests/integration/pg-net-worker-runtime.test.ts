@@ -140,7 +140,10 @@ describe.skipIf(pgNet === "real")("pg_net look-alike worker at run time", () => 
       arrivals.push(performance.now());
       answer(res);
     });
-    await startWorker({ batchSize: 1 });
+    const worker = await startWorker({ batchSize: 1 });
+    // From idle: a wake that arrives during a batch cuts the pause short (pg_net's latch), so the
+    // requests must not be queued while the start-up round runs.
+    await withDeadline("the worker's first round to end", worker.whenIdle());
     const ids = await sql.begin(async (tx) =>
       (await tx<{ id: string }[]>`select net.http_get(${server.url(`${base}/tick`)}) as id from generate_series(1, 2)`).map((r) => r.id),
     );
