@@ -78,10 +78,10 @@ up() {
   cluster_restart_if_stale "$STACK_DIR"
   log "applying bootstrap, pending migrations and seed"
   PGOPTIONS='-c client_min_messages=warning' db_prepare $PORT
-  # The real pg_net sends from a background worker inside the server, beyond any grant: its
-  # stand-in connects as the superuser. The tick driver runs cron jobs as their owner would.
+  # pg_net and pg_cron work from background workers inside the server, beyond any grant: their
+  # stand-ins connect as the superuser (the tick driver then runs each job as its cron user).
   has_real_pg_net || start_worker pg-net-worker scripts/dev-stack/pg-net-worker.ts "$ADMIN_DB_URL"
-  start_worker tick-driver scripts/dev-stack/tick-driver.ts "$DB_URL"
+  start_worker tick-driver scripts/dev-stack/tick-driver.ts "$ADMIN_DB_URL"
   start_worker gateway scripts/dev-stack/gateway/main.ts "$DB_URL" --port "$GATEWAY_PORT" --storage-dir "$STACK_DIR/storage" --set-vault-secrets
   status
 }
@@ -108,7 +108,7 @@ status() {
     printf 'pg-net-worker  %-8s look-alike worker (log: %s)\n' "$state" "$STACK_DIR/pg-net-worker.log"
   fi
   if pid_alive "$STACK_DIR/tick-driver.pid"; then state="running"; else state="stopped"; fi
-  printf 'tick-driver    %-8s fast pg_cron jobs every second (log: %s)\n' "$state" "$STACK_DIR/tick-driver.log"
+  printf 'tick-driver    %-8s sub-minute ticks from private.ticks (log: %s)\n' "$state" "$STACK_DIR/tick-driver.log"
   if pid_alive "$STACK_DIR/gateway.pid"; then state="running"; else state="stopped"; fi
   printf 'gateway        %-8s http://127.0.0.1:%s (storage: %s, log: %s)\n' "$state" "$GATEWAY_PORT" "$STACK_DIR/storage" "$STACK_DIR/gateway.log"
 }

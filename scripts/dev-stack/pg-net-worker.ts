@@ -2,23 +2,31 @@
  * The worker of the pg_net look-alike (sql/pg_net_lookalike): development and tests only.
  *
  * Hosted Supabase runs pg_net's background worker inside Postgres. Locally, without the real
- * extension, this process plays that part: it drains `net.http_request_queue`, sends each request
- * with fetch and stores the outcome in `net._http_response` under the request's id, in the same
- * shape as pg_net 0.20 (status_code, content_type, headers, content, timed_out, error_msg).
+ * extension, this process plays that part the way pg_net 0.20.4's worker does (src/worker.c,
+ * src/core.c), so that code written against the local stack meets the real behaviour:
  *
- * Delivery: at-least-once. pg_net itself is at-most-once (its worker deletes a batch in one
- * transaction and stores the responses in a later one, so a crash in between loses those
- * requests without a trace). Here a batch is claimed (`delete ... returning` over rows locked
- * with `for update skip locked`), sent, and its responses stored in one transaction that stays
- * open while the requests are in flight: if the worker dies or loses its connection before the
- * commit, the claim rolls back and the requests are sent again by the next worker. A request is
- * thus never lost, and in the rare crash case it can reach its server twice. Only committed
- * requests are ever seen, so a request made in a transaction that rolls back is never sent.
+ *  - It sleeps until woken. net.wake() (called by every net.http_*) wakes it at commit; here a
+ *    NOTIFY on `pg_net_lookalike`. Only the first wake after it starts a round counts, as with
+ *    pg_net's should_wake flag. There is no polling: nothing happens until a request commits.
+ *  - A round repeats until it finds no work: delete up to batch_size responses older than
+ *    pg_net.ttl, then in ONE transaction take up to batch_size queued requests (oldest id first),
+ *    send them all at once, wait for the LAST one to finish, insert every response and commit;
+ *    then sleep about a second (cut short by a wake that arrived during the batch). A slow
+ *    request therefore holds back every request queued behind it, and under load there is about
+ *    a second between batches. Expired responses go only when a request wakes the worker.
+ *  - A request and its response commit together (pg_net >= 0.20). A worker error (a failed
+ *    insert) rolls the batch back into the queue and it is sent again: at-least-once.
+ *  - Stopping (stop(), SIGTERM) finishes the batch in flight and stores it, as pg_net's worker
+ *    does on SIGTERM. If the database goes away meanwhile (a restart), the responses are stored
+ *    once it is back, for the requests still queued (same id and row version). After a crash
+ *    the unlogged queue and responses are empty and ids (even transaction ids) start again, so
+ *    nothing is stored: a crash is told from a clean restart by an unlogged marker row
+ *    (net_lookalike.no_crash_since), which only a crash empties.
+ *  - Settings: pg_net.batch_size (default 200) and pg_net.ttl (default '6 hours') are read from
+ *    the database at the start of each batch, like the real GUCs (set them with ALTER SYSTEM +
+ *    pg_reload_conf(), or ALTER DATABASE); the options below override them.
  *
- * Waking: the look-alike's net.wake() does NOTIFY pg_net_lookalike on enqueue; the worker LISTENs
- * and also polls every pollIntervalMs (which also catches requests committed while it was down,
- * and re-establishes LISTEN after a lost connection). Responses older than responseTtl are
- * deleted, like pg_net.ttl.
+ * The HTTP side (libcurl's behaviour) is in pg-net-http.ts.
  *
  * Library: `startPgNetWorker({ databaseUrl })`. CLI: `tsx scripts/dev-stack/pg-net-worker.ts --help`.
  */
@@ -26,22 +34,23 @@ import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import postgres from "postgres";
+import { CurlLikeClient, PG_NET_VERSION, type CurlOutcome } from "./pg-net-http.ts";
 
 export interface PgNetWorkerOptions {
   databaseUrl: string;
-  /** Fallback poll for queued requests and TTL purge, in ms (default 1000). */
-  pollIntervalMs?: number;
-  /** Responses older than this interval are deleted, like pg_net.ttl (default '6 hours'). */
-  responseTtl?: string;
-  /** Requests claimed and sent together, like pg_net.batch_size (default 200). */
+  /** Requests per batch; overrides pg_net.batch_size (default 200). */
   batchSize?: number;
+  /** Age after which responses are deleted; overrides pg_net.ttl (default '6 hours'). */
+  responseTtl?: string;
   /** Progress and error lines (default: stderr). */
   log?: (msg: string) => void;
 }
 
 export interface PgNetWorker {
-  /** Stops claiming, waits for the requests in flight to be stored, closes the connections. */
+  /** Finishes and stores the batch in flight, then closes the connections. */
   stop(): Promise<void>;
+  /** Resolves once the worker has finished its round and sleeps until the next wake. */
+  whenIdle(): Promise<void>;
 }
 
 /** The channel the look-alike's net.wake() notifies. */
@@ -49,321 +58,353 @@ export const PG_NET_WAKE_CHANNEL = "pg_net_lookalike";
 /** Sessions with this application_name count as "the pg_net worker" (net.check_worker_is_up()). */
 export const PG_NET_WORKER_APPLICATION_NAME = "pg_net_lookalike_worker";
 
-const DEFAULTS = { pollIntervalMs: 1000, responseTtl: "6 hours", batchSize: 200 } as const;
-/** The User-Agent pg_net 0.20.0 sends. */
-const USER_AGENT = "pg_net/0.20.0";
-/** Batches in flight at once: a slow batch does not hold back requests queued after it. */
-const MAX_CONCURRENT_BATCHES = 4;
-/**
- * libcurl treats timeout_milliseconds <= 0 as "no timeout"; the look-alike still bounds such a
- * request, because its claim transaction stays open until the response is stored.
- */
-const UNBOUNDED_TIMEOUT_CAP_MS = 10 * 60_000;
+const DEFAULTS = { batchSize: 200, responseTtl: "6 hours" } as const;
+/** pg_net's worker sleeps this long after each round (WORKER_WAIT_ONE_SECOND). */
+const PAUSE_AFTER_BATCH_MS = 1000;
+/** pg_net's background worker is restarted this long after an error (bgw_restart_time). */
+const RESTART_DELAY_MS = 1000;
 
 interface QueueRow {
   id: string;
+  /** The row version: with the id, it tells this request from a later one with the same id. */
+  xmin: string;
   method: string;
   url: string;
   timeout_milliseconds: number;
-  /** [name, value] pairs from jsonb_each_text(headers), null values left out, like pg_net. */
-  header_pairs: [string, string][] | null;
+  header_lines: string[];
   body: Buffer | null;
 }
 
-interface Outcome {
-  id: string;
-  status_code: number | null;
-  content_type: string | null;
-  headers: Record<string, string> | null;
-  content: string | null;
-  timed_out: boolean;
-  error_msg: string | null;
+/** A wake-up flag a sleeper can wait on with a timeout (pg_net's latch). */
+class Latch {
+  private set = false;
+  private waiter: (() => void) | null = null;
+
+  signal() {
+    this.set = true;
+    this.waiter?.();
+  }
+
+  /** Resolves when signalled (or at once if it already was), or after timeoutMs. Resets it. */
+  async wait(timeoutMs: number): Promise<void> {
+    if (!this.set) {
+      await new Promise<void>((resolve) => {
+        const timer = timeoutMs === Infinity ? undefined : setTimeout(resolve, timeoutMs);
+        this.waiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.waiter = null;
+    }
+    this.set = false;
+  }
 }
 
-type Sql = postgres.Sql;
-type TxSql = postgres.TransactionSql;
+/** Errors that mean "the connection is gone", as opposed to an error of the statement. */
+function connectionLost(err: unknown): boolean {
+  const code = String((err as { code?: string }).code ?? "");
+  return (
+    code.startsWith("CONNECTION_") ||
+    ["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "CONNECT_TIMEOUT"].includes(code) ||
+    code.startsWith("57P") ||
+    code.startsWith("08")
+  );
+}
+
+const STORE_RESPONSES = `
+  insert into net._http_response (id, status_code, content, headers, content_type, timed_out, error_msg)
+  select r.id, r.status_code,
+         net_lookalike.unchecked_text(decode(r.content, 'hex'), 1),
+         net_lookalike.unchecked_text(decode(r.headers, 'hex'), 1)::jsonb,
+         net_lookalike.unchecked_text(decode(r.content_type, 'hex'), 1),
+         r.timed_out, r.error_msg
+    from jsonb_to_recordset($1::text::jsonb)
+      as r(id bigint, status_code integer, content text, headers text, content_type text, timed_out boolean, error_msg text)`;
 
 export async function startPgNetWorker(options: PgNetWorkerOptions): Promise<PgNetWorker> {
-  const pollIntervalMs = options.pollIntervalMs ?? DEFAULTS.pollIntervalMs;
-  const responseTtl = options.responseTtl ?? DEFAULTS.responseTtl;
-  const batchSize = options.batchSize ?? DEFAULTS.batchSize;
   const log = options.log ?? ((msg: string) => process.stderr.write(`[pg-net-worker] ${msg}\n`));
   if (!options.databaseUrl) throw new Error("startPgNetWorker: databaseUrl is required");
-  if (!Number.isInteger(pollIntervalMs) || pollIntervalMs <= 0)
-    throw new Error(`startPgNetWorker: pollIntervalMs must be a positive integer, got ${pollIntervalMs}`);
-  if (!Number.isInteger(batchSize) || batchSize <= 0)
-    throw new Error(`startPgNetWorker: batchSize must be a positive integer, got ${batchSize}`);
+  if (options.batchSize !== undefined && (!Number.isInteger(options.batchSize) || options.batchSize <= 0))
+    throw new Error(`startPgNetWorker: batchSize must be a positive integer, got ${options.batchSize}`);
 
   const connection = { application_name: PG_NET_WORKER_APPLICATION_NAME };
-  const sql: Sql = postgres(options.databaseUrl, {
-    max: MAX_CONCURRENT_BATCHES + 1,
-    onnotice: () => {},
-    connection,
-  });
-
+  const newPool = () => postgres(options.databaseUrl, { max: 1, onnotice: () => {}, connection });
+  let sql = newPool();
+  // The batch transaction has a connection of its own, so that its loss is known before anything
+  // is written to it: postgres.js crashes (a TypeError in its write path) and never settles a
+  // query sent on a connection the server has just closed.
+  // A reserved connection that closed is handed out again by its pool, so a lost one is dropped
+  // with its pool.
+  let batchConnectionClosed = false;
+  const newBatchPool = () =>
+    postgres(options.databaseUrl, {
+      max: 1,
+      onnotice: () => {},
+      connection,
+      onclose: () => {
+        batchConnectionClosed = true;
+      },
+    });
+  let batchSql = newBatchPool();
+  const listener = postgres(options.databaseUrl, { max: 1, onnotice: () => {}, connection });
+  const client = new CurlLikeClient();
+  const latch = new Latch();
+  // pg_net starts with should_wake set: requests queued while no worker ran are sent at once.
+  let shouldWake = true;
   let stopping = false;
-  let listening = false;
-  let pendingWake = false;
-  let activeBatches = 0;
   let lastProblem: string | null = null;
-  const inFlight = new Set<Promise<unknown>>();
-
-  // A dedicated session for LISTEN, so that a lost connection is noticed (onclose) and LISTEN is
-  // issued again on the next poll tick; notifications missed meanwhile are caught by that poll.
-  const listenerOptions = {
-    max: 1,
-    idle_timeout: null,
-    max_lifetime: null,
-    fetch_types: false,
-    onnotice: () => {},
-    connection,
-    onnotify: () => wake(),
-    onclose: () => {
-      listening = false;
-    },
-  };
-  const listener: Sql = postgres(options.databaseUrl, listenerOptions as unknown as postgres.Options<{}>);
-
-  function track<T>(promise: Promise<T>): Promise<T> {
-    inFlight.add(promise);
-    void promise.finally(() => inFlight.delete(promise)).catch(() => {});
-    return promise;
-  }
+  let idleWaiters: (() => void)[] = [];
+  let idle = false;
 
   function problem(message: string) {
     if (message !== lastProblem) log(message);
     lastProblem = message;
   }
 
-  function healthy() {
-    if (lastProblem !== null) log("recovered: processing the queue again");
-    lastProblem = null;
-  }
-
-  function describeDbError(err: unknown): string {
-    const code = (err as { code?: string }).code;
-    if (code === "42P01" || code === "3F000")
-      return "net.http_request_queue does not exist (is the pg_net extension created?); waiting for it";
-    return `database error: ${err instanceof Error ? err.message : String(err)}`;
-  }
-
   function wake() {
-    if (stopping) return;
-    pendingWake = true;
-    pump();
+    if (shouldWake) return;
+    shouldWake = true;
+    latch.signal();
   }
 
-  function pump() {
-    while (pendingWake && !stopping && activeBatches < MAX_CONCURRENT_BATCHES) {
-      pendingWake = false;
-      activeBatches++;
-      track(
-        runBatch()
-          .then(
-            (claimed) => {
-              healthy();
-              // A full or partial batch may not be the end of the queue: look again.
-              if (claimed > 0) pendingWake = true;
-            },
-            (err) => problem(describeDbError(err)),
-          )
-          .finally(() => {
-            activeBatches--;
-            pump();
-          }),
-      );
+  async function settings(): Promise<{ batchSize: number; ttl: string }> {
+    const [row] = await sql<{ batch_size: string | null; ttl: string | null }[]>`
+      select current_setting('pg_net.batch_size', true) as batch_size, current_setting('pg_net.ttl', true) as ttl`;
+    const fromGuc = row.batch_size === null || row.batch_size === "" ? NaN : Number(row.batch_size);
+    return {
+      batchSize: options.batchSize ?? (Number.isInteger(fromGuc) && fromGuc >= 0 ? fromGuc : DEFAULTS.batchSize),
+      ttl: options.responseTtl ?? (row.ttl || DEFAULTS.responseTtl),
+    };
+  }
+
+  async function ready(): Promise<boolean> {
+    const [row] = await sql<{ queue: boolean; plumbing: boolean }[]>`
+      select to_regclass('net.http_request_queue') is not null as queue,
+             to_regclass('net_lookalike.no_crash_since') is not null as plumbing`;
+    if (!row.queue) {
+      problem("net.http_request_queue does not exist (is the pg_net extension created?); waiting for it");
+      return false;
     }
+    if (!row.plumbing) {
+      problem("this database has an older pg_net look-alike: run `alter extension pg_net update`; waiting");
+      return false;
+    }
+    return true;
   }
 
-  async function runBatch(): Promise<number> {
-    let claimed = 0;
-    await sql.begin(async (tx) => {
-      // The claim stays open while the requests are in flight (see the delivery note above).
+  async function deleteExpired(ttl: string, batchSize: number): Promise<number> {
+    const deleted = await sql`
+      with expired as (
+        select ctid from net._http_response
+         where created < now() - ${ttl}::interval
+         order by created
+         limit ${batchSize}
+      )
+      delete from net._http_response r using expired where r.ctid = expired.ctid`;
+    if (deleted.count > 0) log(`deleted ${deleted.count} response(s) older than ${ttl}`);
+    return deleted.count;
+  }
+
+  function responseRows(rows: QueueRow[], outcomes: CurlOutcome[]) {
+    const hex = (b: Buffer | null) => (b === null ? null : b.toString("hex"));
+    return rows.map((row, i) => {
+      const o = outcomes[i];
+      return o.ok
+        ? {
+            id: row.id,
+            status_code: o.statusCode,
+            content: hex(o.body),
+            headers: jsonObjectBytes(o.headers).toString("hex"),
+            content_type: hex(o.contentType),
+            timed_out: false,
+            error_msg: null,
+          }
+        : { id: row.id, status_code: null, content: null, headers: null, content_type: null, timed_out: o.timedOut, error_msg: o.errorMsg };
+    });
+  }
+
+  /** One batch in one transaction; returns how many requests it took from the queue. */
+  async function runBatch(batchSize: number): Promise<number> {
+    await sql`insert into net_lookalike.no_crash_since select where not exists (select from net_lookalike.no_crash_since)`;
+    const tx = await batchSql.reserve();
+    let rows: QueueRow[] = [];
+    let outcomes: CurlOutcome[] = [];
+    try {
+      batchConnectionClosed = false;
+      await tx`begin`;
+      // The claim stays open while the requests are in flight.
       await tx`set local idle_in_transaction_session_timeout = 0`;
-      await tx`set local statement_timeout = 0`;
-      const rows = await tx<QueueRow[]>`
+      rows = await tx<QueueRow[]>`
         with next_requests as (
-          select id
-          from net.http_request_queue
-          order by id
-          limit ${batchSize}
-          for update skip locked
+          select id from net.http_request_queue order by id limit ${batchSize} for update skip locked
         )
-        delete from net.http_request_queue q
-        using next_requests
-        where q.id = next_requests.id
-        returning
-          q.id,
-          q.method,
-          q.url,
-          q.timeout_milliseconds,
-          (select jsonb_agg(jsonb_build_array(h.key, h.value))
-             from jsonb_each_text(q.headers) as h
-            where h.value is not null) as header_pairs,
-          q.body
-      `;
-      claimed = rows.length;
-      if (rows.length === 0) return;
-      const outcomes = await Promise.all(rows.map((row) => send(row)));
-      for (const outcome of outcomes) await store(tx, outcome);
-    });
-    return claimed;
-  }
-
-  async function store(tx: TxSql, o: Outcome) {
-    try {
-      await tx.savepoint(
-        (sp) => sp`
-          insert into net._http_response (id, status_code, content_type, headers, content, timed_out, error_msg)
-          values (
-            ${o.id}::bigint, ${o.status_code}::int, ${o.content_type}::text,
-            ${o.headers === null ? null : tx.json(o.headers)}::jsonb,
-            ${o.content}::text, ${o.timed_out}, ${o.error_msg}::text
-          )
-        `,
+        delete from net.http_request_queue q using next_requests where q.id = next_requests.id
+        returning q.id, q.xmin::text as xmin, q.method, q.url, q.timeout_milliseconds,
+          array(select h.key || ': ' || h.value from jsonb_each_text(q.headers) as h where h.value is not null) as header_lines,
+          q.body`;
+      if (rows.length === 0) {
+        await tx`commit`;
+        return 0;
+      }
+      outcomes = await Promise.all(
+        rows.map((row) =>
+          client.perform({
+            method: row.method,
+            url: row.url,
+            headerLines: row.header_lines,
+            body: row.body,
+            timeoutMs: row.timeout_milliseconds,
+          }),
+        ),
       );
+      for (const [i, row] of rows.entries()) {
+        const o = outcomes[i];
+        const retried = o.resends > 0 ? ` (sent ${o.resends + 1} times: reused connections died)` : "";
+        log(`${row.method} ${describeUrl(row.url)} -> ${o.ok ? o.statusCode : o.errorMsg} (request ${row.id})${retried}`);
+      }
+      // A close of this connection while the requests were in flight is seen before writing to it.
+      await new Promise((resolve) => setImmediate(resolve));
+      if (batchConnectionClosed) throw Object.assign(new Error("the batch's connection was closed"), { code: "CONNECTION_CLOSED" });
+      await tx.unsafe(STORE_RESPONSES, [JSON.stringify(responseRows(rows, outcomes))]);
+      await tx`commit`;
+      return rows.length;
     } catch (err) {
-      // A response Postgres cannot hold must not roll the batch back (it would be re-sent forever).
-      const reason = err instanceof Error ? err.message : String(err);
-      log(`request ${o.id}: could not store the response (${reason}); storing an error instead`);
-      await tx`
-        insert into net._http_response (id, timed_out, error_msg)
-        values (${o.id}::bigint, false, ${`pg_net look-alike: could not store the response: ${reason}`})
-      `;
-    }
-  }
-
-  async function send(row: QueueRow): Promise<Outcome> {
-    const failed = (error_msg: string, timed_out = false): Outcome => ({
-      id: row.id,
-      status_code: null,
-      content_type: null,
-      headers: null,
-      content: null,
-      timed_out,
-      error_msg,
-    });
-    const method = row.method.toUpperCase();
-    const started = performance.now();
-
-    let target: URL;
-    try {
-      target = new URL(row.url);
-    } catch {
-      return failed("URL using bad/illegal format or missing URL");
-    }
-    if (target.protocol !== "http:" && target.protocol !== "https:") return failed("Unsupported protocol");
-
-    const headers = new Headers();
-    for (const [name, value] of row.header_pairs ?? []) {
-      try {
-        headers.append(name, value);
-      } catch {
-        // pg_net >= 0.20.5 refuses such headers too (a CR/LF could inject headers); the value
-        // may hold a credential, so only the name is reported.
-        return failed(`header "${name}" is not a valid HTTP header`);
+      if (rows.length > 0 && outcomes.length === rows.length && connectionLost(err)) {
+        await storeAfterReconnect(rows, outcomes);
+        return rows.length;
+      }
+      if (!batchConnectionClosed) await tx`rollback`.catch(() => {});
+      if (rows.length > 0)
+        log(`worker error, the batch of ${rows.length} goes back to the queue and will be sent again: ${(err as Error).message}`);
+      throw err;
+    } finally {
+      if (batchConnectionClosed) {
+        const lost = batchSql;
+        batchSql = newBatchPool();
+        void lost.end({ timeout: 0 }).catch(() => {});
+      } else {
+        tx.release();
       }
     }
-    if (!headers.has("user-agent")) headers.set("user-agent", USER_AGENT);
-    // libcurl, as pg_net uses it, asks for no compression; fetch would ask for gzip and inflate.
-    if (!headers.has("accept-encoding")) headers.set("accept-encoding", "identity");
+  }
 
-    const timeoutMs =
-      row.timeout_milliseconds > 0 ? Math.min(row.timeout_milliseconds, UNBOUNDED_TIMEOUT_CAP_MS) : UNBOUNDED_TIMEOUT_CAP_MS;
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), timeoutMs);
-    const timedOut = () =>
-      failed(
-        `Timeout of ${row.timeout_milliseconds} ms reached. Total time: ${(performance.now() - started).toFixed(6)} ms` +
-          " (the pg_net look-alike does not split it into DNS, TCP/SSL handshake and HTTP time)",
-        true,
-      );
-
-    try {
-      const response = await fetch(target, {
-        method,
-        headers,
-        body: row.body === null ? undefined : new Uint8Array(row.body),
-        redirect: "follow",
-        signal: controller.signal,
-      });
-      const bytes = new Uint8Array(await response.arrayBuffer());
-      const outcome: Outcome = {
-        id: row.id,
-        status_code: response.status,
-        content_type: response.headers.get("content-type"),
-        // One key per header name; for a repeated header (set-cookie) the last one wins, as in pg_net.
-        headers: Object.fromEntries(response.headers),
-        content: bodyText(bytes),
-        timed_out: false,
-        error_msg: null,
-      };
-      log(`${method} ${target.origin}${target.pathname} -> ${response.status} (request ${row.id})`);
-      return outcome;
-    } catch (err) {
-      const outcome = controller.signal.aborted ? timedOut() : classifyFetchError(err, failed, timedOut);
-      log(`${method} ${target.origin}${target.pathname} -> ${outcome.error_msg} (request ${row.id})`);
-      return outcome;
-    } finally {
-      clearTimeout(timer);
+  /**
+   * The claim was lost with its connection (the database restarted): the requests were rolled
+   * back into the queue, or wiped if it was a crash. Unless it was a crash, store the responses of
+   * those still queued (same id and same row version), taking them from the queue in the same
+   * transaction.
+   */
+  async function storeAfterReconnect(rows: QueueRow[], outcomes: CurlOutcome[]) {
+    const giveUpAt = Date.now() + 30_000;
+    for (;;) {
+      // A pool of its own: postgres.js pools do not always recover from a server-side close.
+      const rescue = newPool();
+      try {
+        const stored = await rescue.begin(async (tx) => {
+          const [{ crashed }] = await tx<{ crashed: boolean }[]>`
+            select not exists (select from net_lookalike.no_crash_since) as crashed`;
+          if (crashed) return 0;
+          const mine = await tx<{ id: string }[]>`
+            delete from net.http_request_queue q
+             using unnest(${rows.map((r) => r.id)}::bigint[], ${rows.map((r) => r.xmin)}::text[]) as c(id, xmin)
+             where q.id = c.id and q.xmin = c.xmin::xid
+            returning q.id`;
+          const still = new Set(mine.map((r) => r.id));
+          const keep = responseRows(rows, outcomes).filter((r) => still.has(r.id));
+          if (keep.length > 0) await tx.unsafe(STORE_RESPONSES, [JSON.stringify(keep)]);
+          return keep.length;
+        });
+        log(
+          `the database restarted during a batch: stored ${stored} of ${rows.length} responses` +
+            (stored < rows.length ? `; ${rows.length - stored} request(s) were gone (a crash resets the unlogged queue)` : ""),
+        );
+        return;
+      } catch (err) {
+        if (!connectionLost(err) || Date.now() > giveUpAt || stopping) {
+          log(`could not store ${rows.length} response(s) after losing the database: ${(err as Error).message}; ` + "the requests stay queued and will be sent again");
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      } finally {
+        void rescue.end({ timeout: 1 }).catch(() => {});
+      }
     }
   }
 
-  async function purgeExpiredResponses() {
-    const deleted = await sql`
-      delete from net._http_response where created < now() - ${responseTtl}::interval
-    `;
-    if (deleted.count > 0) log(`deleted ${deleted.count} response(s) older than ${responseTtl}`);
-  }
-
-  async function ensureListening() {
-    if (listening || stopping) return;
-    await listener`listen ${listener(PG_NET_WAKE_CHANNEL)}`;
-    listening = true;
-    // Requests may have been committed while nobody listened.
-    wake();
-  }
-
-  let ticking = false;
-  async function tick() {
-    // A tick can outlast the interval while the database is unreachable: never run two at once.
-    if (stopping || ticking) return;
-    ticking = true;
-    try {
-      await ensureListening();
-      await purgeExpiredResponses();
-      healthy();
-    } catch (err) {
-      problem(describeDbError(err));
-    } finally {
-      ticking = false;
+  async function loop() {
+    while (!stopping) {
+      try {
+        if (!(await ready())) {
+          await latch.wait(RESTART_DELAY_MS);
+          continue;
+        }
+        if (!shouldWake) {
+          idle = true;
+          for (const resolve of idleWaiters.splice(0)) resolve();
+          await latch.wait(Infinity);
+          idle = false;
+          continue;
+        }
+        shouldWake = false;
+        let consumed = 0;
+        let expired = 0;
+        do {
+          const { batchSize, ttl } = await settings();
+          expired = await deleteExpired(ttl, batchSize);
+          consumed = await runBatch(batchSize);
+          if (lastProblem !== null) log("recovered: processing the queue again");
+          lastProblem = null;
+          // pg_net: "slow down queue processing to avoid using too much CPU"
+          if (!stopping) await latch.wait(PAUSE_AFTER_BATCH_MS);
+        } while (!stopping && (consumed > 0 || expired > 0));
+      } catch (err) {
+        // pg_net's worker exits on an error and is restarted a second later, with work pending.
+        problem(`database error: ${(err as Error).message}`);
+        shouldWake = true;
+        if (connectionLost(err)) {
+          const lost = sql;
+          sql = newPool();
+          void lost.end({ timeout: 0 }).catch(() => {});
+        }
+        if (!stopping) await latch.wait(RESTART_DELAY_MS);
+      }
     }
-    wake();
   }
 
   // Fail fast on a bad URL, credentials or TTL; a missing extension is waited for instead.
   try {
-    await sql`select ${responseTtl}::interval`;
-    await ensureListening();
+    if (options.responseTtl !== undefined) await sql`select ${options.responseTtl}::interval`;
+    await listener.listen(
+      PG_NET_WAKE_CHANNEL,
+      (payload) => {
+        if (payload === "restart") log("net.worker_restart(): settings are read again at the next batch");
+        wake();
+      },
+      // Called again after every reconnect: requests may have been committed meanwhile.
+      () => wake(),
+    );
   } catch (err) {
-    await Promise.allSettled([sql.end({ timeout: 1 }), listener.end({ timeout: 1 })]);
+    await Promise.allSettled([sql.end({ timeout: 1 }), batchSql.end({ timeout: 1 }), listener.end({ timeout: 1 })]);
     throw err;
   }
-  log(
-    `started: batch size ${batchSize}, poll every ${pollIntervalMs} ms, responses kept ${responseTtl}, ` +
-      "at-least-once delivery",
-  );
-  const timer = setInterval(() => void track(tick()), pollIntervalMs);
-  void track(tick());
+  log(`started as pg_net ${PG_NET_VERSION}: one batch at a time, woken by requests`);
+  const running = loop();
 
   let stopped: Promise<void> | null = null;
   return {
+    whenIdle() {
+      if (idle && !shouldWake) return Promise.resolve();
+      return new Promise((resolve) => idleWaiters.push(resolve));
+    },
     stop() {
       stopped ??= (async () => {
         stopping = true;
-        clearInterval(timer);
-        while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
-        await Promise.allSettled([sql.end({ timeout: 5 }), listener.end({ timeout: 1 })]);
+        latch.signal();
+        await running;
+        for (const resolve of idleWaiters.splice(0)) resolve();
+        client.close();
+        await Promise.allSettled([sql.end({ timeout: 5 }), batchSql.end({ timeout: 5 }), listener.end({ timeout: 1 })]);
         log("stopped");
       })();
       return stopped;
@@ -371,51 +412,39 @@ export async function startPgNetWorker(options: PgNetWorkerOptions): Promise<PgN
   };
 }
 
-/** pg_net stores the body as a C string: empty means null, and it ends at the first NUL byte. */
-function bodyText(bytes: Uint8Array): string | null {
-  const nul = bytes.indexOf(0);
-  const kept = nul === -1 ? bytes : bytes.subarray(0, nul);
-  if (kept.length === 0) return null;
-  return new TextDecoder("utf-8").decode(kept);
+/** Scheme, host and path: never the query string, which may hold a token. */
+function describeUrl(raw: string): string {
+  try {
+    const url = new URL(raw);
+    return `${url.origin}${url.pathname}`;
+  } catch {
+    return "(invalid URL)";
+  }
 }
 
-/** fetch failures as the libcurl messages (curl_easy_strerror) pg_net stores in error_msg. */
-function classifyFetchError(
-  err: unknown,
-  failed: (msg: string, timedOut?: boolean) => Outcome,
-  timedOut: () => Outcome,
-): Outcome {
-  const cause = (err as { cause?: unknown }).cause ?? err;
-  const first = (cause as { errors?: unknown[] }).errors?.[0];
-  const code = String((cause as { code?: string }).code ?? (first as { code?: string } | undefined)?.code ?? "");
-  const message = cause instanceof Error ? cause.message : String(cause);
+/**
+ * A JSON object as bytes, keys and values copied byte for byte (only `"`, `\` and control bytes
+ * escaped), in order: Postgres' jsonb keeps the last of duplicate keys, as pg_net's jsonb does.
+ */
+function jsonObjectBytes(pairs: [Buffer, Buffer][]): Buffer {
+  const parts: Buffer[] = [Buffer.from("{")];
+  pairs.forEach(([name, value], i) => {
+    if (i > 0) parts.push(Buffer.from(","));
+    parts.push(jsonStringBytes(name), Buffer.from(":"), jsonStringBytes(value));
+  });
+  parts.push(Buffer.from("}"));
+  return Buffer.concat(parts);
+}
 
-  if (code === "UND_ERR_CONNECT_TIMEOUT" || code === "ETIMEDOUT" || code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT")
-    return timedOut();
-  if (["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EADDRNOTAVAIL", "EHOSTDOWN", "ENETDOWN"].includes(code))
-    return failed("Couldn't connect to server");
-  if (["ENOTFOUND", "EAI_AGAIN", "EAI_NONAME", "EAI_FAIL", "EAI_NODATA"].includes(code))
-    return failed("Couldn't resolve host name");
-  if (
-    [
-      "CERT_HAS_EXPIRED",
-      "DEPTH_ZERO_SELF_SIGNED_CERT",
-      "SELF_SIGNED_CERT_IN_CHAIN",
-      "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-      "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
-      "ERR_TLS_CERT_ALTNAME_INVALID",
-    ].includes(code)
-  )
-    return failed("SSL peer certificate or SSH remote key was not OK");
-  if (code.startsWith("ERR_SSL") || code === "EPROTO") return failed("SSL connect error");
-  if (code === "UND_ERR_SOCKET") return failed("Server returned nothing (no headers, no data)");
-  if (code === "ECONNRESET") return failed("Failure when receiving data from the peer");
-  if (code === "EPIPE") return failed("Failed sending data to the peer");
-  if (code.startsWith("HPE_")) return failed("Weird server reply");
-  if (/redirect count exceeded/i.test(message)) return failed("Number of redirects hit maximum amount");
-  // The fetch standard blocks some ports (1, 6000, 6665-6669, ...) that libcurl would connect to.
-  if (/^bad port$/i.test(message)) return failed("pg_net look-alike: Node's fetch refuses this port (a fetch \"bad port\")");
-  return failed(`pg_net look-alike: ${code ? `${code}: ` : ""}${message}`);
+function jsonStringBytes(bytes: Buffer): Buffer {
+  const out: number[] = [0x22];
+  for (const b of bytes) {
+    if (b === 0x22 || b === 0x5c) out.push(0x5c, b);
+    else if (b < 0x20) out.push(...Buffer.from(`\\u${b.toString(16).padStart(4, "0")}`));
+    else out.push(b);
+  }
+  out.push(0x22);
+  return Buffer.from(out);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -425,13 +454,14 @@ function classifyFetchError(
 const USAGE = `Usage: tsx scripts/dev-stack/pg-net-worker.ts [options]
 
 Sends the HTTP requests queued by the pg_net look-alike (net.http_get/post/delete) and stores the
-responses in net._http_response. Development and tests only; runs until SIGTERM or SIGINT.
+responses in net._http_response, as pg_net ${PG_NET_VERSION}'s background worker does. Development and
+tests only; runs until SIGTERM or SIGINT (a second signal exits at once: the batch in flight goes
+back to the queue and is sent again later).
 
 Options:
   --database-url URL       database to serve (default: $DATABASE_URL)
-  --poll-interval-ms N     fallback poll interval in ms (default: ${DEFAULTS.pollIntervalMs})
-  --ttl INTERVAL           delete responses older than this (default: '${DEFAULTS.responseTtl}')
-  --batch-size N           requests claimed and sent together (default: ${DEFAULTS.batchSize})
+  --ttl INTERVAL           delete responses older than this (default: pg_net.ttl, else '${DEFAULTS.responseTtl}')
+  --batch-size N           requests per batch (default: pg_net.batch_size, else ${DEFAULTS.batchSize})
   --quiet                  only log problems
   -h, --help               show this help
 `;
@@ -453,7 +483,6 @@ async function main(argv: string[]): Promise<number> {
       allowPositionals: false,
       options: {
         "database-url": { type: "string" },
-        "poll-interval-ms": { type: "string" },
         ttl: { type: "string" },
         "batch-size": { type: "string" },
         quiet: { type: "boolean" },
@@ -474,22 +503,16 @@ async function main(argv: string[]): Promise<number> {
     const databaseUrl = parsed["database-url"] ?? process.env.DATABASE_URL;
     if (!databaseUrl) throw new UsageError("no database: set DATABASE_URL or pass --database-url");
     if (parsed.ttl !== undefined && parsed.ttl.trim() === "") throw new UsageError("--ttl must not be empty");
-    options = {
-      databaseUrl,
-      pollIntervalMs: positiveInteger("--poll-interval-ms", parsed["poll-interval-ms"]),
-      batchSize: positiveInteger("--batch-size", parsed["batch-size"]),
-      responseTtl: parsed.ttl,
-    };
+    options = { databaseUrl, batchSize: positiveInteger("--batch-size", parsed["batch-size"]), responseTtl: parsed.ttl };
   } catch (err) {
     process.stderr.write(`pg-net-worker: ${(err as Error).message}\n\n${USAGE}`);
     return 2;
   }
 
   const print = (msg: string) => process.stderr.write(`[pg-net-worker] ${msg}\n`);
-  const quiet = parsed.quiet === true;
-  options.log = quiet
+  options.log = parsed.quiet
     ? (msg) => {
-        if (!/ -> \d{3} \(request |^started|^stopped/.test(msg)) print(msg);
+        if (!/ -> \d{3} \(request \d+\)$|^started|^stopped/.test(msg)) print(msg);
       }
     : print;
 
@@ -516,7 +539,7 @@ async function main(argv: string[]): Promise<number> {
         return;
       }
       signalled = true;
-      print(`${signal}: stopping after the requests in flight`);
+      print(`${signal}: stopping after the batch in flight`);
       worker.stop().then(
         () => resolve(0),
         (err) => {

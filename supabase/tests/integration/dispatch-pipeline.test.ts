@@ -3,7 +3,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PG_NET_WORKER_APPLICATION_NAME, startPgNetWorker, type PgNetWorker } from "../../../scripts/dev-stack/pg-net-worker.ts";
-import { connect, databaseUrl } from "./support/db.ts";
+import { adminDatabaseUrl, connect, databaseUrl } from "./support/db.ts";
 
 // The whole database side of the pipeline through the pg_net look-alike's worker, against a small
 // local HTTP server that plays KIE (createTask, recordInfo, chat/credit, callbacks) and the
@@ -179,7 +179,7 @@ beforeAll(async () => {
     await tx`select public.set_plan(${userId}, ${planId})`;
     await tx`select public.grant_credits(${userId}, 100, 'pipeline test credits')`;
   });
-  worker = await startPgNetWorker({ databaseUrl: databaseUrl(), pollIntervalMs: 100, log: (msg) => workerLog.push(msg) });
+  worker = await startPgNetWorker({ databaseUrl: adminDatabaseUrl(), log: (msg) => workerLog.push(msg) });
 });
 
 afterAll(async () => {

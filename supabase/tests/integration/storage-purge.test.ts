@@ -5,7 +5,7 @@ import type { SupabaseClient } from "@supabase/supabase-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOCAL_SERVICE_ROLE_KEY } from "../../../scripts/dev-stack/gateway/keys.ts";
 import { type PgNetWorker, startPgNetWorker } from "../../../scripts/dev-stack/pg-net-worker.ts";
-import { connect, databaseUrl } from "./support/db.ts";
+import { adminDatabaseUrl, connect, databaseUrl } from "./support/db.ts";
 import { createUser, png, serviceClient, startTestGateway, type TestGateway } from "./support/gateway.ts";
 
 // Deleting a generation end to end: the SQL decides what goes and asks the Storage API (pg_net,
@@ -86,7 +86,7 @@ beforeAll(async () => {
     await sql`delete from vault.secrets where name = ${name}`;
     await sql`select vault.create_secret(${value}, ${name})`;
   }
-  worker = await startPgNetWorker({ databaseUrl: databaseUrl(), pollIntervalMs: 100, log: () => {} });
+  worker = await startPgNetWorker({ databaseUrl: adminDatabaseUrl(), log: () => {} });
 });
 
 afterAll(async () => {

@@ -11,3 +11,17 @@ export function databaseUrl(): string {
 export function connect(options: postgres.Options<Record<string, never>> = {}) {
   return postgres(databaseUrl(), { onnotice: () => {}, ...options });
 }
+
+/**
+ * The platform's superuser (supabase_admin), only for stand-ins of processes that run inside the
+ * server on hosted Supabase (pg_net's worker) and for server settings only it may change.
+ */
+export function adminDatabaseUrl(): string {
+  const url = process.env.KILN_ADMIN_DATABASE_URL;
+  if (!url) throw new Error("KILN_ADMIN_DATABASE_URL is not set: run the suites through `npm test`");
+  return url;
+}
+
+export function connectAsAdmin(options: postgres.Options<Record<string, never>> = {}) {
+  return postgres(adminDatabaseUrl(), { onnotice: () => {}, ...options });
+}
