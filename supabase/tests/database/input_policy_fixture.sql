@@ -1,6 +1,6 @@
 -- Fixture of the input_policy_* files (as the owner): one user on an unmetered plan with room for
 -- every start, one model per mode, one template that takes one to four photos and has a text
--- field. Settings, blocked terms and helpers a file needs stay in that file.
+-- field. The settings, blocked terms and functions a file needs stay in that file.
 update public.plans set is_metered = false, max_active_jobs = 1000, starts_per_minute = 1000;
 update public.models set is_active = false;
 insert into public.models
