@@ -136,4 +136,22 @@ as $$
   select extensions.throws_ok(statement, code::char(5), null::text, description)
 $$;
 
+-- What `statement` fails with, as text: 'SQLSTATE: detail', or 'no error'. For asserting the
+-- detail a client is shown, which tests.refused does not look at. Security invoker and no pinned
+-- search_path, so the statement runs exactly as the caller would run it.
+create or replace function tests.refusal(statement text)
+returns text
+language plpgsql volatile
+as $$
+declare
+  detail text;
+begin
+  execute statement;
+  return 'no error';
+exception when others then
+  get stacked diagnostics detail = pg_exception_detail;
+  return sqlstate || ': ' || detail;
+end
+$$;
+
 grant execute on all functions in schema tests to anon, authenticated, service_role;

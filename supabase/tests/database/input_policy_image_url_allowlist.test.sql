@@ -4,37 +4,7 @@
 begin;
 select plan(33);
 
--- Fixtures (as the owner): one user on an unmetered plan with room for every start, one model per
--- mode, one template that takes one to four photos and has a text field.
-update public.plans set is_metered = false, max_active_jobs = 1000, starts_per_minute = 1000;
-update public.models set is_active = false;
-insert into public.models
-  (key, display_name, kie_model, mode, quality, credit_cost, min_plan, image_input_field, min_input_images, max_input_images, max_prompt_length, aspect_ratios)
-values
-  ('policy-t2i', 'Policy T2I', 'test/t2i', 'text-to-image', 'fast', 1, 'free', null, 0, 0, 1000, '{1:1}'),
-  ('policy-i2i', 'Policy I2I', 'test/i2i', 'image-to-image', 'fast', 1, 'free', 'image_urls', 1, 4, 1000, '{1:1}');
-insert into public.templates (id, name, category, prompt_template, input_fields, min_images, max_images)
-values ('5a5a0000-0000-4000-8000-00000000f001', 'Policy Photo', 'test', 'A photo of {subject}',
-        '[{"name": "subject", "label": "Subject", "type": "text", "max_length": 500, "default_value": "a cat"}]', 1, 4);
-insert into auth.users (id, aud, role, email, raw_app_meta_data)
-values ('5a5a0000-0000-4000-8000-00000000fa01', 'authenticated', 'authenticated', 'input-policy@test.kiln.local', '{"provider": "email"}');
-
--- The SQLSTATE and detail a statement fails with (run as the caller).
-create function pg_temp.refusal(statement text)
-returns text
-language plpgsql
-as $$
-declare
-  detail text;
-begin
-  execute statement;
-  return 'no error';
-exception when others then
-  get stacked diagnostics detail = pg_exception_detail;
-  return sqlstate || ': ' || detail;
-end
-$$;
-grant execute on function pg_temp.refusal(text) to authenticated;
+\ir input_policy_fixture.sql
 
 -- The local stack's own settings (sql/local_settings.sql) accept its gateway, and only over the
 -- exact origin listed.
@@ -56,7 +26,7 @@ update private.settings set value = '["https"]' where key = 'images.allowed_sche
 update private.settings set value = '[443]' where key = 'images.allowed_ports';
 set local role authenticated;
 select is(
-  pg_temp.refusal($$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-00000000f001',
+  tests.refusal($$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-00000000f001',
                        image_urls => array['https://abcdefghijklmnop.supabase.co/storage/v1/object/sign/user-uploads/a.jpg?token=t']) $$),
   'KL013: image 1: no image host is accepted yet (the operator sets images.allowed_hosts)',
   'with an empty list every image URL is refused, and the detail says what to set');
@@ -110,7 +80,7 @@ select throws_ok(
   ) as refused(url, why);
 
 select is(
-  pg_temp.refusal($$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-00000000f001',
+  tests.refusal($$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-00000000f001',
                        image_urls => array['https://img1.cdn.example.net/a.png', 'https://10.0.0.5/b.png']) $$),
   'KL013: image 2: host 10.0.0.5 is an IP address',
   'the detail names the refused image and the reason');

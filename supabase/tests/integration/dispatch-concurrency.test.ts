@@ -1,7 +1,8 @@
-import { randomUUID } from "node:crypto";
-import type { TransactionSql } from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { asUser, barrier, type Tx } from "./support/concurrency.ts";
 import { connect } from "./support/db.ts";
+import { dispatchTestBed } from "./support/dispatch.ts";
+import { testPlan } from "./support/plans.ts";
 
 // The dispatch trigger under real concurrency: a tick that holds every createTask token (an open
 // transaction with the bucket's slots locked) must not make starts wait. Each start skips the
@@ -9,61 +10,20 @@ import { connect } from "./support/db.ts";
 
 const STARTS = 40;
 const sql = connect({ max: STARTS + 2 });
-const suffix = randomUUID().replaceAll("-", "").slice(0, 12);
-const planId = `dispatch_${suffix}`;
-const users: string[] = [];
-const SECRETS = ["kie_api_key", "functions_base_url"] as const;
-let savedSettings: { key: string; value: unknown }[] = [];
-/** Secrets of these names that existed before (the local stack's), put back afterwards. */
-let savedSecrets: { name: string; secret: string; description: string }[] = [];
+const plan = testPlan(sql, "dispatch", "Dispatch test", 1000);
+const testBed = dispatchTestBed(sql, plan, {
+  kie_api_key: "test-kie-key",
+  functions_base_url: "https://fn.invalid/functions/v1",
+});
 
-type Tx = TransactionSql<Record<string, unknown>>;
-
-/** Resolves for everyone once `parties` callers are waiting. */
-function barrier(parties: number, timeoutMs = 15_000): () => Promise<void> {
-  let arrived = 0;
-  let release!: () => void;
-  let fail!: (error: Error) => void;
-  const open = new Promise<void>((resolve, reject) => {
-    release = resolve;
-    fail = reject;
-  });
-  open.catch(() => {});
-  const timer = setTimeout(() => fail(new Error(`only ${arrived} of ${parties} transactions started`)), timeoutMs);
-  return async () => {
-    arrived += 1;
-    if (arrived === parties) {
-      clearTimeout(timer);
-      release();
-    }
-    await open;
-  };
-}
-
-async function createUser(): Promise<string> {
-  const id = randomUUID();
-  users.push(id);
-  await sql`
-    insert into auth.users (id, aud, role, email, raw_app_meta_data, raw_user_meta_data, created_at, updated_at)
-    values (${id}, 'authenticated', 'authenticated', ${`dispatch-${id}@test.kiln.local`}, '{}', '{}', now(), now())`;
-  await sql.begin(async (tx) => {
-    await tx`set local role service_role`;
-    await tx`select set_config('request.jwt.claims', '{"role": "service_role"}', true)`;
-    await tx`select public.set_plan(${id}, ${planId})`;
-    await tx`select public.grant_credits(${id}, 100, 'dispatch test credits')`;
-  });
-  return id;
-}
-
-/** `STARTS` users each start a generation at the same instant, as PostgREST would; ms per start. */
+/** The users each start a generation at the same instant, as PostgREST would; ms per start. */
 async function startAtOnce(userIds: string[]): Promise<{ id: string; ms: number }[]> {
   const allOpen = barrier(userIds.length);
   return Promise.all(
     userIds.map(
       (userId) =>
         sql.begin(async (tx: Tx) => {
-          await tx`set local role authenticated`;
-          await tx`select set_config('request.jwt.claims', ${JSON.stringify({ sub: userId, role: "authenticated" })}, true)`;
+          await asUser(tx, userId);
           await allOpen();
           const started = performance.now();
           const [job] = await tx<{ id: string }[]>`select id from public.start_generation(prompt => 'a quiet harbour')`;
@@ -74,37 +34,11 @@ async function startAtOnce(userIds: string[]): Promise<{ id: string; ms: number 
 }
 
 beforeAll(async () => {
-  const [{ rank }] = await sql<{ rank: number }[]>`select coalesce(max(rank), 0) + 1 + floor(random() * 1000)::int as rank from public.plans`;
-  await sql`
-    insert into public.plans (id, name, rank, max_active_jobs, starts_per_minute, signup_credits, is_metered)
-    values (${planId}, 'Dispatch test', ${rank}, 1000, 1000, 0, true)`;
-  savedSettings = await sql`select key, value from private.settings where key in ('kie.base_url', 'dispatch.create_per_window')`;
-  // Nothing listens there: no pg_net worker runs in this file, the requests are only queued.
-  await sql`update private.settings set value = '"https://kie.invalid"' where key = 'kie.base_url'`;
-  await sql`update private.settings set value = '200' where key = 'dispatch.create_per_window'`;
-  savedSecrets = await sql`select name, secret, description from vault.secrets where name = any(${SECRETS as unknown as string[]})`;
-  await sql`delete from vault.secrets where name = any(${SECRETS as unknown as string[]})`;
-  await sql`select vault.create_secret('test-kie-key', 'kie_api_key'), vault.create_secret('https://fn.invalid/functions/v1', 'functions_base_url')`;
-  for (let i = 0; i < STARTS; i++) await createUser();
+  await testBed.setUp();
+  for (let i = 0; i < STARTS; i++) await plan.signUp({ credits: 100 });
 });
 
-afterAll(async () => {
-  try {
-    // Requests a background tick may have queued with our settings (nothing sends them here).
-    await sql`delete from net.http_request_queue where url like 'https://kie.invalid/%' or url like 'https://fn.invalid/%'`;
-    await sql`delete from vault.secrets where name = any(${SECRETS as unknown as string[]})`;
-    for (const { name, secret, description } of savedSecrets) await sql`select vault.create_secret(${secret}, ${name}, ${description})`;
-    for (const { key, value } of savedSettings) await sql`update private.settings set value = ${sql.json(value as never)} where key = ${key}`;
-    await sql`
-      delete from net.http_request_queue q
-       using private.requests r join public.generation_jobs j on j.id = r.job_id
-       where r.net_request_id = q.id and j.user_id = any(${users}::uuid[])`;
-    if (users.length > 0) await sql`delete from auth.users where id = any(${users}::uuid[])`;
-    await sql`delete from public.plans where id = ${planId}`;
-  } finally {
-    await sql.end({ timeout: 5 });
-  }
-});
+afterAll(() => testBed.tearDown().finally(() => sql.end({ timeout: 5 })));
 
 describe("dispatch trigger under concurrency", () => {
   it(`never makes ${STARTS} simultaneous starts wait while a tick holds the whole create budget`, async () => {
@@ -122,7 +56,7 @@ describe("dispatch trigger under concurrency", () => {
     await lockTaken;
 
     const wallStart = performance.now();
-    const results = await startAtOnce(users.slice(0, STARTS));
+    const results = await startAtOnce(plan.users.slice(0, STARTS));
     const wallMs = performance.now() - wallStart;
     // Only now does the tick's transaction end: every start above ran while it held the bucket.
     release();
@@ -151,7 +85,7 @@ describe("dispatch trigger under concurrency", () => {
     await sql`update private.rate_slots set available_at = '-infinity' where bucket = 'create'`;
     await sql`update private.settings set value = '10' where key = 'dispatch.create_per_window'`;
     const fresh: string[] = [];
-    for (let i = 0; i < 20; i++) fresh.push(await createUser());
+    for (let i = 0; i < 20; i++) fresh.push(await plan.signUp({ credits: 100 }));
     const results = await startAtOnce(fresh);
     await sql`update private.settings set value = '200' where key = 'dispatch.create_per_window'`;
 

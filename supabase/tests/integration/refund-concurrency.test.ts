@@ -1,7 +1,7 @@
-import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { asServiceRole, asUser, atOnce, errorCodes, signUp } from "./support/concurrency.ts";
+import { asUser, atOnce, errorCodes } from "./support/concurrency.ts";
 import { connect } from "./support/db.ts";
+import { testPlan } from "./support/plans.ts";
 
 // A failed job is refunded exactly once even when every path that can refund it (the timeout
 // tick, a late callback, a poll) calls private.refund_job at the same instant: one refund entry,
@@ -9,21 +9,14 @@ import { connect } from "./support/db.ts";
 
 const CALLS = 30;
 const sql = connect({ max: CALLS + 1 });
-const users: string[] = [];
 // A plan of our own whose limits never get in the way of starting many jobs for one user.
-const planId = `refundtest_${randomUUID().replaceAll("-", "").slice(0, 12)}`;
+const plan = testPlan(sql, "refundtest", "Refund test", 100000);
 
-beforeAll(async () => {
-  const [{ rank }] = await sql<{ rank: number }[]>`select coalesce(max(rank), 0) + 1 + floor(random() * 1000)::int as rank from public.plans`;
-  await sql`
-    insert into public.plans (id, name, rank, max_active_jobs, starts_per_minute, signup_credits, is_metered)
-    values (${planId}, 'Refund test', ${rank}, 100000, 100000, 0, true)`;
-});
+beforeAll(() => plan.create());
 
 afterAll(async () => {
   try {
-    if (users.length > 0) await sql`delete from auth.users where id = any(${users}::uuid[])`;
-    await sql`delete from public.plans where id = ${planId}`;
+    await plan.drop();
   } finally {
     await sql.end({ timeout: 5 });
   }
@@ -44,18 +37,6 @@ async function failedJob(userId: string): Promise<{ id: string; charged: number 
   return { id: job.id, charged: job.credits_charged };
 }
 
-/** A signed-up user on our plan with `credits` to spend. */
-async function customer(credits: number): Promise<string> {
-  const userId = await signUp(sql, "refund");
-  users.push(userId);
-  await sql.begin(async (tx) => {
-    await asServiceRole(tx);
-    await tx`select public.set_plan(${userId}, ${planId})`;
-    await tx`select public.grant_credits(${userId}, ${credits}, 'Refund test credits')`;
-  });
-  return userId;
-}
-
 async function balance(userId: string): Promise<{ credits: number; ledger_sum: number }> {
   const [row] = await sql<{ credits: number; ledger_sum: number }[]>`
     select p.credits, (select sum(amount)::int from public.credit_ledger where user_id = p.id) as ledger_sum
@@ -65,7 +46,7 @@ async function balance(userId: string): Promise<{ credits: number; ledger_sum: n
 
 describe("refund_job under concurrency", () => {
   it(`refunds once when ${CALLS} transactions refund the same failed job at once`, async () => {
-    const userId = await customer(10);
+    const userId = await plan.signUp({ credits: 10 });
     const job = await failedJob(userId);
     expect(job.charged).toBeGreaterThan(0);
     const [{ credits: before }] = await sql<{ credits: number }[]>`select credits from public.profiles where id = ${userId}`;
@@ -80,7 +61,7 @@ describe("refund_job under concurrency", () => {
   });
 
   it(`refunds each of ${CALLS} failed jobs of one user refunded at once, every credit accounted for`, async () => {
-    const userId = await customer(CALLS * 5);
+    const userId = await plan.signUp({ credits: CALLS * 5 });
     const jobs: { id: string; charged: number }[] = [];
     for (let i = 0; i < CALLS; i++) jobs.push(await failedJob(userId));
     const before = await balance(userId);

@@ -1,7 +1,7 @@
-import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { asServiceRole, asUser, atOnce, errorCodes, fulfilled, signUp } from "./support/concurrency.ts";
+import { asServiceRole, asUser, atOnce, errorCodes, fulfilled } from "./support/concurrency.ts";
 import { connect } from "./support/db.ts";
+import { testPlan } from "./support/plans.ts";
 
 // start_generation under real concurrency: many transactions, each on its own connection, call it
 // at the same instant exactly as PostgREST would (`set local role authenticated` plus the JWT
@@ -16,20 +16,10 @@ const LIMIT_CALLS = 40;
 // One connection per simultaneous transaction, plus one for setup and checks.
 const sql = connect({ max: CALLS + 1 });
 
-const suffix = randomUUID().replaceAll("-", "").slice(0, 12);
 // A plan of our own with limits that never get in the way, so only the balance decides.
-const planId = `loadtest_${suffix}`;
-const users: string[] = [];
+const plan = testPlan(sql, "loadtest", "Load test", 100000);
 let price = 0;
 let free = { maxActiveJobs: 0, startsPerMinute: 0 };
-
-/** A signed-up user of this file, on `plan`. */
-async function createUser(plan: string): Promise<string> {
-  const id = await signUp(sql, "load");
-  users.push(id);
-  if (plan !== "free") await sql.begin(async (tx) => (await asServiceRole(tx), tx`select public.set_plan(${id}, ${plan})`));
-  return id;
-}
 
 /** Brings the balance to exactly `target` through the ledger (grant_credits), never by hand. */
 async function setBalance(userId: string, target: number): Promise<void> {
@@ -70,17 +60,12 @@ beforeAll(async () => {
   const [limits] = await sql<{ max_active_jobs: number; starts_per_minute: number }[]>`
     select max_active_jobs, starts_per_minute from public.plans where id = 'free'`;
   free = { maxActiveJobs: limits.max_active_jobs, startsPerMinute: limits.starts_per_minute };
-  const [{ rank }] = await sql<{ rank: number }[]>`select coalesce(max(rank), 0) + 1 + floor(random() * 1000)::int as rank from public.plans`;
-  await sql`
-    insert into public.plans (id, name, rank, max_active_jobs, starts_per_minute, signup_credits, is_metered)
-    values (${planId}, 'Load test', ${rank}, 100000, 100000, 0, true)`;
+  await plan.create();
 });
 
 afterAll(async () => {
   try {
-    // Deleting the accounts removes their profiles, jobs and ledgers (the cascade the ledger allows).
-    if (users.length > 0) await sql`delete from auth.users where id = any(${users}::uuid[])`;
-    await sql`delete from public.plans where id = ${planId}`;
+    await plan.drop();
   } finally {
     await sql.end({ timeout: 5 });
   }
@@ -88,7 +73,7 @@ afterAll(async () => {
 
 describe("start_generation under concurrency", () => {
   it(`lets exactly ${AFFORDABLE} of ${CALLS} simultaneous starts spend a balance worth ${AFFORDABLE}`, async () => {
-    const userId = await createUser(planId);
+    const userId = await plan.signUp();
     await setBalance(userId, AFFORDABLE * price);
 
     const results = await startAtOnce(userId, CALLS, (i) => ({ prompt: `load test ${i}` }));
@@ -122,9 +107,9 @@ describe("start_generation under concurrency", () => {
   });
 
   it(`makes one job and one debit from ${SAME_KEY_CALLS} simultaneous starts with the same idempotency key`, async () => {
-    const userId = await createUser(planId);
+    const userId = await plan.signUp();
     await setBalance(userId, 5 * price);
-    const key = `same-key-${suffix}`;
+    const key = `same-key-${plan.id}`; // unique to this run, as the plan id is
 
     const results = await startAtOnce(userId, SAME_KEY_CALLS, () => ({ prompt: "one lighthouse", idempotencyKey: key }));
 
@@ -149,7 +134,7 @@ describe("start_generation under concurrency", () => {
 describe("the free plan's limits under concurrency", () => {
   it(`lets exactly max_active_jobs of ${LIMIT_CALLS} simultaneous starts through; the rest get KL017`, async () => {
     expect(free.maxActiveJobs).toBeLessThan(free.startsPerMinute); // else the window would decide
-    const userId = await createUser("free");
+    const userId = await plan.signUp({ plan: "free" });
     await setBalance(userId, LIMIT_CALLS * price);
 
     const results = await startAtOnce(userId, LIMIT_CALLS, (i) => ({ prompt: `active limit ${i}` }));
@@ -164,7 +149,7 @@ describe("the free plan's limits under concurrency", () => {
 
   it(`lets the last start of the minute's window through once among ${LIMIT_CALLS}; the rest get KL018`, async () => {
     // Cancelled starts still count in the window but not as active, so the window decides.
-    const userId = await createUser("free");
+    const userId = await plan.signUp({ plan: "free" });
     await setBalance(userId, LIMIT_CALLS * price);
     for (let i = 0; i < free.startsPerMinute - 1; i++) await startAndCancel(userId, `earlier start ${i}`);
 
