@@ -61,16 +61,17 @@ export interface DatabasePort {
 }
 
 // The SQL this module assumes, all in one place: service-only functions of the dispatch
-// pipeline. Arrays cross as jsonb so no driver-specific array encoding is involved.
+// pipeline. JSON crosses as text (the driver would encode a jsonb-typed string parameter a
+// second time), and arrays as JSON, so no driver-specific encoding is involved.
 const SQL = {
   callbackTarget: (jobId: string, attempt: number) =>
     sql`select user_id, callback_token_hash, task_id, accepting
           from private.callback_target(${jobId}::uuid, ${attempt}::integer)`,
   interpretTaskReport: (report: unknown) =>
-    sql`select private.interpret_task_report(${JSON.stringify(report)}::jsonb) as report`,
+    sql`select private.interpret_task_report(${JSON.stringify(report)}::text::jsonb) as report`,
   completeJob: (jobId: string, attempt: number, taskId: string, paths: string[]) =>
     sql`select private.complete_generation(${jobId}::uuid, ${attempt}::integer, ${taskId}::text,
-          array(select jsonb_array_elements_text(${JSON.stringify(paths)}::jsonb))) as result`,
+          array(select jsonb_array_elements_text(${JSON.stringify(paths)}::text::jsonb))) as result`,
   recordProviderFailure: (
     jobId: string,
     attempt: number,
