@@ -13,7 +13,7 @@
  */
 import { z } from "zod";
 import type { DatabasePort, TaskReport } from "../_shared/database.ts";
-import { fetchImage, readCapped } from "../_shared/image-bytes.ts";
+import { type FetchedImage, fetchImage, readCapped } from "../_shared/image-bytes.ts";
 import { KIE_SIGNATURE_HEADER, KIE_TIMESTAMP_HEADER, verifyKieSignature } from "../_shared/kie.ts";
 import { redact, sha256Hex, timingSafeEqualText } from "../_shared/secrets.ts";
 import type { ObjectStore } from "../_shared/storage.ts";
@@ -146,8 +146,8 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
     target: { userId: string; taskId: string | null; accepting: boolean },
     report: unknown,
   ): Promise<Outcome> {
-    const done = (result: Outcome["result"], msg = "success"): Outcome => ({
-      status: 200,
+    const answer = (result: Outcome["result"], status = 200, msg = "success"): Outcome => ({
+      status,
       msg,
       result,
       job,
@@ -157,18 +157,12 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
       return refuse(409, "the report is about another task than this attempt's");
     }
     // Checked before any download: a repeated delivery costs one query.
-    if (!target.accepting) return done("duplicate");
+    if (!target.accepting) return answer("duplicate");
 
     const reading: TaskReport = await db.interpretTaskReport(report);
     switch (reading.outcome) {
       case "running":
-        return {
-          status: 202,
-          msg: "the task is still running; nothing recorded",
-          result: "running",
-          job,
-          attempt,
-        };
+        return answer("running", 202, "the task is still running; nothing recorded");
       case "unreadable":
         return refuse(422, `unreadable report: ${reading.reason}`);
       case "failure": {
@@ -179,7 +173,7 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
           reading.failCode,
           reading.failMessage,
         );
-        return done(applied === "applied" ? "failed" : "duplicate");
+        return answer(applied === "applied" ? "failed" : "duplicate");
       }
       case "success": {
         // Every image is fetched before any is stored, and the job completes only once all are.
@@ -188,11 +182,10 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
         const bad = images.findIndex((image) => !image.ok);
         if (bad >= 0) {
           const reason = (images[bad] as { reason: string }).reason;
-          return { ...refuse(502, `result image ${bad + 1} of ${n}: ${reason}`), job };
+          return { ...refuse(502, `result image ${bad + 1} of ${n}: ${reason}`), job, attempt };
         }
         const paths: string[] = [];
-        for (const [i, image] of images.entries()) {
-          if (!image.ok) continue; // unreachable: checked above
+        for (const [i, image] of (images as Extract<FetchedImage, { ok: true }>[]).entries()) {
           const path = `${target.userId}/${job}/${i + 1}.${image.kind.ext}`;
           paths.push(path);
           try {
@@ -201,12 +194,13 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
             return {
               ...refuse(503, `storing result image ${i + 1} of ${n} failed`),
               job,
+              attempt,
               detail: String(error),
             };
           }
         }
         const applied = await db.completeJob(job, attempt, taskId, paths);
-        return done(applied === "applied" ? "completed" : "duplicate");
+        return answer(applied === "applied" ? "completed" : "duplicate");
       }
     }
   }
@@ -239,8 +233,8 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
         outcome = refuse(503, "temporarily unable to process the report; retry later");
       }
     }
-    const { status, msg, result, job, detail } = outcome;
-    redactedLog({ status, msg, result, job, detail });
+    const { status, msg, result, job, attempt, detail } = outcome;
+    redactedLog({ status, msg, result, job, attempt, detail });
     const body = {
       code: outcome.status,
       msg: outcome.msg,
