@@ -49,7 +49,7 @@ export interface DatabasePort {
   callbackTarget(jobId: Job["id"], attempt: number): Promise<CallbackTarget | null>;
   /** `report` is the envelope `{ code, msg, data }` exactly as KIE sent it. */
   interpretTaskReport(report: unknown): Promise<TaskReport>;
-  /** `objectPaths`: the stored images, paths inside the `generated-images` bucket, in order. */
+  /** `objectPaths`: the stored images in order, as Storage keys, bucket first (`generated-images/<user>/<job>/0.png`). */
   completeJob(jobId: Job["id"], attempt: number, taskId: string, objectPaths: string[]): Promise<Applied>;
   recordProviderFailure(
     jobId: Job["id"],

@@ -18,7 +18,7 @@ Deno.test("finalize with recordInfo data: images stored, job completed", async (
     jobId: JOB,
     attempt: 1,
     taskId: TASK,
-    paths: [`${USER}/${JOB}/1.png`],
+    paths: [`generated-images/${USER}/${JOB}/0.png`],
   }]);
   // The database reads it as the recordInfo reply it came from.
   assert.deepEqual(h.db.reports, [{

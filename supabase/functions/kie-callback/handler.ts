@@ -186,8 +186,8 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
         }
         const paths: string[] = [];
         for (const [i, image] of (images as Extract<FetchedImage, { ok: true }>[]).entries()) {
-          const path = `${target.userId}/${job}/${i + 1}.${image.kind.ext}`;
-          paths.push(path);
+          const path = `${target.userId}/${job}/${i}.${image.kind.ext}`;
+          paths.push(`${RESULT_BUCKET}/${path}`);
           try {
             await storage.upload(RESULT_BUCKET, path, image.bytes, image.kind.mime);
           } catch (error) {

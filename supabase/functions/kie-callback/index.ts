@@ -10,16 +10,10 @@ const required = (name: string) => {
   return value;
 };
 
-const handler = createHandler({
+Deno.serve(createHandler({
   db: postgresDatabase(required("SUPABASE_DB_URL")),
   storage: supabaseObjectStore(required("SUPABASE_URL"), required("SUPABASE_SERVICE_ROLE_KEY")),
   fetch,
   now: Date.now,
   env: Deno.env.toObject(),
-});
-
-// The platform routes requests to Deno.serve itself; the local stack instead names a loopback
-// port for its gateway to forward to.
-const localPort = Deno.env.get("KILN_FUNCTION_PORT");
-if (localPort) Deno.serve({ hostname: "127.0.0.1", port: Number(localPort) }, handler);
-else Deno.serve(handler);
+}));

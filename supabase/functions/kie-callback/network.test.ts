@@ -98,7 +98,7 @@ Deno.test("over HTTP: a callback downloads, stores and completes", async () => {
     const res = await post(withResults(`${results}/ok.png`));
     assert.equal(res.status, 200);
     assert.deepEqual(await res.json(), { code: 200, msg: "success", result: "completed" });
-    assert.deepEqual(storage.objects.get(`generated-images/${USER}/${JOB}/1.png`)?.bytes, PNG);
+    assert.deepEqual(storage.objects.get(`generated-images/${USER}/${JOB}/0.png`)?.bytes, PNG);
     assert.equal(db.completed.length, 1);
   });
 });

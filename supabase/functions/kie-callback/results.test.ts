@@ -100,7 +100,10 @@ Deno.test("Storage failing on the second image: 503, job not completed; the retr
   // KIE retries the same callback: uploads are upserts to the same paths, then it completes.
   const retry = await h.callback(TWO);
   assert.equal(retry.status, 200);
-  assert.deepEqual(h.db.completed[0].paths, [`${USER}/${JOB}/1.png`, `${USER}/${JOB}/2.jpg`]);
+  assert.deepEqual(h.db.completed[0].paths, [
+    `generated-images/${USER}/${JOB}/0.png`,
+    `generated-images/${USER}/${JOB}/1.jpg`,
+  ]);
   assert.equal(h.storage.objects.size, 2);
 });
 
