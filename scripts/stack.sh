@@ -2,7 +2,8 @@
 # npm run stack:up | stack:down | stack:status | stack:reset — a local stack for manual work and the demo.
 #
 # The stack: a Postgres 15 cluster on 127.0.0.1:54322 (bootstrap, migrations, seed applied), the
-# pg_net look-alike worker (only when the real pg_net is not installed) and the tick driver.
+# pg_net look-alike worker (only when the real pg_net is not installed), the tick driver, and the
+# gateway on 127.0.0.1:54321 (Storage stand-in and Edge Functions, the local SUPABASE_URL).
 # State lives in $KILN_STACK_DIR (default /tmp/kiln-stack): data, logs and pid files.
 
 usage() {
@@ -22,7 +23,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/local-stack.sh"
 STACK_DIR=${KILN_STACK_DIR:-/tmp/kiln-stack}
 KILN_STACK_LOGS=$STACK_DIR
 PORT=54322
-DB_URL="postgresql://postgres@127.0.0.1:$PORT/postgres"
+DB_URL=$(db_url $PORT)
+ADMIN_DB_URL=$(db_url $PORT "$ADMIN_ROLE")
+GATEWAY_PORT=54321
 TSX="$KILN_ROOT/node_modules/.bin/tsx"
 
 # A worker runs in its own session (setsid), so its pid is also its process group: stopping
@@ -39,11 +42,11 @@ cluster_running() {
   [ -f "$STACK_DIR/data/postmaster.pid" ] && as_pg_owner "$PG_BINDIR/pg_ctl" -D "$STACK_DIR/data" status >/dev/null 2>&1
 }
 
-# start_worker NAME SCRIPT: a background Node process with its pid and log in the stack dir.
+# start_worker NAME SCRIPT URL [ARGS...]: a background Node process with its pid and log in the stack dir.
 start_worker() {
-  local name=$1 script=$2
+  local name=$1 script=$2 url=$3
   if pid_alive "$STACK_DIR/$name.pid"; then return 0; fi
-  DATABASE_URL=$DB_URL setsid "$TSX" "$KILN_ROOT/$script" >>"$STACK_DIR/$name.log" 2>&1 </dev/null &
+  DATABASE_URL=$url setsid "$TSX" "$KILN_ROOT/$script" "${@:4}" >>"$STACK_DIR/$name.log" 2>&1 </dev/null &
   echo $! >"$STACK_DIR/$name.pid"
 }
 
@@ -73,13 +76,17 @@ up() {
     cluster_start "$STACK_DIR"
   fi
   log "applying bootstrap, pending migrations and seed"
-  PGOPTIONS='-c client_min_messages=warning' db_prepare "$DB_URL"
-  has_real_pg_net || start_worker pg-net-worker scripts/dev-stack/pg-net-worker.ts
-  start_worker tick-driver scripts/dev-stack/tick-driver.ts
+  PGOPTIONS='-c client_min_messages=warning' db_prepare $PORT
+  # The real pg_net sends from a background worker inside the server, beyond any grant: its
+  # stand-in connects as the superuser. The tick driver runs cron jobs as their owner would.
+  has_real_pg_net || start_worker pg-net-worker scripts/dev-stack/pg-net-worker.ts "$ADMIN_DB_URL"
+  start_worker tick-driver scripts/dev-stack/tick-driver.ts "$DB_URL"
+  start_worker gateway scripts/dev-stack/gateway/main.ts "$DB_URL" --port "$GATEWAY_PORT" --storage-dir "$STACK_DIR/storage" --set-vault-secrets
   status
 }
 
 down() {
+  stop_worker gateway
   stop_worker tick-driver
   stop_worker pg-net-worker
   if cluster_running; then
@@ -101,6 +108,8 @@ status() {
   fi
   if pid_alive "$STACK_DIR/tick-driver.pid"; then state="running"; else state="stopped"; fi
   printf 'tick-driver    %-8s fast pg_cron jobs every second (log: %s)\n' "$state" "$STACK_DIR/tick-driver.log"
+  if pid_alive "$STACK_DIR/gateway.pid"; then state="running"; else state="stopped"; fi
+  printf 'gateway        %-8s http://127.0.0.1:%s (storage: %s, log: %s)\n' "$state" "$GATEWAY_PORT" "$STACK_DIR/storage" "$STACK_DIR/gateway.log"
 }
 
 case "${1:-}" in

@@ -21,6 +21,8 @@ Runs all suites, or only the named ones:
   vitest     supabase/tests/integration/**/*.test.ts
 
 Environment: KILN_TEST_PORT picks the cluster port (default: first free from 54330).
+Suites get DATABASE_URL (as postgres, the non-superuser project owner) and
+KILN_ADMIN_DATABASE_URL (as supabase_admin, only for stand-ins of the platform's own processes).
 Exit status: 0 when every suite passed, 1 otherwise, 2 for bad arguments.
 EOF
 }
@@ -73,14 +75,20 @@ fi
 log "starting a throwaway cluster on 127.0.0.1:$PORT"
 cluster_init "$WORK" "$PORT" || exit 1
 cluster_start "$WORK" || exit 1
-DB_URL="postgresql://postgres@127.0.0.1:$PORT/postgres"
+# Suites connect as `postgres`, the project owner's non-superuser role, as on hosted Supabase.
+# The superuser's URL is exported only for what stands in for the platform's own processes.
+DB_URL=$(db_url "$PORT")
+ADMIN_DB_URL=$(db_url "$PORT" "$ADMIN_ROLE")
 export DATABASE_URL=$DB_URL
+export KILN_ADMIN_DATABASE_URL=$ADMIN_DB_URL
 export PGOPTIONS='-c client_min_messages=warning'
 
 log "bootstrap, migrations, seed"
-db_prepare "$DB_URL" || exit 1
-psql_url "$DB_URL" -c 'create extension if not exists pgtap with schema extensions' >/dev/null || exit 1
+db_prepare "$PORT" || exit 1
+# pgTAP is a privileged extension: created by the superuser, as supautils does on the platform.
+psql_url "$ADMIN_DB_URL" -c 'create extension if not exists pgtap with schema extensions' >/dev/null || exit 1
 psql_url "$DB_URL" -f sql/test_helpers.sql >/dev/null || exit 1
+psql_url "$ADMIN_DB_URL" -f sql/test_platform_helpers.sql >/dev/null || exit 1
 
 FAILED_SUITES=()
 record() { # record SUITE PASSED FAILED

@@ -98,13 +98,20 @@ ensure_dependencies() {
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# The cluster's superuser, as on hosted Supabase: it applies the platform bootstrap, which makes
+# `postgres` the project owner's non-superuser role. Everything else connects as `postgres`.
+ADMIN_ROLE=supabase_admin
+
+# db_url PORT [ROLE]: the loopback URL of a local cluster's database (trust authentication).
+db_url() { echo "postgresql://${2:-postgres}@127.0.0.1:$1/postgres"; }
+
 # cluster_init DIR PORT: a new cluster in DIR/data, owned by the postgres user when run as root.
 cluster_init() {
   local dir=$1 port=$2 preload=pg_cron
   has_real_pg_net && preload="pg_cron,pg_net"
   mkdir -p "$dir"
   is_root && chown postgres "$dir"
-  as_pg_owner "$PG_BINDIR/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
+  as_pg_owner "$PG_BINDIR/initdb" -D "$dir/data" -U "$ADMIN_ROLE" -A trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
     { cat "$dir/initdb.log" >&2; die "initdb failed"; }
   cat >>"$dir/data/postgresql.conf" <<EOF
 
@@ -148,11 +155,15 @@ cli_url() { case "$1" in *\?*) echo "$1&sslmode=disable" ;; *) echo "$1?sslmode=
 
 psql_url() { psql "$1" -X -q -v ON_ERROR_STOP=1 "${@:2}"; }
 
-# db_prepare URL: what the platform provides, then our migrations (with the real CLI), the local
-# stack's settings overrides, then the seed.
+# db_prepare PORT: what the platform provides (as the superuser), then, as `postgres`, our
+# migrations (with the real CLI), the local stack's settings overrides and the seed.
 db_prepare() {
-  local url=$1
-  psql_url "$url" -f "$KILN_ROOT/sql/platform_bootstrap.sql" >/dev/null || die "the platform bootstrap failed"
+  local url admin_url
+  url=$(db_url "$1")
+  admin_url=$(db_url "$1" "$ADMIN_ROLE")
+  psql_url "$admin_url" -c 'select 1' >/dev/null 2>&1 ||
+    die "no $ADMIN_ROLE role on 127.0.0.1:$1: this cluster predates the hosted-like roles; recreate it (npm run stack:reset)"
+  psql_url "$admin_url" -f "$KILN_ROOT/sql/platform_bootstrap.sql" >/dev/null || die "the platform bootstrap failed"
   (cd "$KILN_ROOT" && "$SUPABASE_CLI" migration up --db-url "$(cli_url "$url")" --include-all >/dev/null 2>"$KILN_STACK_LOGS/migrations.log") ||
     { cat "$KILN_STACK_LOGS/migrations.log" >&2; die "migrations failed"; }
   psql_url "$url" -f "$KILN_ROOT/sql/local_settings.sql" >/dev/null || die "the local settings failed"

@@ -66,6 +66,7 @@ export type Database = {
           completed_at: string | null
           created_at: string
           credits_charged: number
+          deleted_at: string | null
           error_code: string | null
           error_message: string | null
           id: string
@@ -81,6 +82,7 @@ export type Database = {
           request: NonNullable<Json>
           request_fingerprint: string
           result_urls: string[]
+          results_removed_at: string | null
           retry_of: string | null
           stage: string
           status: string
@@ -94,6 +96,7 @@ export type Database = {
           completed_at?: string | null
           created_at?: string
           credits_charged: number
+          deleted_at?: string | null
           error_code?: string | null
           error_message?: string | null
           id?: string
@@ -109,6 +112,7 @@ export type Database = {
           request: NonNullable<Json>
           request_fingerprint: string
           result_urls?: string[]
+          results_removed_at?: string | null
           retry_of?: string | null
           stage?: string
           status?: string
@@ -122,6 +126,7 @@ export type Database = {
           completed_at?: string | null
           created_at?: string
           credits_charged?: number
+          deleted_at?: string | null
           error_code?: string | null
           error_message?: string | null
           id?: string
@@ -137,6 +142,7 @@ export type Database = {
           request?: NonNullable<Json>
           request_fingerprint?: string
           result_urls?: string[]
+          results_removed_at?: string | null
           retry_of?: string | null
           stage?: string
           status?: string
@@ -253,6 +259,7 @@ export type Database = {
           max_active_jobs: number
           name: string
           rank: number
+          result_retention_days: number
           signup_credits: number
           starts_per_minute: number
           updated_at: string
@@ -264,6 +271,7 @@ export type Database = {
           max_active_jobs: number
           name: string
           rank: number
+          result_retention_days?: number
           signup_credits?: number
           starts_per_minute: number
           updated_at?: string
@@ -275,6 +283,7 @@ export type Database = {
           max_active_jobs?: number
           name?: string
           rank?: number
+          result_retention_days?: number
           signup_credits?: number
           starts_per_minute?: number
           updated_at?: string
@@ -415,6 +424,7 @@ export type Database = {
           completed_at: string | null
           created_at: string
           credits_charged: number
+          deleted_at: string | null
           error_code: string | null
           error_message: string | null
           id: string
@@ -430,6 +440,7 @@ export type Database = {
           request: NonNullable<Json>
           request_fingerprint: string
           result_urls: string[]
+          results_removed_at: string | null
           retry_of: string | null
           stage: string
           status: string
@@ -445,6 +456,7 @@ export type Database = {
           isSetofReturn: false
         }
       }
+      delete_generation: { Args: { job_id: string }; Returns: undefined }
       grant_credits: {
         Args: {
           amount: number
@@ -487,6 +499,7 @@ export type Database = {
           completed_at: string | null
           created_at: string
           credits_charged: number
+          deleted_at: string | null
           error_code: string | null
           error_message: string | null
           id: string
@@ -502,6 +515,7 @@ export type Database = {
           request: NonNullable<Json>
           request_fingerprint: string
           result_urls: string[]
+          results_removed_at: string | null
           retry_of: string | null
           stage: string
           status: string
@@ -550,6 +564,7 @@ export type Database = {
           completed_at: string | null
           created_at: string
           credits_charged: number
+          deleted_at: string | null
           error_code: string | null
           error_message: string | null
           id: string
@@ -565,6 +580,7 @@ export type Database = {
           request: NonNullable<Json>
           request_fingerprint: string
           result_urls: string[]
+          results_removed_at: string | null
           retry_of: string | null
           stage: string
           status: string

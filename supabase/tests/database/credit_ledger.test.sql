@@ -1,7 +1,7 @@
 -- Credits: the signup grant, grant_credits and set_plan (service role), the append-only chained
 -- ledger and its deferred balance = ledger check, refunds exactly once, and account deletion.
 begin;
-select plan(62);
+select plan(63);
 
 -- =============================================================================================
 -- Fixtures (as the owner)
@@ -32,18 +32,10 @@ select is(tests.footprint(tests.get_supabase_uid('cl_zero')), 'jobs=0 credits=0 
   'with no signup credits a new user starts at zero and an empty ledger');
 update public.plans set signup_credits = 7 where id = 'free';
 
--- The auth service inserts users under its own role, which has no rights on our tables; the
--- profile, the grant and the deferred balance check must all work for it. (Plain statements:
--- that role cannot run pgTAP, so a failure here aborts the file and fails the plan.)
-create role kiln_test_auth_service nologin bypassrls;
-grant usage on schema auth to kiln_test_auth_service;
-grant insert on auth.users to kiln_test_auth_service;
-set local role kiln_test_auth_service;
-insert into auth.users (id, aud, role, email, raw_user_meta_data)
-values (gen_random_uuid(), 'authenticated', 'authenticated', 'cl_carol@test.kiln.local', '{"test_identifier": "cl_carol"}');
-set constraints all immediate; -- the deferred balance check runs now, as that role
-set constraints all deferred;
-reset role;
+-- The auth service (GoTrue) inserts users as `supabase_auth_admin`, the owner of auth.users,
+-- which has no rights on our tables; the profile, the grant and the deferred balance check must
+-- all work for it.
+select isnt(tests.sign_up_as_auth_service('cl_carol'), null, 'the auth service signs cl_carol up under its own role');
 select is(tests.footprint(tests.get_supabase_uid('cl_carol')), 'jobs=0 credits=7 ledger=1', 'that user has the welcome grant');
 
 -- Anonymous sign-ins get a profile but no welcome credits until they become permanent accounts

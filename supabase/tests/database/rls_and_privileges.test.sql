@@ -200,8 +200,8 @@ select is_empty(
 select results_eq(
   $$ select p.proname::text collate "default" from pg_proc p
       where p.pronamespace = 'public'::regnamespace and has_function_privilege('authenticated', p.oid, 'execute') order by 1 $$,
-  $$ values ('cancel_generation'), ('recent_prompts'), ('retry_generation'), ('start_generation') $$,
-  'authenticated can execute exactly the four app RPCs in public');
+  $$ values ('cancel_generation'), ('delete_generation'), ('recent_prompts'), ('retry_generation'), ('start_generation') $$,
+  'authenticated can execute exactly the app RPCs in public');
 select results_eq(
   $$ select p.proname::text collate "default" from pg_proc p
       where p.pronamespace = 'public'::regnamespace and has_function_privilege('service_role', p.oid, 'execute') order by 1 $$,

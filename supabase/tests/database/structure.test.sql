@@ -2,7 +2,7 @@
 -- columns the app's models are built on. Adding an endpoint or a table to `public`, or changing
 -- the app's contract, means editing this file on purpose.
 begin;
-select plan(65);
+select plan(68);
 
 -- =============================================================================================
 -- Schemas
@@ -19,9 +19,22 @@ select tables_are('public',
 select views_are('public', array[]::name[], 'public has no views');
 select materialized_views_are('public', array[]::name[], 'public has no materialized views');
 select functions_are('public',
-  array['start_generation', 'retry_generation', 'cancel_generation', 'recent_prompts', 'grant_credits', 'set_plan'],
+  array['start_generation', 'retry_generation', 'cancel_generation', 'delete_generation', 'recent_prompts', 'grant_credits', 'set_plan'],
   'public holds exactly the app RPCs and the operator functions');
 select has_table('private', 'blocked_terms', 'the moderation blocklist is private');
+
+-- Only our migrations build in public. On the platform an extension created without a schema
+-- lands in public as supabase_admin, whose default privileges there grant everything to the API
+-- roles: no extension may live in public, and everything in it belongs to postgres.
+select is_empty($$ select extname from pg_extension where extnamespace = 'public'::regnamespace $$,
+  'no extension is installed in public');
+select is_empty(
+  $$ select c.oid::regclass::text from pg_class c
+      where c.relnamespace = 'public'::regnamespace and c.relowner <> 'postgres'::regrole
+     union all
+     select p.oid::regprocedure::text from pg_proc p
+      where p.pronamespace = 'public'::regnamespace and p.proowner <> 'postgres'::regrole $$,
+  'every relation and function in public is owned by postgres');
 
 -- Signatures and return types the app and operators call.
 select function_returns('public', 'start_generation',
@@ -51,12 +64,19 @@ select is_definer('public', 'grant_credits', array['uuid', 'integer', 'text', 't
 select is_definer('public', 'set_plan', array['uuid', 'text'], 'set_plan is security definer');
 select isnt_definer('public', 'recent_prompts', array['integer'], 'recent_prompts is security invoker (RLS does the filtering)');
 
--- One function shape: search_path pinned to '' everywhere, and documented.
+-- One function shape: search_path pinned everywhere, and documented. A function that runs with
+-- the owner's rights names pg_catalog first and pg_temp last, so a caller's temporary types can
+-- never shadow built-in ones in it (temp_schema_shadowing.test.sql).
 select is_empty(
   $$ select p.oid::regprocedure from pg_proc p
       where p.pronamespace in ('public'::regnamespace, 'private'::regnamespace)
-        and not coalesce(p.proconfig @> array['search_path=""'], false) $$,
-  'every function in public and private runs with search_path = ''''');
+        and not coalesce(p.proconfig && array['search_path=""', 'search_path=pg_catalog, pg_temp'], false) $$,
+  'every function in public and private pins its search_path');
+select is_empty(
+  $$ select p.oid::regprocedure from pg_proc p
+      where p.pronamespace in ('public'::regnamespace, 'private'::regnamespace) and p.prosecdef
+        and not coalesce('search_path=pg_catalog, pg_temp' = any (p.proconfig), false) $$,
+  'every security-definer function in public and private runs with search_path = pg_catalog, pg_temp');
 select is_empty(
   $$ select p.oid::regprocedure from pg_proc p
       where p.pronamespace in ('public'::regnamespace, 'private'::regnamespace) and obj_description(p.oid, 'pg_proc') is null $$,
@@ -100,7 +120,8 @@ select col_not_null('public', 'templates', 'input_fields', 'templates.input_fiel
 select columns_are('public', 'generation_jobs', array[
   'id', 'user_id', 'template_id', 'mode', 'prompt', 'negative_prompt', 'style', 'inputs', 'input_image_urls', 'status', 'stage',
   'aspect_ratio', 'image_count', 'result_urls', 'error_code', 'error_message', 'model_key', 'quality', 'credits_charged',
-  'idempotency_key', 'request', 'request_fingerprint', 'retry_of', 'created_at', 'updated_at', 'completed_at'],
+  'idempotency_key', 'request', 'request_fingerprint', 'retry_of', 'created_at', 'updated_at', 'completed_at',
+  'results_removed_at', 'deleted_at'],
   'generation_jobs has exactly these columns (all visible to the job''s owner and on Realtime)');
 select col_type_is('public', 'generation_jobs', 'id', 'uuid', 'generation_jobs.id is a uuid');
 select col_type_is('public', 'generation_jobs', 'user_id', 'uuid', 'generation_jobs.user_id is a uuid');

@@ -1,0 +1,31 @@
+-- pgTAP helpers that act as a platform service. Local tests only, never a migration.
+--
+-- Applied by the superuser after sql/test_helpers.sql: a function owned by a platform role can
+-- only be created by a superuser, and `postgres` (like on hosted projects) is not a member of
+-- those roles, so it cannot switch to them itself.
+
+-- Sign a user up the way GoTrue does: the insert into auth.users runs as `supabase_auth_admin`,
+-- which has no rights on our tables, so the signup trigger and the deferred balance check (run
+-- here, still as that role) must work on their own privileges. Returns the new user's id.
+create or replace function tests.sign_up_as_auth_service(identifier text, anonymous boolean default false)
+returns uuid
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  user_id uuid;
+begin
+  insert into auth.users (id, aud, role, email, is_anonymous, raw_user_meta_data)
+  values (
+    gen_random_uuid(), 'authenticated', 'authenticated',
+    case when anonymous then null else identifier || '@test.kiln.local' end,
+    anonymous, jsonb_build_object('test_identifier', identifier))
+  returning id into user_id;
+  set constraints all immediate;
+  set constraints all deferred;
+  return user_id;
+end
+$$;
+alter function tests.sign_up_as_auth_service(text, boolean) owner to supabase_auth_admin;
+revoke all on function tests.sign_up_as_auth_service(text, boolean) from public;
+grant execute on function tests.sign_up_as_auth_service(text, boolean) to postgres;
