@@ -85,3 +85,28 @@ Deno.test("finalize refuses malformed requests and unknown jobs with a reason", 
   assert.deepEqual(h.db.completed, []);
   assert.equal(h.web.requested.length, 0);
 });
+
+Deno.test("finalize with job and attempt in the URL (source=poll), the body being the recordInfo reply", async () => {
+  const h = await ready();
+  const q = new URLSearchParams({ job: JOB, attempt: "1", source: "poll" });
+  const send = (key: string) =>
+    h.send(`/kie-callback?${q}`, {
+      method: "POST",
+      body: JSON.stringify(successBody()),
+      headers: { authorization: `Bearer ${key}` },
+    });
+  const refused = await send("not-the-service-key");
+  assert.equal(refused.status, 401);
+  assert.equal(h.web.requested.length, 0);
+  const res = await send(SERVICE_KEY);
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  assert.equal(res.body.result, "completed");
+  assert.deepEqual(h.db.reports, [JSON.parse(JSON.stringify(successBody()))]);
+  const unknown = new URLSearchParams({ job: JOB, attempt: "2", source: "poll" });
+  const missing = await h.send(`/kie-callback?${unknown}`, {
+    method: "POST",
+    body: JSON.stringify(successBody()),
+    headers: { authorization: `Bearer ${SERVICE_KEY}` },
+  });
+  assert.equal(missing.status, 404);
+});

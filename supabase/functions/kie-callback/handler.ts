@@ -5,7 +5,8 @@
  *
  *   POST /kie-callback?job=<uuid>&attempt=<n>&token=<secret>   KIE's callback body
  *   POST /kie-callback/finalize   Authorization: Bearer <service role key>
- *                                 { "job_id", "attempt", "report": recordInfo data }
+ *                                 { "job_id", "attempt", "report": recordInfo data or reply }
+ *   POST /kie-callback?job=<uuid>&attempt=<n>&source=poll   the same, the body being the report
  *
  * Answers: 200 done (or a duplicate, nothing redone); 202 the task is still running; 4xx the
  * request is refused and nothing changed; 5xx something failed on the way, nothing completed,
@@ -71,6 +72,14 @@ const refuse = (status: number, msg: string): Outcome => ({ status, msg });
 const issues = (e: z.ZodError) =>
   e.issues.map((i) => `${i.path.length ? i.path.join(".") : "(body)"}: ${i.message}`).join("; ");
 
+/** The platform passes the path from the function's name on: `/kie-callback[/finalize]`. */
+function routeOf(url: URL): "callback" | "finalize" | null {
+  const last = url.pathname.replace(/\/+$/, "").split("/").pop();
+  if (last === "finalize") return "finalize";
+  if (last !== "kie-callback" && last !== "") return null;
+  return url.searchParams.get("source") === "poll" ? "finalize" : "callback";
+}
+
 export function createHandler(deps: Dependencies): (req: Request) => Promise<Response> {
   const config = envSchema.parse(deps.env);
   const { db, storage } = deps;
@@ -119,14 +128,17 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
     return settle(job, attempt, taskId, target, body.value);
   }
 
-  async function onFinalize(req: Request): Promise<Outcome> {
+  async function onFinalize(req: Request, url: URL): Promise<Outcome> {
     const bearer = /^Bearer (.+)$/i.exec(req.headers.get("authorization") ?? "")?.[1] ?? "";
     if (!(await timingSafeEqualText(bearer, config.SUPABASE_SERVICE_ROLE_KEY))) {
       return refuse(401, "finalize needs the service credential");
     }
     const body = await readJson(req);
     if (!("value" in body)) return body;
-    const parsed = finalizeBody.safeParse(body.value);
+    const q = url.searchParams;
+    const parsed = finalizeBody.safeParse(
+      q.has("job") ? { job_id: q.get("job"), attempt: q.get("attempt"), report: body.value } : body.value,
+    );
     if (!parsed.success) return refuse(400, `not a finalize request: ${issues(parsed.error)}`);
     const { job_id: job, attempt, report } = parsed.data;
     // Postgres sends recordInfo's `data`; the database reads whole replies, and a reply that
@@ -212,12 +224,7 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
       config.KIE_WEBHOOK_HMAC_KEY,
       url.searchParams.get("token"),
     ];
-    const last = url.pathname.replace(/\/+$/, "").split("/").pop();
-    const route = last === "finalize"
-      ? "finalize"
-      : last === "kie-callback" || last === ""
-      ? "callback"
-      : null;
+    const route = routeOf(url);
     const redactedLog = (fields: Record<string, unknown>) =>
       log(redact(JSON.stringify({ fn: "kie-callback", route, ...fields }), secrets));
 
@@ -226,7 +233,7 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
     else if (req.method !== "POST") outcome = refuse(405, "use POST");
     else {
       try {
-        outcome = route === "finalize" ? await onFinalize(req) : await onCallback(req, url);
+        outcome = route === "finalize" ? await onFinalize(req, url) : await onCallback(req, url);
       } catch (error) {
         // The database or Storage failed, or was unreachable: nothing completed, retry later.
         redactedLog({ error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
