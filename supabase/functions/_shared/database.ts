@@ -28,8 +28,6 @@ export interface CallbackTarget {
   userId: Job["user_id"];
   /** Lower-case hex SHA-256 of the attempt's callback token. */
   callbackTokenHash: string;
-  /** KIE's task id for the attempt; null until its createTask reply has been recorded. */
-  taskId: string | null;
   /** false once the job is finished or a later attempt replaced this one: a late duplicate. */
   accepting: boolean;
 }
@@ -65,7 +63,7 @@ export interface DatabasePort {
 // second time), and arrays as JSON, so no driver-specific encoding is involved.
 const SQL = {
   callbackTarget: (jobId: string, attempt: number) =>
-    sql`select user_id, callback_token_hash, task_id, accepting
+    sql`select user_id, callback_token_hash, accepting
           from private.callback_target(${jobId}::uuid, ${attempt}::integer)`,
   interpretTaskReport: (report: unknown) =>
     sql`select private.interpret_task_report(${JSON.stringify(report)}::text::jsonb) as report`,
@@ -86,7 +84,6 @@ const SQL = {
 const targetRow = z.object({
   user_id: z.string(),
   callback_token_hash: z.string(),
-  task_id: z.string().nullable(),
   accepting: z.boolean(),
 });
 const reportRow = z.object({
@@ -118,12 +115,7 @@ export function postgresDatabase(databaseUrl: string): DatabasePort {
       const [row] = await rows(SQL.callbackTarget(jobId, attempt));
       if (row === undefined) return null;
       const r = targetRow.parse(row);
-      return {
-        userId: r.user_id,
-        callbackTokenHash: r.callback_token_hash,
-        taskId: r.task_id,
-        accepting: r.accepting,
-      };
+      return { userId: r.user_id, callbackTokenHash: r.callback_token_hash, accepting: r.accepting };
     },
     async interpretTaskReport(report) {
       const { report: r } = reportRow.parse((await rows(SQL.interpretTaskReport(report)))[0]);

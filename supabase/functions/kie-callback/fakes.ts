@@ -29,7 +29,6 @@ export const WEBP = new TextEncoder().encode("RIFF\x1a\x00\x00\x00WEBPVP8L\x0d\x
 
 interface Attempt {
   tokenHash: string;
-  taskId: string | null;
   accepting: boolean;
 }
 
@@ -48,12 +47,11 @@ export class FakeDatabase implements DatabasePort {
   broken: Error | null = null;
 
   async addAttempt(
-    o: { jobId?: string; userId?: string; attempt?: number; token?: string; taskId?: string | null },
+    o: { jobId?: string; userId?: string; attempt?: number; token?: string },
   ) {
     this.attempts.set(`${o.jobId ?? JOB}/${o.attempt ?? 1}`, {
       userId: o.userId ?? USER,
       tokenHash: await sha256Hex(o.token ?? TOKEN),
-      taskId: o.taskId === undefined ? TASK : o.taskId,
       accepting: true,
     });
   }
@@ -66,9 +64,7 @@ export class FakeDatabase implements DatabasePort {
     this.check();
     const a = this.attempts.get(`${jobId}/${attempt}`);
     return Promise.resolve(
-      a
-        ? { userId: a.userId, callbackTokenHash: a.tokenHash, taskId: a.taskId, accepting: a.accepting }
-        : null,
+      a ? { userId: a.userId, callbackTokenHash: a.tokenHash, accepting: a.accepting } : null,
     );
   }
 

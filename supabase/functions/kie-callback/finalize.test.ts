@@ -39,7 +39,7 @@ Deno.test("finalize of a failed task records the failure", async () => {
   const h = await ready();
   const res = await h.finalize({ job_id: JOB, attempt: 1, report: failureBody().data });
   assert.equal(res.status, 200);
-  assert.equal(res.body.result, "failed");
+  assert.equal(res.body.result, "failure_recorded");
   assert.equal(h.db.failures.length, 1);
 });
 

@@ -61,7 +61,7 @@ const envelope = z.object({
 interface Outcome {
   status: number;
   msg: string;
-  result?: "completed" | "failed" | "duplicate" | "running";
+  result?: "completed" | "failure_recorded" | "duplicate" | "running";
   job?: string;
   attempt?: number;
   /** Logged (redacted), never returned. */
@@ -155,7 +155,7 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
     job: string,
     attempt: number,
     taskId: string,
-    target: { userId: string; taskId: string | null; accepting: boolean },
+    target: { userId: string; accepting: boolean },
     report: unknown,
   ): Promise<Outcome> {
     const answer = (result: Outcome["result"], status = 200, msg = "success"): Outcome => ({
@@ -165,9 +165,6 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
       job,
       attempt,
     });
-    if (target.taskId !== null && target.taskId !== taskId) {
-      return refuse(409, "the report is about another task than this attempt's");
-    }
     // Checked before any download: a repeated delivery costs one query.
     if (!target.accepting) return answer("duplicate");
 
@@ -185,7 +182,7 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
           reading.failCode,
           reading.failMessage,
         );
-        return answer(applied === "applied" ? "failed" : "duplicate");
+        return answer(applied === "applied" ? "failure_recorded" : "duplicate");
       }
       case "success": {
         // Every image is fetched before any is stored, and the job completes only once all are.
