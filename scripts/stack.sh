@@ -75,6 +75,7 @@ up() {
     log "starting postgres on 127.0.0.1:$PORT"
     cluster_start "$STACK_DIR"
   fi
+  cluster_restart_if_stale "$STACK_DIR"
   log "applying bootstrap, pending migrations and seed"
   PGOPTIONS='-c client_min_messages=warning' db_prepare $PORT
   # The real pg_net sends from a background worker inside the server, beyond any grant: its

@@ -62,7 +62,7 @@ end
 $$;
 
 -- Act as a request without a session (the anon key).
-create or replace function tests.authenticate_as_anon()
+create or replace function tests.act_as_anon()
 returns void
 language plpgsql volatile
 set search_path = ''
@@ -85,8 +85,9 @@ begin
 end
 $$;
 
--- Back to the connection's own role (the owner), with no claims.
-create or replace function tests.clear_authentication()
+-- Back to the connection's own role (the owner), with no claims. (Not basejump's
+-- clear_authentication, which means anon: tests.act_as_anon is that.)
+create or replace function tests.act_as_owner()
 returns void
 language plpgsql volatile
 set search_path = ''
@@ -126,22 +127,13 @@ as $$
   select tests.footprint(tests.get_supabase_uid(who))
 $$;
 
--- One assertion: `statement` fails with SQLSTATE `code`. Runs as the current (API) role. The
--- user argument names whose call it is, for the reader.
-create or replace function tests.refused(statement text, code text, user_id uuid, description text)
+-- One assertion: `statement` fails with SQLSTATE `code`, run as the current (API) role.
+create or replace function tests.refused(statement text, code text, description text)
 returns setof text
 language sql volatile
 set search_path = extensions -- pgTAP calls its own helpers unqualified
 as $$
   select extensions.throws_ok(statement, code::char(5), null::text, description)
-$$;
-
-create or replace function tests.refused(statement text, code text, who text, description text)
-returns setof text
-language sql volatile
-set search_path = ''
-as $$
-  select tests.refused(statement, code, tests.get_supabase_uid(who), description)
 $$;
 
 grant execute on all functions in schema tests to anon, authenticated, service_role;

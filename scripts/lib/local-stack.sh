@@ -35,6 +35,7 @@ postgresql-$PG_MAJOR $PG_BINDIR/initdb
 postgresql-$PG_MAJOR-cron $(pg_pkglibdir)/pg_cron.so
 postgresql-$PG_MAJOR-pgtap $(pg_sharedir)/extension/pgtap.control
 postgresql-$PG_MAJOR-plpgsql-check $(pg_sharedir)/extension/plpgsql_check.control
+postgresql-$PG_MAJOR-wal2json $(pg_pkglibdir)/wal2json.so
 libtap-parser-sourcehandler-pgtap-perl /usr/bin/pg_prove
 EOF
 }
@@ -144,9 +145,38 @@ cluster_start() {
     { tail -20 "$dir/postgres.log" >&2; die "postgres did not start"; }
 }
 
+# True when the server binary was installed (its inode changed; dpkg keeps the package's mtime)
+# after the cluster in DIR started: a postgresql-15 upgrade under a running server, which then
+# fails to load the new libraries (plpgsql: "undefined symbol") until it restarts.
+cluster_binary_newer() {
+  local pidfile="$1/data/postmaster.pid" started installed
+  [ -f "$pidfile" ] || return 1
+  started=$(sed -n 3p "$pidfile")
+  installed=$(stat -c %Z "$PG_BINDIR/postgres" 2>/dev/null) || return 1
+  [[ "$started" =~ ^[0-9]+$ ]] && [ "$installed" -gt "$started" ]
+}
+
+stale_binary_message() {
+  echo "the postgres server binary ($PG_BINDIR/postgres) was installed at $(date -d "@$(stat -c %Z "$PG_BINDIR/postgres")" '+%F %T') after the cluster in $1 started at $(date -d "@$(sed -n 3p "$1/data/postmaster.pid")" '+%F %T')"
+}
+
+# cluster_restart_if_stale DIR: restart a running cluster whose server binary was upgraded under it.
+cluster_restart_if_stale() {
+  local dir=$1
+  cluster_binary_newer "$dir" || return 0
+  log "$(stale_binary_message "$dir"): restarting it"
+  as_pg_owner "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -m fast -w -t 60 restart >/dev/null ||
+    { tail -20 "$dir/postgres.log" >&2; die "postgres did not restart"; }
+}
+
 cluster_stop() {
   local dir=$1
   [ -f "$dir/data/postmaster.pid" ] || return 0
+  # A run that failed with "undefined symbol" errors should say why.
+  if cluster_binary_newer "$dir"; then
+    printf '\033[33m[kiln] warning:\033[0m %s; errors since then (such as plpgsql "undefined symbol") came from the old server, not from the code\n' \
+      "$(stale_binary_message "$dir")" >&2
+  fi
   as_pg_owner "$PG_BINDIR/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
 }
 

@@ -10,9 +10,14 @@
 -- functions keep `search_path = ''`: they run with the caller's rights, there is nothing to
 -- gain. The structure test refuses a security-definer function without this path.
 
-do $$
+create function private.pin_search_paths()
+returns integer
+language plpgsql volatile
+set search_path = pg_catalog, pg_temp
+as $$
 declare
   f regprocedure;
+  pinned integer := 0;
 begin
   for f in
     select p.oid::regprocedure
@@ -22,6 +27,12 @@ begin
        and not coalesce(p.proconfig @> array['search_path=pg_catalog, pg_temp'], false)
   loop
     execute pg_catalog.format('alter function %s set search_path = pg_catalog, pg_temp', f);
+    pinned := pinned + 1;
   end loop;
+  return pinned;
 end
 $$;
+comment on function private.pin_search_paths() is
+  'API: Private. Sets search_path = pg_catalog, pg_temp on every security-definer function in public/private and every private function that lacks it; returns how many it changed. Migrations that add such functions call it last.';
+
+select private.pin_search_paths();

@@ -12,14 +12,11 @@ import { z } from "zod";
 // ---------------------------------------------------------------------------------------------
 
 /** Task ids are opaque strings; we store them as text of at most this many characters (§2). */
-export const KIE_TASK_ID_MAX_LENGTH = 64;
-
-/** Non-terminal states (§3). A client must not assume every one of them appears. */
-export const KIE_PENDING_STATES = ["waiting", "queuing", "generating"] as const;
+const KIE_TASK_ID_MAX_LENGTH = 64;
 
 /** Callback body codes (§4): 200 = task succeeded, 501 = generation failed. */
-export const KIE_CALLBACK_SUCCESS_CODE = 200;
-export const KIE_CALLBACK_FAILURE_CODE = 501;
+const KIE_CALLBACK_SUCCESS_CODE = 200;
+const KIE_CALLBACK_FAILURE_CODE = 501;
 
 /** A number that KIE may send as a JSON number or as a numeric string; anything else is null. */
 function toFiniteNumber(value: unknown): number | null {
@@ -55,7 +52,7 @@ const failCodeSchema = z
   });
 
 /** recordInfo `data` (§3); callbacks carry "the same fields" (§4). Unknown keys are ignored. */
-export const kieTaskDataSchema = z.object({
+const kieTaskDataSchema = z.object({
   // Market endpoints say `taskId`, other KIE APIs `task_id` (§4): accept either.
   taskId: z.string().nullish(),
   task_id: z.string().nullish(),
@@ -77,16 +74,14 @@ export const kieTaskDataSchema = z.object({
   consumeCredits: lenientNumber,
   remainedCredits: lenientNumber,
 });
-export type KieTaskData = z.infer<typeof kieTaskDataSchema>;
 
 /** The reply envelope `{ code, msg, data }` (§1); some docs say `message` instead of `msg`. */
-export const kieEnvelopeSchema = z.object({
+const kieEnvelopeSchema = z.object({
   code: codeSchema,
   msg: lenientString,
   message: lenientString,
   data: kieTaskDataSchema.nullish(),
 });
-export type KieEnvelope = z.infer<typeof kieEnvelopeSchema>;
 
 /** Everything besides the outcome that is worth recording; null when KIE did not send it. */
 export interface KieTaskMeta {
@@ -286,11 +281,11 @@ export function parseKieTaskResult(body: unknown): KieTaskResult {
 // ---------------------------------------------------------------------------------------------
 
 /** Header names KIE uses when webhook signing is enabled on the account. */
-export const KIE_TIMESTAMP_HEADER = "X-Webhook-Timestamp";
-export const KIE_SIGNATURE_HEADER = "X-Webhook-Signature";
+const KIE_TIMESTAMP_HEADER = "X-Webhook-Timestamp";
+const KIE_SIGNATURE_HEADER = "X-Webhook-Signature";
 
 /** KIE documents no replay window; 300 s is our assumption (§4). */
-export const KIE_DEFAULT_MAX_SKEW_SECONDS = 300;
+const KIE_DEFAULT_MAX_SKEW_SECONDS = 300;
 
 export interface VerifyKieSignatureInput {
   /** The webhook HMAC key configured in the KIE account. */

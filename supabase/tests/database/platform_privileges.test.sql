@@ -109,14 +109,14 @@ select tests.authenticate_as_service_role();
 select is((select decrypted_secret from vault.decrypted_secrets where name = 'kiln_probe_secret'), 'probe-value-2',
   'the service role reads decrypted secrets');
 select isnt(vault.create_secret('svc', 'kiln_probe_service'), null, 'the service role creates secrets');
-select tests.authenticate_as_anon();
+select tests.act_as_anon();
 select throws_ok('select * from vault.decrypted_secrets', '42501', null, 'anon cannot read the vault');
 select throws_ok($$ select vault.create_secret('x') $$, '42501', null, 'anon cannot create secrets');
 select tests.create_supabase_user('pp_user') is not null as created \gset
 select tests.authenticate_as('pp_user');
 select throws_ok('select * from vault.decrypted_secrets', '42501', null, 'a user cannot read the vault');
 select throws_ok('select * from vault.secrets', '42501', null, 'nor the encrypted table');
-select tests.clear_authentication();
+select tests.act_as_owner();
 
 -- =============================================================================================
 -- pg_cron: postgres schedules through the functions and reads, never writes cron.job itself
@@ -155,20 +155,20 @@ select is_empty(
 
 create temp table net_probe (role text primary key, request_id bigint);
 grant all on net_probe to anon, authenticated, service_role;
-select tests.authenticate_as_anon();
+select tests.act_as_anon();
 insert into net_probe values ('anon', net.http_post('https://example.test/anon', '{"from": "anon"}'::jsonb));
 select tests.authenticate_as('pp_user');
 insert into net_probe values ('authenticated', net.http_get('https://example.test/user'));
 select tests.authenticate_as_service_role();
 insert into net_probe values ('service_role', net.http_get('https://example.test/service'));
-select tests.clear_authentication();
+select tests.act_as_owner();
 select results_eq(
   $$ select p.role collate "default", q.url collate "default" from net_probe p join net.http_request_queue q on q.id = p.request_id order by 1 $$,
   $$ values ('anon', 'https://example.test/anon'), ('authenticated', 'https://example.test/user'), ('service_role', 'https://example.test/service') $$,
   'anon, a user and the service role can each queue an HTTP request (residual exposure: no SQL session reaches them through the Data API)');
 
 insert into net._http_response (id, status_code, content, headers) values (-424242, 200, 'probe body', '{"x-probe": "1"}');
-select tests.authenticate_as_anon();
+select tests.act_as_anon();
 select results_eq($$ select url from net.http_request_queue where url = 'https://example.test/service' $$,
   $$ values ('https://example.test/service'::text) $$, 'anon can read every queued request, headers included (residual exposure)');
 select results_eq($$ select content from net._http_response where id = -424242 $$, $$ values ('probe body'::text) $$,
@@ -180,7 +180,7 @@ select throws_ok('create table net.kiln_probe (id integer)', '42501', null, 'a u
 select throws_ok('alter table net._http_response enable row level security', '42501', null, 'nor alter its tables');
 select tests.authenticate_as_service_role();
 select throws_ok('drop table net.http_request_queue', '42501', null, 'the service role cannot drop them');
-select tests.clear_authentication();
+select tests.act_as_owner();
 
 -- What the project does control: none of its own places for secrets is readable by an API role.
 select is_empty(

@@ -37,14 +37,14 @@ begin
   perform public.start_generation(prompt => 'a job of a');
   perform tests.authenticate_as('rls_b');
   perform public.start_generation(prompt => 'a job of b');
-  perform tests.clear_authentication();
+  perform tests.act_as_owner();
 end
 $$;
 
 -- =============================================================================================
 -- Reads: anon
 -- =============================================================================================
-select tests.authenticate_as_anon();
+select tests.act_as_anon();
 select is((select count(*) from public.plans), :plan_count::bigint, 'anon reads every plan');
 select results_eq('select key from public.models', $$ values ('t-rls-fast'::text) $$, 'anon reads active models only');
 select results_eq('select key from public.styles', $$ values ('t-rls-on'::text) $$, 'anon reads active styles only');
@@ -143,7 +143,7 @@ select throws_ok($$ update public.generation_jobs set status = 'completed' where
 select throws_ok($$ delete from public.generation_jobs where user_id = auth.uid() $$, '42501', null, 'a user cannot delete their jobs');
 select throws_ok($$ insert into private.blocked_terms (term) values ('x') $$, '42501', null, 'a user cannot write private tables');
 
-select tests.authenticate_as_anon();
+select tests.act_as_anon();
 select throws_ok($$ update public.plans set signup_credits = 1000 $$, '42501', null, 'anon cannot update plans');
 select throws_ok($$ update public.models set credit_cost = 1 $$, '42501', null, 'anon cannot update models');
 select throws_ok($$ update public.styles set prompt_fragment = 'hack' $$, '42501', null, 'anon cannot update styles');
@@ -167,7 +167,7 @@ select throws_ok($$ insert into public.generation_jobs (user_id, mode, prompt, a
   '42501', null, 'the service role cannot insert jobs directly');
 select throws_ok($$ update public.generation_jobs set status = 'completed' $$, '42501', null, 'the service role cannot update jobs directly');
 select throws_ok($$ delete from public.generation_jobs $$, '42501', null, 'the service role cannot delete jobs directly');
-select tests.clear_authentication();
+select tests.act_as_owner();
 
 -- =============================================================================================
 -- Function privileges
@@ -216,7 +216,7 @@ select ok(not has_schema_privilege('authenticated', 'private', 'usage'), 'authen
 select ok(not has_schema_privilege('service_role', 'private', 'usage'), 'the service role has no usage on schema private');
 
 -- And as the roles themselves, through the API's path:
-select tests.authenticate_as_anon();
+select tests.act_as_anon();
 select throws_ok($$ select public.start_generation(prompt => 'a cat') $$, '42501', null, 'anon calling start_generation: 42501');
 select throws_ok($$ select * from public.recent_prompts() $$, '42501', null, 'anon calling recent_prompts: 42501');
 select tests.authenticate_as('rls_a');
@@ -227,7 +227,7 @@ select throws_ok($$ select private.refund_job((select id from public.generation_
 select tests.authenticate_as_service_role();
 select throws_ok($$ select private.post_ledger_entry(tests.get_supabase_uid('rls_a'), 'grant', 1000, 'x') $$, '42501', null,
   'the service role calling a private function: 42501');
-select tests.clear_authentication();
+select tests.act_as_owner();
 
 -- =============================================================================================
 -- RLS on every table; the Realtime publication

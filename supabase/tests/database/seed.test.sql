@@ -45,10 +45,10 @@ select is_empty($$ select name from seeded_templates where published_at is null 
   'every seeded template is published');
 
 select count(*)::integer as seeded_active from seeded_templates where is_active \gset
-select tests.authenticate_as_anon();
+select tests.act_as_anon();
 select is((select count(*)::integer from public.templates where id::text like '5eed0000-0000-4000-8000-%' and is_active),
   :seeded_active, 'anon can read every active seeded template');
-select tests.clear_authentication();
+select tests.act_as_owner();
 
 -- ---------------------------------------------------------------------------------------------
 -- Templates against the models that run them

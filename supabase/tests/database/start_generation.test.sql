@@ -57,7 +57,7 @@ begin
     perform public.grant_credits(tests.get_supabase_uid(who), 190, 'test credits');
   end loop;
   perform public.grant_credits(tests.get_supabase_uid('sg_poor'), -9, 'test: leave one credit');
-  perform tests.clear_authentication();
+  perform tests.act_as_owner();
 end
 $$;
 
@@ -75,26 +75,26 @@ begin
   perform set_config('request.jwt.claims', '{"role": "authenticated"}', true);
 end
 $$;
-select * from tests.refused($$ select public.start_generation(prompt => 'a cat') $$, 'KL001', 'sg_free', 'start_generation without a user: KL001');
-select * from tests.refused($$ select public.retry_generation(gen_random_uuid()) $$, 'KL001', 'sg_free', 'retry_generation without a user: KL001');
-select * from tests.refused($$ select public.cancel_generation(gen_random_uuid()) $$, 'KL001', 'sg_free', 'cancel_generation without a user: KL001');
-select * from tests.refused($$ select * from public.recent_prompts(10) $$, 'KL001', 'sg_free', 'recent_prompts without a user: KL001');
+select * from tests.refused($$ select public.start_generation(prompt => 'a cat') $$, 'KL001', 'start_generation without a user: KL001');
+select * from tests.refused($$ select public.retry_generation(gen_random_uuid()) $$, 'KL001', 'retry_generation without a user: KL001');
+select * from tests.refused($$ select public.cancel_generation(gen_random_uuid()) $$, 'KL001', 'cancel_generation without a user: KL001');
+select * from tests.refused($$ select * from public.recent_prompts(10) $$, 'KL001', 'recent_prompts without a user: KL001');
 
 -- =============================================================================================
 -- KL002: the request's shape
 -- =============================================================================================
 select tests.authenticate_as('sg_free');
-select * from tests.refused($$ select public.start_generation() $$, 'KL002', 'sg_free', 'neither prompt nor template_id: KL002');
+select * from tests.refused($$ select public.start_generation() $$, 'KL002', 'neither prompt nor template_id: KL002');
 select * from tests.refused(
   $$ select public.start_generation(prompt => 'a cat', template_id => '5a5a0000-0000-4000-8000-000000000001',
                                     inputs => '{"subject": "a cat"}', image_urls => array['https://img.test/a.png']) $$,
-  'KL002', 'sg_free', 'both prompt and template_id: KL002');
+  'KL002', 'both prompt and template_id: KL002');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['https://img.test/a.png'], negative_prompt => 'blurry') $$,
-  'KL002', 'sg_free', 'negative_prompt with a template: KL002');
+  'KL002', 'negative_prompt with a template: KL002');
 select * from tests.refused($$ select public.start_generation(prompt => 'a cat', inputs => '{"subject": "a cat"}') $$,
-  'KL002', 'sg_free', 'inputs with a prompt: KL002');
+  'KL002', 'inputs with a prompt: KL002');
 
 -- =============================================================================================
 -- Text-to-image: the happy path and its defaults
@@ -133,129 +133,129 @@ select is((select (job).request from results where label = 'fox-noir'),
 -- Quality, model and plan gates (free user)
 -- =============================================================================================
 select * from tests.refused($$ select public.start_generation(prompt => 'a cat', quality => 'best') $$,
-  'KL008', 'sg_free', 'unknown quality: KL008');
+  'KL008', 'unknown quality: KL008');
 select * from tests.refused($$ select public.start_generation(prompt => 'a cat', quality => 'standard') $$,
-  'KL004', 'sg_free', 'a paid model on the free plan: KL004');
+  'KL004', 'a paid model on the free plan: KL004');
 select * from tests.refused($$ select public.start_generation(prompt => 'a cat', quality => 'ultra') $$,
-  'KL004', 'sg_free', 'a pro model on the free plan: KL004');
+  'KL004', 'a pro model on the free plan: KL004');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['https://img.test/a.png'], quality => 'standard') $$,
-  'KL009', 'sg_free', 'no active image-to-image model at standard quality: KL009');
+  'KL009', 'no active image-to-image model at standard quality: KL009');
 
 -- =============================================================================================
 -- Text-to-image refusals: aspect ratio, lengths, blank prompt, images, style
 -- =============================================================================================
 select * from tests.refused($$ select public.start_generation(prompt => 'a cat', aspect_ratio => '2:1') $$,
-  'KL010', 'sg_free', 'an aspect ratio the model does not accept: KL010');
+  'KL010', 'an aspect ratio the model does not accept: KL010');
 -- The fast test model accepts 60 characters: 55 fit, 55 plus ", film noir" (66) do not.
 select * from tests.refused($$ select public.start_generation(prompt => repeat('a', 55), style => 't-noir') $$,
-  'KL011', 'sg_free', 'prompt plus style fragment over the model''s limit: KL011');
+  'KL011', 'prompt plus style fragment over the model''s limit: KL011');
 select * from tests.refused($$ select public.start_generation(prompt => repeat('a', 61)) $$,
-  'KL011', 'sg_free', 'prompt over the model''s limit: KL011');
+  'KL011', 'prompt over the model''s limit: KL011');
 select * from tests.refused($$ select public.start_generation(prompt => 'a cat', negative_prompt => repeat('b', 61)) $$,
-  'KL011', 'sg_free', 'negative prompt over the model''s limit: KL011');
+  'KL011', 'negative prompt over the model''s limit: KL011');
 insert into results select 'long', j from public.start_generation(prompt => repeat('a', 60)) j;
 select is((select length((job).prompt) from results where label = 'long'), 60, 'a prompt of exactly the limit is accepted');
-select * from tests.refused($$ select public.start_generation(prompt => '   ') $$, 'KL012', 'sg_free', 'blank prompt: KL012');
-select * from tests.refused($$ select public.start_generation(prompt => '') $$, 'KL012', 'sg_free', 'empty prompt: KL012');
+select * from tests.refused($$ select public.start_generation(prompt => '   ') $$, 'KL012', 'blank prompt: KL012');
+select * from tests.refused($$ select public.start_generation(prompt => '') $$, 'KL012', 'empty prompt: KL012');
 select * from tests.refused($$ select public.start_generation(prompt => 'a cat', image_urls => array['https://img.test/a.png']) $$,
-  'KL013', 'sg_free', 'images for text-to-image: KL013');
+  'KL013', 'images for text-to-image: KL013');
 select * from tests.refused($$ select public.start_generation(prompt => 'a cat', style => 'no-such-style') $$,
-  'KL015', 'sg_free', 'unknown style: KL015');
+  'KL015', 'unknown style: KL015');
 select * from tests.refused($$ select public.start_generation(prompt => 'a cat', style => 't-retired') $$,
-  'KL015', 'sg_free', 'inactive style: KL015');
+  'KL015', 'inactive style: KL015');
 
 -- =============================================================================================
 -- Templates (image-to-image)
 -- =============================================================================================
 select * from tests.refused(
   $$ select public.start_generation(template_id => gen_random_uuid(), image_urls => array['https://img.test/a.png']) $$,
-  'KL003', 'sg_free', 'unknown template: KL003');
+  'KL003', 'unknown template: KL003');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000003', image_urls => array['https://img.test/a.png']) $$,
-  'KL003', 'sg_free', 'inactive template: KL003');
+  'KL003', 'inactive template: KL003');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000002', image_urls => array['https://img.test/a.png']) $$,
-  'KL004', 'sg_free', 'premium template on the free plan: KL004');
+  'KL004', 'premium template on the free plan: KL004');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', image_urls => array['https://img.test/a.png']) $$,
-  'KL005', 'sg_free', 'required field missing: KL005');
+  'KL005', 'required field missing: KL005');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "   "}',
                                     image_urls => array['https://img.test/a.png']) $$,
-  'KL005', 'sg_free', 'required field blank: KL005');
+  'KL005', 'required field blank: KL005');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
                                     inputs => '{"subject": "a cat", "setting": "ocean"}', image_urls => array['https://img.test/a.png']) $$,
-  'KL006', 'sg_free', 'select value not among the options: KL006');
+  'KL006', 'select value not among the options: KL006');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
                                     inputs => '{"subject": "a cat", "intensity": 11}', image_urls => array['https://img.test/a.png']) $$,
-  'KL006', 'sg_free', 'slider out of range: KL006');
+  'KL006', 'slider out of range: KL006');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
                                     inputs => '{"subject": "a cat", "intensity": "5"}', image_urls => array['https://img.test/a.png']) $$,
-  'KL006', 'sg_free', 'slider given a string: KL006');
+  'KL006', 'slider given a string: KL006');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
                                     inputs => '{"subject": "a cat", "glow": "yes"}', image_urls => array['https://img.test/a.png']) $$,
-  'KL006', 'sg_free', 'toggle given a string: KL006');
+  'KL006', 'toggle given a string: KL006');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
                                     inputs => jsonb_build_object('subject', repeat('x', 21)), image_urls => array['https://img.test/a.png']) $$,
-  'KL006', 'sg_free', 'text longer than its max_length: KL006');
+  'KL006', 'text longer than its max_length: KL006');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
                                     inputs => '{"subject": "a cat", "bogus": 1}', image_urls => array['https://img.test/a.png']) $$,
-  'KL007', 'sg_free', 'undeclared input: KL007');
+  'KL007', 'undeclared input: KL007');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
                                     inputs => '["a cat"]', image_urls => array['https://img.test/a.png']) $$,
-  'KL007', 'sg_free', 'inputs not a JSON object: KL007');
+  'KL007', 'inputs not a JSON object: KL007');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['http://img.test/a.png']) $$,
-  'KL013', 'sg_free', 'a plain http image URL: KL013');
+  'KL013', 'a plain http image URL: KL013');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['https://img.test/a b.png']) $$,
-  'KL013', 'sg_free', 'an image URL with whitespace: KL013');
+  'KL013', 'an image URL with whitespace: KL013');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['/storage/a.png']) $$,
-  'KL013', 'sg_free', 'a relative image URL: KL013');
+  'KL013', 'a relative image URL: KL013');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['https://img.test/' || repeat('a', 2040)]) $$,
-  'KL013', 'sg_free', 'an image URL over 2048 characters: KL013');
+  'KL013', 'an image URL over 2048 characters: KL013');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['https://localhost/a.png']) $$,
-  'KL013', 'sg_free', 'an image URL with a host name without a dot: KL013');
+  'KL013', 'an image URL with a host name without a dot: KL013');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['https://img.test"<x>/a.png']) $$,
-  'KL013', 'sg_free', 'an image URL with quotes and angle brackets in the host: KL013');
+  'KL013', 'an image URL with quotes and angle brackets in the host: KL013');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['https://./a.png']) $$,
-  'KL013', 'sg_free', 'an image URL with an empty host label: KL013');
+  'KL013', 'an image URL with an empty host label: KL013');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}') $$,
-  'KL014', 'sg_free', 'fewer images than the template needs: KL014');
+  'KL014', 'fewer images than the template needs: KL014');
 -- The template takes up to 3, the model only 2.
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['https://img.test/a.png', 'https://img.test/b.png', 'https://img.test/c.png']) $$,
-  'KL014', 'sg_free', 'more images than the model accepts: KL014');
+  'KL014', 'more images than the model accepts: KL014');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000004', image_urls => array['https://img.test/a.png']) $$,
-  'KL010', 'sg_free', 'a template default aspect ratio the model does not accept: KL010');
+  'KL010', 'a template default aspect ratio the model does not accept: KL010');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['https://img.test/a.png'], aspect_ratio => '16:9') $$,
-  'KL010', 'sg_free', 'an explicit aspect ratio the image model does not accept: KL010');
+  'KL010', 'an explicit aspect ratio the image model does not accept: KL010');
 
 insert into results select 'portrait', j
   from public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a knight"}',
@@ -290,7 +290,7 @@ insert into results select 'paid-standard', j from public.start_generation(promp
 select results_eq($$ select (job).model_key, (job).credits_charged, (job).quality from results where label = 'paid-standard' $$,
   $$ values ('t-t2i-std'::text, 2, 'standard'::text) $$, 'the paid plan reaches the standard model at its price');
 select * from tests.refused($$ select public.start_generation(prompt => 'a cat', quality => 'ultra') $$,
-  'KL004', 'sg_paid', 'a pro model on the paid plan: KL004');
+  'KL004', 'a pro model on the paid plan: KL004');
 insert into results select 'paid-premium', j
   from public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000002', image_urls => array['https://img.test/a.png']) j;
 select is((select (job).prompt from results where label = 'paid-premium'), 'Premium portrait', 'the paid plan reaches premium templates');
@@ -304,22 +304,22 @@ select is((select credits from public.profiles where id = tests.get_supabase_uid
 -- =============================================================================================
 -- KL016: moderation
 -- =============================================================================================
-select tests.clear_authentication();
+select tests.act_as_owner();
 insert into private.blocked_terms (term, reason) values ('forbidden thing', 'test'), ('noir', 'test');
 select tests.authenticate_as('sg_free');
 select * from tests.refused($$ select public.start_generation(prompt => 'a FORBIDDEN   thing at night') $$,
-  'KL016', 'sg_free', 'a blocked phrase in the prompt (any case, any spacing): KL016');
+  'KL016', 'a blocked phrase in the prompt (any case, any spacing): KL016');
 select * from tests.refused($$ select public.start_generation(prompt => 'a cat', negative_prompt => 'no forbidden thing') $$,
-  'KL016', 'sg_free', 'a blocked phrase in the negative prompt: KL016');
+  'KL016', 'a blocked phrase in the negative prompt: KL016');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "forbidden thing"}',
                                     image_urls => array['https://img.test/a.png']) $$,
-  'KL016', 'sg_free', 'a blocked phrase in a template text input: KL016');
+  'KL016', 'a blocked phrase in a template text input: KL016');
 select * from tests.refused($$ select public.start_generation(prompt => 'a cat', style => 't-noir') $$,
-  'KL016', 'sg_free', 'a blocked word in the style fragment: KL016');
+  'KL016', 'a blocked word in the style fragment: KL016');
 select lives_ok($$ select public.start_generation(prompt => 'a forbidden thingamajig') $$,
   'blocked terms match whole words only');
-select tests.clear_authentication();
+select tests.act_as_owner();
 delete from private.blocked_terms where term in ('forbidden thing', 'noir');
 
 -- =============================================================================================
@@ -334,13 +334,13 @@ select is((select id from public.start_generation(prompt => 'idem fox', quality 
   (select (job).id from results where label = 'idem'), 'an explicit default quality is the same parameters');
 select is(tests.footprint('sg_free'), :'footprint_after_first', 'replays create no job and debit nothing');
 select * from tests.refused($$ select public.start_generation(prompt => 'another fox', idempotency_key => 'key-1') $$,
-  'KL019', 'sg_free', 'the same key with another prompt: KL019');
+  'KL019', 'the same key with another prompt: KL019');
 select * from tests.refused($$ select public.start_generation(prompt => 'idem fox', aspect_ratio => '16:9', idempotency_key => 'key-1') $$,
-  'KL019', 'sg_free', 'the same key with another aspect ratio: KL019');
+  'KL019', 'the same key with another aspect ratio: KL019');
 select * from tests.refused($$ select public.start_generation(prompt => 'idem fox', idempotency_key => '  ') $$,
-  'KL027', 'sg_free', 'a blank idempotency key: KL027');
+  'KL027', 'a blank idempotency key: KL027');
 select * from tests.refused($$ select public.start_generation(prompt => 'idem fox', idempotency_key => repeat('k', 201)) $$,
-  'KL027', 'sg_free', 'an idempotency key over 200 characters: KL027');
+  'KL027', 'an idempotency key over 200 characters: KL027');
 select tests.authenticate_as('sg_other');
 insert into results select 'idem-other', j from public.start_generation(prompt => 'idem fox', idempotency_key => 'key-1') j;
 select isnt((select (job).id from results where label = 'idem-other'), (select (job).id from results where label = 'idem'),
@@ -353,7 +353,7 @@ select tests.authenticate_as('sg_poor');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['https://img.test/a.png']) $$,
-  'KL020', 'sg_poor', 'a price above the balance: KL020');
+  'KL020', 'a price above the balance: KL020');
 insert into results select 'poor', j from public.start_generation(prompt => 'a cheap cat') j;
 select results_eq(
   $$ select p.credits, l.kind, l.amount, l.balance_after from public.profiles p
@@ -362,28 +362,28 @@ select results_eq(
   $$ values (0, 'debit'::text, -1, 0) $$,
   'a price equal to the balance is accepted and leaves exactly zero');
 select * from tests.refused($$ select public.start_generation(prompt => 'a cheap cat') $$,
-  'KL020', 'sg_poor', 'an empty balance: KL020');
+  'KL020', 'an empty balance: KL020');
 
 -- =============================================================================================
 -- KL017 / KL018: the plan's limits
 -- =============================================================================================
-select tests.clear_authentication();
+select tests.act_as_owner();
 update public.plans set max_active_jobs = 2 where id = 'free';
 select tests.authenticate_as('sg_limits');
 insert into results select 'limit-1', j from public.start_generation(prompt => 'limit one') j;
 insert into results select 'limit-2', j from public.start_generation(prompt => 'limit two') j;
 select * from tests.refused($$ select public.start_generation(prompt => 'limit three') $$,
-  'KL017', 'sg_limits', 'max_active_jobs pending jobs already: KL017');
+  'KL017', 'max_active_jobs pending jobs already: KL017');
 select lives_ok($$ select public.cancel_generation((select (job).id from results where label = 'limit-1')) $$,
   'cancelling a job frees its slot');
 insert into results select 'limit-3', j from public.start_generation(prompt => 'limit three') j;
 select is((select (job).status from results where label = 'limit-3'), 'pending', 'a start fits again after a cancellation');
-select tests.clear_authentication();
+select tests.act_as_owner();
 update public.plans set max_active_jobs = 1000, starts_per_minute = 3 where id = 'free';
 select tests.authenticate_as('sg_limits');
 select * from tests.refused($$ select public.start_generation(prompt => 'limit four') $$,
-  'KL018', 'sg_limits', 'starts_per_minute starts in the last minute (cancelled ones count): KL018');
-select tests.clear_authentication();
+  'KL018', 'starts_per_minute starts in the last minute (cancelled ones count): KL018');
+select tests.act_as_owner();
 update public.plans set starts_per_minute = 1000 where id = 'free';
 
 -- =============================================================================================
@@ -406,13 +406,18 @@ select results_eq(
 select is((select credits from public.profiles where id = tests.get_supabase_uid('sg_free')), :credits_before_cancel + 1,
   'the charge came back');
 select * from tests.refused($$ select public.cancel_generation((select (job).id from results where label = 'fox')) $$,
-  'KL023', 'sg_free', 'cancelling a cancelled job: KL023, no second refund');
+  'KL023', 'cancelling a cancelled job: KL023, no second refund');
 select * from tests.refused($$ select public.cancel_generation(gen_random_uuid()) $$,
-  'KL021', 'sg_free', 'cancelling an unknown job: KL021');
+  'KL021', 'cancelling an unknown job: KL021');
 select tests.authenticate_as('sg_other');
 select * from tests.refused($$ select public.cancel_generation((select (job).id from results where label = 'fox-noir')) $$,
-  'KL021', 'sg_free', 'cancelling another user''s job: KL021, the job and its owner untouched');
-select is((select (job).stage from results where label = 'fox-noir'), 'queued', 'the other user''s job is still queued');
+  'KL021', 'cancelling another user''s job: KL021, the job and its owner untouched');
+select tests.act_as_owner();
+-- Read the table, not the row captured when the job was created.
+select results_eq(
+  $$ select status, stage, error_code from public.generation_jobs where id = (select (job).id from results where label = 'fox-noir') $$,
+  $$ values ('pending'::text, 'queued'::text, null::text) $$,
+  'the other user''s job is still pending and queued');
 
 -- =============================================================================================
 -- retry_generation (KL020, KL021, KL022)
@@ -439,12 +444,12 @@ select is((select id from public.retry_generation((select (job).id from results 
   (select (job).id from results where label = 'fox-retry'), 'retrying twice returns the same retry');
 select is(tests.footprint('sg_free'), :'footprint_after_retry', 'the second retry creates and charges nothing');
 select * from tests.refused($$ select public.retry_generation((select (job).id from results where label = 'fox-noir')) $$,
-  'KL022', 'sg_free', 'retrying a pending job: KL022');
+  'KL022', 'retrying a pending job: KL022');
 select * from tests.refused($$ select public.retry_generation(gen_random_uuid()) $$,
-  'KL021', 'sg_free', 'retrying an unknown job: KL021');
+  'KL021', 'retrying an unknown job: KL021');
 select tests.authenticate_as('sg_other');
 select * from tests.refused($$ select public.retry_generation((select (job).id from results where label = 'fox')) $$,
-  'KL021', 'sg_other', 'retrying another user''s job: KL021');
+  'KL021', 'retrying another user''s job: KL021');
 
 -- sg_poor: cancel its job (refund: 1 credit), lose that credit, then retry with nothing left.
 select tests.authenticate_as('sg_poor');
@@ -454,7 +459,7 @@ select lives_ok($$ select public.grant_credits(tests.get_supabase_uid('sg_poor')
   'an operator adjusts sg_poor back to zero');
 select tests.authenticate_as('sg_poor');
 select * from tests.refused($$ select public.retry_generation((select (job).id from results where label = 'poor')) $$,
-  'KL020', 'sg_poor', 'retrying without the credits: KL020');
+  'KL020', 'retrying without the credits: KL020');
 
 -- =============================================================================================
 -- recent_prompts (KL025)
@@ -467,7 +472,7 @@ insert into results select 'recent-template', j
   from public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                image_urls => array['https://img.test/a.png']) j;
 -- One transaction has one now(): spread the jobs in time as the owner.
-select tests.clear_authentication();
+select tests.act_as_owner();
 update public.generation_jobs j set created_at = now() - r.age
   from (values ('recent-1', interval '3 minutes'), ('recent-2', interval '2 minutes'), ('recent-3', interval '1 minute'),
                ('recent-template', interval '30 seconds')) r (label, age)
@@ -482,9 +487,9 @@ select results_eq($$ select prompt from public.recent_prompts(1) $$, $$ values (
   'recent_prompts honours its limit');
 select results_eq($$ select count(*)::integer from public.recent_prompts() $$, $$ values (2) $$,
   'recent_prompts has a default limit');
-select * from tests.refused($$ select * from public.recent_prompts(0) $$, 'KL025', 'sg_recent', 'recent_prompts limit 0: KL025');
-select * from tests.refused($$ select * from public.recent_prompts(101) $$, 'KL025', 'sg_recent', 'recent_prompts limit 101: KL025');
-select * from tests.refused($$ select * from public.recent_prompts(null) $$, 'KL025', 'sg_recent', 'recent_prompts limit null: KL025');
+select * from tests.refused($$ select * from public.recent_prompts(0) $$, 'KL025', 'recent_prompts limit 0: KL025');
+select * from tests.refused($$ select * from public.recent_prompts(101) $$, 'KL025', 'recent_prompts limit 101: KL025');
+select * from tests.refused($$ select * from public.recent_prompts(null) $$, 'KL025', 'recent_prompts limit null: KL025');
 select tests.authenticate_as('sg_other');
 select is_empty($$ select 1 from public.recent_prompts(100) where prompt in ('sunset over the sea', 'a quiet forest') $$,
   'recent_prompts shows only my own prompts');
@@ -492,7 +497,7 @@ select is_empty($$ select 1 from public.recent_prompts(100) where prompt in ('su
 -- =============================================================================================
 -- Details: model photo minimum, style joining, null inputs, symbol terms, refund guard
 -- =============================================================================================
-select tests.clear_authentication();
+select tests.act_as_owner();
 update public.models set min_input_images = 1 where key = 't-i2i-fast';
 insert into public.templates (id, name, category, prompt_template, input_fields, min_images, max_images)
 values ('5a5a0000-0000-4000-8000-000000000005', 'Test Optional Photo', 'test', 'A calm lake at dawn.', '[]', 0, 2);
@@ -500,7 +505,7 @@ insert into private.blocked_terms (term, reason) values ('c++', 'test');
 select tests.authenticate_as('sg_free');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000005') $$,
-  'KL014', 'sg_free', 'a template that takes no photo still needs the model''s minimum: KL014');
+  'KL014', 'a template that takes no photo still needs the model''s minimum: KL014');
 insert into results select 'style-after-sentence', j
   from public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000005',
                                image_urls => array['https://img.test/a.png'], style => 't-noir') j;
@@ -509,41 +514,41 @@ select is((select (job).prompt from results where label = 'style-after-sentence'
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001',
                                     inputs => '{"subject": "a cat", "mystery": null}', image_urls => array['https://img.test/a.png']) $$,
-  'KL007', 'sg_free', 'an undeclared input is refused even when its value is null: KL007');
+  'KL007', 'an undeclared input is refused even when its value is null: KL007');
 select * from tests.refused($$ select public.start_generation(prompt => 'a robot coding c++ at night') $$,
-  'KL016', 'sg_free', 'a blocked term with symbols at its edge still matches: KL016');
+  'KL016', 'a blocked term with symbols at its edge still matches: KL016');
 select lives_ok($$ select public.start_generation(prompt => 'a c sharp tutorial poster') $$,
   'a term with symbols does not match its letters alone');
-select tests.clear_authentication();
+select tests.act_as_owner();
 select throws_ok(
   format('select private.refund_job(%L, %L)', (select (job).id from results where label = 'style-after-sentence'), 'test'),
-  'P0001', null, 'refund_job refuses a job that has not failed');
+  'KL031', null, 'refund_job refuses a job that has not failed: KL031');
 insert into private.blocked_terms (term, reason) values ('nude', 'test');
 insert into public.templates (id, name, category, prompt_template, input_fields, min_images, max_images)
 values ('5a5a0000-0000-4000-8000-000000000006', 'Test Only Optional', 'test', '{note}',
         '[{"name": "note", "label": "Note", "type": "text"}]', 1, 1);
 select tests.authenticate_as('sg_free');
 select * from tests.refused($$ select public.start_generation(prompt => E'\u00a0\u3000\n\t\u200b') $$,
-  'KL012', 'sg_free', 'a prompt of Unicode spaces is blank: KL012');
+  'KL012', 'a prompt of Unicode spaces is blank: KL012');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "\u00a0\n"}',
                                     image_urls => array['https://img.test/a.png']) $$,
-  'KL005', 'sg_free', 'a required text field filled with Unicode spaces is missing: KL005');
+  'KL005', 'a required text field filled with Unicode spaces is missing: KL005');
 select * from tests.refused(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000006', image_urls => array['https://img.test/a.png']) $$,
-  'KL012', 'sg_free', 'a template that renders blank with these inputs: KL012');
+  'KL012', 'a template that renders blank with these inputs: KL012');
 insert into results select 'padded', j from public.start_generation(prompt => E'  a heron  ' || repeat(' ', 100000), negative_prompt => E' \u00a0') j;
 select results_eq($$ select (job).prompt, (job).request ->> 'prompt', (job).negative_prompt from results where label = 'padded' $$,
   $$ values ('a heron'::text, 'a heron'::text, null::text) $$,
   'prompts are stored and fingerprinted trimmed; a blank negative prompt is none');
 select * from tests.refused($$ select public.start_generation(prompt => 'a cat ' || repeat('x', 70000)) $$,
-  'KL028', 'sg_free', 'a request over 64 KiB: KL028');
+  'KL028', 'a request over 64 KiB: KL028');
 select * from tests.refused($$ select public.start_generation(prompt => E'a \uff4e\uff55\uff44\uff45 statue') $$,
-  'KL016', 'sg_free', 'fullwidth letters are normalized before matching: KL016');
+  'KL016', 'fullwidth letters are normalized before matching: KL016');
 select * from tests.refused($$ select public.start_generation(prompt => E'a nu\u00adde statue') $$,
-  'KL016', 'sg_free', 'a soft hyphen cannot split a blocked word: KL016');
+  'KL016', 'a soft hyphen cannot split a blocked word: KL016');
 select * from tests.refused($$ select public.start_generation(prompt => 'a nude_2 statue') $$,
-  'KL016', 'sg_free', 'underscores and digits separate words: KL016');
+  'KL016', 'underscores and digits separate words: KL016');
 select lives_ok($$ select public.start_generation(prompt => 'a denuded hillside') $$,
   'a blocked word inside a longer word does not match');
 insert into results select 'plain-key', j from public.start_generation(prompt => 'an owl', idempotency_key => 'same-as-omitted') j;
@@ -553,14 +558,14 @@ select lives_ok(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-000000000001', inputs => '{"subject": "a cat"}',
                                     image_urls => array['https://CDN.Img.test:8443/u/1/Photo.PNG?sig=a%2Fb#x']) $$,
   'an https URL with port, query and fragment in any case is accepted');
-select tests.clear_authentication();
+select tests.act_as_owner();
 delete from private.blocked_terms where term in ('c++', 'nude');
 update public.models set min_input_images = 0 where key = 't-i2i-fast';
 
 -- =============================================================================================
 -- Every balance still equals its ledger
 -- =============================================================================================
-select tests.clear_authentication();
+select tests.act_as_owner();
 select is_empty(
   $$ select p.id from public.profiles p
       where p.id in (select tests.get_supabase_uid(u) from unnest(array['sg_free', 'sg_paid', 'sg_pro', 'sg_other', 'sg_poor', 'sg_limits', 'sg_recent']) u)

@@ -12,20 +12,20 @@ select tests.authenticate_as('dg_owner');
 select (public.start_generation(prompt => 'a red kite over the sea')).id as done_job \gset
 select public.cancel_generation(:'done_job');
 select (public.start_generation(prompt => 'a blue kite over the sea')).id as pending_job \gset
-select tests.clear_authentication();
+select tests.act_as_owner();
 select tests.footprint('dg_owner') as owner_before \gset
 
 -- Refusals
 select tests.authenticate_as('dg_other');
-select * from tests.refused(format($$ select public.delete_generation('%s') $$, :'done_job'), 'KL050', 'dg_other',
+select * from tests.refused(format($$ select public.delete_generation('%s') $$, :'done_job'), 'KL050',
   'another user''s job: KL050 (as if it did not exist)');
 select tests.authenticate_as('dg_owner');
-select * from tests.refused($$ select public.delete_generation(gen_random_uuid()) $$, 'KL050', 'dg_owner', 'an unknown job: KL050');
-select * from tests.refused(format($$ select public.delete_generation('%s') $$, :'pending_job'), 'KL051', 'dg_owner',
+select * from tests.refused($$ select public.delete_generation(gen_random_uuid()) $$, 'KL050', 'an unknown job: KL050');
+select * from tests.refused(format($$ select public.delete_generation('%s') $$, :'pending_job'), 'KL051',
   'a job that has not finished: KL051');
-select tests.authenticate_as_anon();
+select tests.act_as_anon();
 select throws_ok(format($$ select public.delete_generation('%s') $$, :'done_job'), '42501', null, 'anon may not call it');
-select tests.clear_authentication();
+select tests.act_as_owner();
 select is((select count(*)::int from private.result_purges where job_id in (:'done_job', :'pending_job')), 0,
   'refusals queue no purge');
 
@@ -34,10 +34,10 @@ select tests.authenticate_as('dg_owner');
 select lives_ok(format($$ select public.delete_generation('%s') $$, :'done_job'), 'the owner deletes a finished job');
 select is_empty(format($$ select 1 from public.generation_jobs where id = '%s' $$, :'done_job'), 'the deleted job is gone from the owner''s jobs');
 select isnt_empty(format($$ select 1 from public.generation_jobs where id = '%s' $$, :'pending_job'), 'their other jobs remain');
-select * from tests.refused(format($$ select public.delete_generation('%s') $$, :'done_job'), 'KL050', 'dg_owner',
+select * from tests.refused(format($$ select public.delete_generation('%s') $$, :'done_job'), 'KL050',
   'deleting it again: KL050');
 
-select tests.clear_authentication();
+select tests.act_as_owner();
 select results_eq(
   format($$ select deleted_at is not null, results_removed_at is not null, result_urls from public.generation_jobs where id = '%s' $$, :'done_job'),
   $$ values (true, true, '{}'::text[]) $$,

@@ -26,7 +26,7 @@ select is_empty(
   format($$ select 1 from storage.objects where name like '%s/%%' $$, :'b'),
   'a user reads nothing in another user''s folders');
 
-select tests.authenticate_as_anon();
+select tests.act_as_anon();
 select is_empty($$ select 1 from storage.objects where bucket_id in ('generated-images', 'user-uploads') $$, 'anon reads nothing');
 
 select tests.authenticate_as_service_role();
@@ -75,13 +75,13 @@ select results_eq(
   format($$ values ('%s/photo.png'::text) $$, :'a'),
   'a user deletes their own upload');
 
-select tests.authenticate_as_anon();
+select tests.act_as_anon();
 select throws_ok(
   format($$ insert into storage.objects (bucket_id, name) values ('user-uploads', '%s/anon.png') $$, :'a'),
   '42501', null, 'anon cannot upload');
 
 -- Without the Storage server's setting, direct deletes are refused (as on the platform).
-select tests.clear_authentication();
+select tests.act_as_owner();
 select set_config('storage.allow_delete_query', 'false', true);
 select throws_ok(
   format($$ delete from storage.objects where name = '%s/photo.png' $$, :'b'),

@@ -20,7 +20,7 @@ select (public.start_generation(prompt => 'a harbour at noon')).id as empty_job 
 select public.cancel_generation(:'empty_job');
 select public.delete_generation(:'job');
 select public.delete_generation(:'empty_job');
-select tests.clear_authentication();
+select tests.act_as_owner();
 
 insert into storage.objects (bucket_id, name) values
   ('generated-images', :'owner' || '/' || :'job' || '/1.png'),

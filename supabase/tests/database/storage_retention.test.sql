@@ -16,7 +16,7 @@ select (public.start_generation(prompt => 'an old mill in rain')).id as free_run
 select tests.authenticate_as('rt_pro');
 select (public.start_generation(prompt => 'an old mill in snow')).id as pro_job \gset
 select public.cancel_generation(:'pro_job');
-select tests.clear_authentication();
+select tests.act_as_owner();
 
 select completed_at as done_at from public.generation_jobs where id = :'free_job' \gset
 select is((select result_retention_days from public.plans where id = 'free'), 30, 'the free plan keeps results 30 days');

@@ -74,9 +74,10 @@ select is_empty(
   'every function in public and private pins its search_path');
 select is_empty(
   $$ select p.oid::regprocedure from pg_proc p
-      where p.pronamespace in ('public'::regnamespace, 'private'::regnamespace) and p.prosecdef
+      where (p.pronamespace in ('public'::regnamespace, 'private'::regnamespace) and p.prosecdef
+             or p.pronamespace = 'private'::regnamespace)
         and not coalesce('search_path=pg_catalog, pg_temp' = any (p.proconfig), false) $$,
-  'every security-definer function in public and private runs with search_path = pg_catalog, pg_temp');
+  'every security-definer function, and every private function (they run as the owner), has search_path = pg_catalog, pg_temp');
 select is_empty(
   $$ select p.oid::regprocedure from pg_proc p
       where p.pronamespace in ('public'::regnamespace, 'private'::regnamespace) and obj_description(p.oid, 'pg_proc') is null $$,

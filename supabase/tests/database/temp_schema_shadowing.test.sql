@@ -13,11 +13,11 @@ select ok(not has_database_privilege('authenticated', current_database(), 'tempo
 select ok(not has_database_privilege('service_role', current_database(), 'temporary'), 'the service role has no TEMP on the database');
 select ok(has_database_privilege('postgres', current_database(), 'temporary'), 'the owner keeps TEMP');
 
-select tests.authenticate_as_anon();
+select tests.act_as_anon();
 select throws_ok('create temp table t_anon (x integer)', '42501', null, 'anon cannot create a temporary table');
 select tests.authenticate_as_service_role();
 select throws_ok('create domain pg_temp.text as pg_catalog.text', '42501', null, 'the service role cannot create a temporary type');
-select tests.clear_authentication();
+select tests.act_as_owner();
 
 -- =============================================================================================
 -- Layer 2: with TEMP given back (in this transaction only), shadowing still runs nothing
@@ -53,7 +53,7 @@ select lives_ok($$ select public.cancel_generation((select id from public.genera
 select tests.authenticate_as('shadow_a');
 drop domain pg_temp.text, pg_temp.jsonb, pg_temp.uuid, pg_temp.timestamptz;
 drop function pg_temp.shadow();
-select tests.clear_authentication();
+select tests.act_as_owner();
 
 select * from finish();
 rollback;

@@ -267,7 +267,7 @@ select is((select published_at from public.templates where id = 'a0000000-0000-4
 -- ---------------------------------------------------------------------------------------------
 do $$ begin perform tests.create_supabase_user('template_reader'); end $$;
 
-select tests.authenticate_as_anon();
+select tests.act_as_anon();
 select results_eq(
   $$ select id, is_active from public.templates
       where id in ('a0000000-0000-4000-8000-000000000003', 'a0000000-0000-4000-8000-000000000004',
@@ -296,7 +296,7 @@ select throws_ok($$ update public.templates set name = 'Hacked' where id = 'a000
   '42501', null, 'a signed-in user cannot update templates');
 select throws_ok($$ select private.resolve_template_inputs('[]', '{}') $$,
   '42501', null, 'a signed-in user cannot call the private resolver');
-select tests.clear_authentication();
+select tests.act_as_owner();
 
 -- ---------------------------------------------------------------------------------------------
 -- Resolving inputs

@@ -3,7 +3,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 
-// The app maps error codes, so the documented registry must match what the SQL can raise.
+// The app maps error codes, so the registry (the one list, supabase/error-codes.md) must match
+// what the SQL can raise.
 const root = fileURLToPath(new URL("../../..", import.meta.url));
 const migrationsDir = join(root, "supabase/migrations");
 
@@ -24,7 +25,6 @@ const raised = new Set(
 
 describe("error code registry", () => {
   const registry = documentedCodes(readFileSync(join(root, "supabase/error-codes.md"), "utf8"));
-  const readme = documentedCodes(readFileSync(join(root, "README.md"), "utf8"));
 
   it("finds codes in the migrations", () => {
     expect(raised.size).toBeGreaterThan(20);
@@ -32,9 +32,5 @@ describe("error code registry", () => {
 
   it("documents every code the migrations raise, and nothing else", () => {
     expect([...registry].sort()).toEqual([...raised].sort());
-  });
-
-  it("lists the same codes in the README table", () => {
-    expect([...readme].sort()).toEqual([...registry].sort());
   });
 });

@@ -1,15 +1,17 @@
 import { randomUUID } from "node:crypto";
-import type { TransactionSql } from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { asServiceRole, asUser, atOnce, errorCodes, fulfilled, signUp } from "./support/concurrency.ts";
 import { connect } from "./support/db.ts";
 
 // start_generation under real concurrency: many transactions, each on its own connection, call it
 // at the same instant exactly as PostgREST would (`set local role authenticated` plus the JWT
-// claims). The balance must never be spent twice and an idempotency key must never make two jobs.
+// claims). The balance must never be spent twice, an idempotency key must never make two jobs,
+// and the plan's limits hold exactly.
 
 const CALLS = 100;
 const AFFORDABLE = 10;
 const SAME_KEY_CALLS = 20;
+const LIMIT_CALLS = 40;
 
 // One connection per simultaneous transaction, plus one for setup and checks.
 const sql = connect({ max: CALLS + 1 });
@@ -19,92 +21,45 @@ const suffix = randomUUID().replaceAll("-", "").slice(0, 12);
 const planId = `loadtest_${suffix}`;
 const users: string[] = [];
 let price = 0;
+let free = { maxActiveJobs: 0, startsPerMinute: 0 };
 
-type Settled<T> = PromiseSettledResult<T>;
-
-/** Resolves for everyone once `parties` callers are waiting; rejects them all after the deadline. */
-function barrier(parties: number, timeoutMs = 15_000): () => Promise<void> {
-  let arrived = 0;
-  let release!: () => void;
-  let fail!: (error: Error) => void;
-  const open = new Promise<void>((resolve, reject) => {
-    release = resolve;
-    fail = reject;
-  });
-  open.catch(() => {}); // observed by each waiter
-  const timer = setTimeout(() => fail(new Error(`only ${arrived} of ${parties} transactions started`)), timeoutMs);
-  return async () => {
-    arrived += 1;
-    if (arrived === parties) {
-      clearTimeout(timer);
-      release();
-    }
-    await open;
-  };
-}
-
-/** A signed-up user (the signup trigger gives the profile and welcome grant) on our plan. */
-async function createUser(): Promise<string> {
-  const id = randomUUID();
+/** A signed-up user of this file, on `plan`. */
+async function createUser(plan: string): Promise<string> {
+  const id = await signUp(sql, "load");
   users.push(id);
-  await sql`
-    insert into auth.users (id, aud, role, email, raw_app_meta_data, raw_user_meta_data, created_at, updated_at)
-    values (${id}, 'authenticated', 'authenticated', ${`load-${id}@test.kiln.local`},
-            '{"provider": "email", "providers": ["email"]}', '{}', now(), now())`;
-  await asServiceRole((tx) => tx`select public.set_plan(${id}, ${planId})`);
+  if (plan !== "free") await sql.begin(async (tx) => (await asServiceRole(tx), tx`select public.set_plan(${id}, ${plan})`));
   return id;
-}
-
-/** Runs `work` in a transaction as the service role (an operator), as PostgREST would. */
-async function asServiceRole<T>(work: (tx: TransactionSql<Record<string, unknown>>) => Promise<T>): Promise<T> {
-  return (await sql.begin(async (tx) => {
-    await tx`set local role service_role`;
-    await tx`select set_config('request.jwt.claims', '{"role": "service_role"}', true)`;
-    return work(tx);
-  })) as T;
 }
 
 /** Brings the balance to exactly `target` through the ledger (grant_credits), never by hand. */
 async function setBalance(userId: string, target: number): Promise<void> {
   const [{ credits }] = await sql<{ credits: number }[]>`select credits from public.profiles where id = ${userId}`;
   if (credits !== target) {
-    await asServiceRole((tx) => tx`select public.grant_credits(${userId}, ${target - credits}, 'Load test balance')`);
+    await sql.begin(async (tx) => (await asServiceRole(tx), tx`select public.grant_credits(${userId}, ${target - credits}, 'Load test balance')`));
   }
 }
 
 /** `count` transactions that each start a generation for the user at the same instant. */
-async function startAtOnce(
-  userId: string,
-  count: number,
-  args: (i: number) => { prompt: string; idempotencyKey?: string },
-): Promise<Settled<{ id: string }>[]> {
-  const claims = JSON.stringify({ sub: userId, role: "authenticated", aud: "authenticated" });
-  const allStarted = barrier(count);
-  return Promise.allSettled(
-    Array.from({ length: count }, (_, i) =>
-      sql.begin(async (tx) => {
-        await tx`set local role authenticated`;
-        await tx`select set_config('request.jwt.claims', ${claims}, true)`;
-        await allStarted(); // every transaction is open on its own connection before anyone calls
-        const { prompt, idempotencyKey = null } = args(i);
-        const [job] = await tx<{ id: string }[]>`
-          select * from public.start_generation(prompt => ${prompt}, idempotency_key => ${idempotencyKey})`;
-        return job;
-      }) as Promise<{ id: string }>
-    ),
+function startAtOnce(userId: string, count: number, args: (i: number) => { prompt: string; idempotencyKey?: string }) {
+  return atOnce(
+    sql,
+    count,
+    async (tx, i) => {
+      const { prompt, idempotencyKey = null } = args(i);
+      const [job] = await tx<{ id: string }[]>`
+        select * from public.start_generation(prompt => ${prompt}, idempotency_key => ${idempotencyKey})`;
+      return job;
+    },
+    (tx) => asUser(tx, userId),
   );
 }
 
-function errorCodes(results: Settled<unknown>[]): string[] {
-  return results
-    .filter((result): result is PromiseRejectedResult => result.status === "rejected")
-    .map((result) => String((result.reason as { code?: string }).code ?? result.reason));
-}
-
-function jobIds(results: Settled<{ id: string }>[]): string[] {
-  return results
-    .filter((result): result is PromiseFulfilledResult<{ id: string }> => result.status === "fulfilled")
-    .map((result) => result.value.id);
+async function startAndCancel(userId: string, prompt: string): Promise<void> {
+  await sql.begin(async (tx) => {
+    await asUser(tx, userId);
+    const [job] = await tx<{ id: string }[]>`select * from public.start_generation(prompt => ${prompt})`;
+    await tx`select public.cancel_generation(${job.id})`;
+  });
 }
 
 beforeAll(async () => {
@@ -112,6 +67,9 @@ beforeAll(async () => {
     select credit_cost from public.models where mode = 'text-to-image' and quality = 'fast' and is_active`;
   if (!model) throw new Error("no active text-to-image fast model to start generations with");
   price = model.credit_cost;
+  const [limits] = await sql<{ max_active_jobs: number; starts_per_minute: number }[]>`
+    select max_active_jobs, starts_per_minute from public.plans where id = 'free'`;
+  free = { maxActiveJobs: limits.max_active_jobs, startsPerMinute: limits.starts_per_minute };
   const [{ rank }] = await sql<{ rank: number }[]>`select coalesce(max(rank), 0) + 1 + floor(random() * 1000)::int as rank from public.plans`;
   await sql`
     insert into public.plans (id, name, rank, max_active_jobs, starts_per_minute, signup_credits, is_metered)
@@ -130,12 +88,12 @@ afterAll(async () => {
 
 describe("start_generation under concurrency", () => {
   it(`lets exactly ${AFFORDABLE} of ${CALLS} simultaneous starts spend a balance worth ${AFFORDABLE}`, async () => {
-    const userId = await createUser();
+    const userId = await createUser(planId);
     await setBalance(userId, AFFORDABLE * price);
 
     const results = await startAtOnce(userId, CALLS, (i) => ({ prompt: `load test ${i}` }));
 
-    const created = jobIds(results);
+    const created = fulfilled(results).map((job) => job.id);
     const codes = errorCodes(results);
     expect(created).toHaveLength(AFFORDABLE);
     expect(new Set(created).size).toBe(AFFORDABLE);
@@ -164,14 +122,14 @@ describe("start_generation under concurrency", () => {
   });
 
   it(`makes one job and one debit from ${SAME_KEY_CALLS} simultaneous starts with the same idempotency key`, async () => {
-    const userId = await createUser();
+    const userId = await createUser(planId);
     await setBalance(userId, 5 * price);
     const key = `same-key-${suffix}`;
 
     const results = await startAtOnce(userId, SAME_KEY_CALLS, () => ({ prompt: "one lighthouse", idempotencyKey: key }));
 
     expect(errorCodes(results)).toEqual([]);
-    const returned = jobIds(results);
+    const returned = fulfilled(results).map((job) => job.id);
     expect(returned).toHaveLength(SAME_KEY_CALLS);
     expect(new Set(returned).size).toBe(1);
 
@@ -183,5 +141,40 @@ describe("start_generation under concurrency", () => {
              (select sum(amount)::int from public.credit_ledger where user_id = p.id) as ledger_sum
         from public.profiles p where p.id = ${userId}`;
     expect(ledger).toEqual({ credits: 4 * price, debits: 1, ledger_sum: 4 * price });
+  });
+});
+
+// The free plan's real limits (read from plans, not lifted), raced by one free user with credits
+// to spare, so only the limit under test can decide.
+describe("the free plan's limits under concurrency", () => {
+  it(`lets exactly max_active_jobs of ${LIMIT_CALLS} simultaneous starts through; the rest get KL017`, async () => {
+    expect(free.maxActiveJobs).toBeLessThan(free.startsPerMinute); // else the window would decide
+    const userId = await createUser("free");
+    await setBalance(userId, LIMIT_CALLS * price);
+
+    const results = await startAtOnce(userId, LIMIT_CALLS, (i) => ({ prompt: `active limit ${i}` }));
+
+    expect(fulfilled(results)).toHaveLength(free.maxActiveJobs);
+    expect(errorCodes(results)).toEqual(Array(LIMIT_CALLS - free.maxActiveJobs).fill("KL017"));
+    const [counts] = await sql<{ active: number; debits: number }[]>`
+      select (select count(*)::int from public.generation_jobs where user_id = ${userId} and status in ('pending', 'generating')) as active,
+             (select count(*)::int from public.credit_ledger where user_id = ${userId} and kind = 'debit') as debits`;
+    expect(counts).toEqual({ active: free.maxActiveJobs, debits: free.maxActiveJobs });
+  });
+
+  it(`lets the last start of the minute's window through once among ${LIMIT_CALLS}; the rest get KL018`, async () => {
+    // Cancelled starts still count in the window but not as active, so the window decides.
+    const userId = await createUser("free");
+    await setBalance(userId, LIMIT_CALLS * price);
+    for (let i = 0; i < free.startsPerMinute - 1; i++) await startAndCancel(userId, `earlier start ${i}`);
+
+    const results = await startAtOnce(userId, LIMIT_CALLS, (i) => ({ prompt: `window limit ${i}` }));
+
+    expect(fulfilled(results)).toHaveLength(1);
+    expect(errorCodes(results)).toEqual(Array(LIMIT_CALLS - 1).fill("KL018"));
+    const [{ in_window }] = await sql<{ in_window: number }[]>`
+      select count(*)::int as in_window from public.generation_jobs
+       where user_id = ${userId} and created_at > now() - interval '1 minute'`;
+    expect(in_window).toBe(free.startsPerMinute);
   });
 });
