@@ -15,7 +15,7 @@
 import { z } from "zod";
 import type { DatabasePort, TaskReport } from "../_shared/database.ts";
 import { type FetchedImage, fetchImage, readCapped } from "../_shared/image-bytes.ts";
-import { KIE_SIGNATURE_HEADER, KIE_TIMESTAMP_HEADER, verifyKieSignature } from "../_shared/kie.ts";
+import { verifyKieSignature } from "../_shared/kie.ts";
 import { redact, sha256Hex, timingSafeEqualText } from "../_shared/secrets.ts";
 import type { ObjectStore } from "../_shared/storage.ts";
 
@@ -25,7 +25,7 @@ export const MAX_BODY_BYTES = 256 * 1024;
 
 const envSchema = z.object({
   SUPABASE_SERVICE_ROLE_KEY: z.string().min(1),
-  // Set when webhook signing is enabled on the KIE account (kie-api.md §4).
+  // Set when webhook signing is enabled on the KIE account ("Webhook Security Verification").
   KIE_WEBHOOK_HMAC_KEY: z.string().optional().transform((v) => v || undefined),
   KIE_WEBHOOK_MAX_SKEW_SECONDS: z.coerce.number().int().nonnegative().default(300),
   KIE_RESULT_MAX_BYTES: z.coerce.number().int().positive().default(20 * 1024 * 1024),
@@ -113,8 +113,9 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
       const check = await verifyKieSignature({
         key: config.KIE_WEBHOOK_HMAC_KEY,
         taskId,
-        timestamp: req.headers.get(KIE_TIMESTAMP_HEADER),
-        signature: req.headers.get(KIE_SIGNATURE_HEADER),
+        // The headers KIE sends when webhook signing is on.
+        timestamp: req.headers.get("X-Webhook-Timestamp"),
+        signature: req.headers.get("X-Webhook-Signature"),
         nowSeconds: Math.floor(deps.now() / 1000),
         maxSkewSeconds: config.KIE_WEBHOOK_MAX_SKEW_SECONDS,
       });
