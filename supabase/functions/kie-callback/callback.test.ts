@@ -34,7 +34,7 @@ function assertUntouched(h: Awaited<ReturnType<typeof ready>>) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Success, in every body variant kie-api.md lists
+// Success, in every body variant KIE is known to send
 // ---------------------------------------------------------------------------------------------
 
 const { taskId: _t, ...withoutTaskId } = successBody().data;

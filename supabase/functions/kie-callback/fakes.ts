@@ -186,7 +186,7 @@ export function harness(env: Record<string, string> = {}) {
   };
 }
 
-/** A success callback body as documented (kie-api.md §3, §4). */
+/** A success callback body as KIE documents it (task details, callbacks). */
 export function successBody(data: Record<string, unknown> = {}, top: Record<string, unknown> = {}) {
   return {
     code: 200,
