@@ -58,17 +58,19 @@ export interface DatabasePort {
   ): Promise<Applied>;
 }
 
-// The SQL this module assumes, all in one place: service-only functions of the dispatch
-// pipeline. JSON crosses as text (the driver would encode a jsonb-typed string parameter a
-// second time), and arrays as JSON, so no driver-specific encoding is involved.
+// The SQL this module calls, all in one place: service-only functions of the dispatch pipeline
+// (README "For the callback function"). JSON crosses as text (the driver would encode a
+// jsonb-typed string parameter a second time), and arrays as JSON, so no driver-specific
+// encoding is involved.
 const SQL = {
   callbackTarget: (jobId: string, attempt: number) =>
-    sql`select user_id, callback_token_hash, accepting
+    sql`select user_id, token_hash, accepting
           from private.callback_target(${jobId}::uuid, ${attempt}::integer)`,
   interpretTaskReport: (report: unknown) =>
-    sql`select private.interpret_task_report(${JSON.stringify(report)}::text::jsonb) as report`,
+    sql`select kind, result_urls, fail_code, fail_message, message, body_code
+          from private.interpret_task_report(${JSON.stringify(report)}::text::jsonb)`,
   completeJob: (jobId: string, attempt: number, taskId: string, paths: string[]) =>
-    sql`select private.complete_generation(${jobId}::uuid, ${attempt}::integer, ${taskId}::text,
+    sql`select private.callback_complete(${jobId}::uuid, ${attempt}::integer, ${taskId}::text,
           array(select jsonb_array_elements_text(${JSON.stringify(paths)}::text::jsonb))) as result`,
   recordProviderFailure: (
     jobId: string,
@@ -77,24 +79,34 @@ const SQL = {
     code: string | null,
     message: string,
   ) =>
-    sql`select private.record_provider_failure(${jobId}::uuid, ${attempt}::integer, ${taskId}::text,
+    sql`select private.callback_fail(${jobId}::uuid, ${attempt}::integer, ${taskId}::text,
           ${code}::text, ${message}::text) as result`,
 };
 
 const targetRow = z.object({
   user_id: z.string(),
-  callback_token_hash: z.string(),
+  token_hash: z.string().regex(/^[0-9a-f]{64}$/),
   accepting: z.boolean(),
 });
-const reportRow = z.object({
-  report: z.discriminatedUnion("outcome", [
-    z.object({ outcome: z.literal("success"), result_urls: z.array(z.string()).min(1) }),
-    z.object({ outcome: z.literal("failure"), fail_code: z.string().nullable(), fail_message: z.string() }),
-    z.object({ outcome: z.literal("running") }),
-    z.object({ outcome: z.literal("unreadable"), reason: z.string() }),
-  ]),
-});
+const reportRow = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("success"), result_urls: z.array(z.string()).min(1) }),
+  z.object({ kind: z.literal("failed"), fail_code: z.string().nullable(), fail_message: z.string() }),
+  z.object({ kind: z.literal("running") }),
+  z.object({
+    kind: z.literal("unreadable"),
+    message: z.string().nullable(),
+    body_code: z.number().nullable(),
+  }),
+]);
 const appliedRow = z.object({ result: z.enum(["applied", "duplicate"]) });
+
+/** Why SQL could not read a report, for the answer's `msg`: another KIE code, or SQL's own words. */
+export function unreadableReason(bodyCode: number | null, message: string | null): string {
+  if (bodyCode !== null && bodyCode !== 200 && bodyCode !== 501) {
+    return `KIE code ${bodyCode}${message ? `: ${message}` : ""}`;
+  }
+  return message ?? "not a KIE report";
+}
 
 /** Kysely sees the generated public schema; the private functions are reached with `sql`. */
 type PublicTables = { [T in keyof Database["public"]["Tables"]]: Database["public"]["Tables"][T]["Row"] };
@@ -115,15 +127,20 @@ export function postgresDatabase(databaseUrl: string): DatabasePort {
       const [row] = await rows(SQL.callbackTarget(jobId, attempt));
       if (row === undefined) return null;
       const r = targetRow.parse(row);
-      return { userId: r.user_id, callbackTokenHash: r.callback_token_hash, accepting: r.accepting };
+      return { userId: r.user_id, callbackTokenHash: r.token_hash, accepting: r.accepting };
     },
     async interpretTaskReport(report) {
-      const { report: r } = reportRow.parse((await rows(SQL.interpretTaskReport(report)))[0]);
-      if (r.outcome === "success") return { outcome: r.outcome, resultUrls: r.result_urls };
-      if (r.outcome === "failure") {
-        return { outcome: r.outcome, failCode: r.fail_code, failMessage: r.fail_message };
+      const r = reportRow.parse((await rows(SQL.interpretTaskReport(report)))[0]);
+      switch (r.kind) {
+        case "success":
+          return { outcome: "success", resultUrls: r.result_urls };
+        case "failed":
+          return { outcome: "failure", failCode: r.fail_code, failMessage: r.fail_message };
+        case "running":
+          return { outcome: "running" };
+        case "unreadable":
+          return { outcome: "unreadable", reason: unreadableReason(r.body_code, r.message) };
       }
-      return r;
     },
     async completeJob(jobId, attempt, taskId, paths) {
       return appliedRow.parse((await rows(SQL.completeJob(jobId, attempt, taskId, paths)))[0]).result;

@@ -1,15 +1,22 @@
 /**
  * Test doubles for the handler's dependencies. The database fake keeps the contract of the
  * real SQL where the handler depends on it: an attempt finishes once, later deliveries are
- * duplicates, and reports are read by the shared KIE contract module.
+ * duplicates. Its reading of reports is a rough sketch of `private.interpret_task_report`
+ * (which pgTAP tests in every variant); the pipeline suite runs the handler against the real one.
  */
-import type { Applied, CallbackTarget, DatabasePort, TaskReport } from "../_shared/database.ts";
-import { parseKieTaskResult } from "../_shared/kie.ts";
+import {
+  type Applied,
+  type CallbackTarget,
+  type DatabasePort,
+  type TaskReport,
+  unreadableReason,
+} from "../_shared/database.ts";
 import { sha256Hex } from "../_shared/secrets.ts";
 import type { ObjectStore } from "../_shared/storage.ts";
 import { createHandler } from "./handler.ts";
 
 export const SERVICE_KEY = "service-role-key-0123456789abcdef";
+export const FINALIZE_CREDENTIAL = "finalize-credential-0123456789abcdef";
 export const HMAC_KEY = "kie-webhook-hmac-key-0123456789";
 export const TOKEN = "cb-token-3c1f0a9e8d7b6a5f4e3d2c1b";
 export const USER = "0b5f3d2e-8c1a-4e6f-9a7b-1c2d3e4f5a6b";
@@ -71,11 +78,7 @@ export class FakeDatabase implements DatabasePort {
   interpretTaskReport(report: unknown): Promise<TaskReport> {
     this.check();
     this.reports.push(structuredClone(report));
-    const r = parseKieTaskResult(report);
-    if (!r.ok) return Promise.resolve({ outcome: "unreadable", reason: r.error });
-    if (r.outcome === "success") return Promise.resolve({ outcome: "success", resultUrls: r.resultUrls });
-    if (r.outcome === "pending") return Promise.resolve({ outcome: "running" });
-    return Promise.resolve({ outcome: "failure", failCode: r.failCode, failMessage: r.failMessage });
+    return Promise.resolve(readReport(report));
   }
 
   private finish(jobId: string, attempt: number): Applied {
@@ -104,6 +107,32 @@ export class FakeDatabase implements DatabasePort {
     if (applied === "applied") this.failures.push({ jobId, attempt, taskId, code, message });
     return Promise.resolve(applied);
   }
+}
+
+function readReport(report: unknown): TaskReport {
+  const r = (report ?? {}) as { code?: unknown; msg?: unknown; message?: unknown; data?: unknown };
+  const code = Number(r.code);
+  const msg = typeof r.msg === "string" ? r.msg : typeof r.message === "string" ? r.message : null;
+  if (!Number.isInteger(code) || (code !== 200 && code !== 501) || typeof r.data !== "object" || !r.data) {
+    return { outcome: "unreadable", reason: unreadableReason(Number.isInteger(code) ? code : null, msg) };
+  }
+  const d = r.data as Record<string, unknown>;
+  if (code === 501 || d.state === "fail") {
+    const failCode = d.failCode === null || d.failCode === undefined || d.failCode === ""
+      ? null
+      : String(d.failCode);
+    return { outcome: "failure", failCode, failMessage: String(d.failMsg || msg || "failed") };
+  }
+  if (d.state && d.state !== "success") return { outcome: "running" };
+  let result = d.resultJson;
+  try {
+    if (typeof result === "string") result = JSON.parse(result);
+  } catch {
+    result = null;
+  }
+  const urls = (result as { resultUrls?: unknown } | null)?.resultUrls;
+  if (!Array.isArray(urls) || urls.length === 0) return { outcome: "unreadable", reason: "no result URL" };
+  return { outcome: "success", resultUrls: urls.map(String) };
 }
 
 export class FakeStorage implements ObjectStore {
@@ -150,7 +179,7 @@ export function harness(env: Record<string, string> = {}) {
     storage,
     fetch: web.fetch,
     now: () => NOW_MS,
-    env: { SUPABASE_SERVICE_ROLE_KEY: SERVICE_KEY, ...env },
+    env: { SUPABASE_SERVICE_ROLE_KEY: SERVICE_KEY, KILN_FINALIZE_CREDENTIAL: FINALIZE_CREDENTIAL, ...env },
     log: (line) => logs.push(line),
   });
   const responses: string[] = [];
@@ -176,11 +205,16 @@ export function harness(env: Record<string, string> = {}) {
       const raw = typeof body === "string" ? body : JSON.stringify(body);
       return send(`/kie-callback?${q}`, { method: "POST", body: raw, headers: o.headers });
     },
-    finalize(body: unknown, key = SERVICE_KEY) {
-      return send("/kie-callback/finalize", {
+    /** The finalize request Postgres sends: the recordInfo reply, the credential, source=poll. */
+    finalize(reply: unknown, o: { key?: string; job?: string; attempt?: string } = {}) {
+      const q = new URLSearchParams({ job: o.job ?? JOB, attempt: o.attempt ?? "1", source: "poll" });
+      return send(`/kie-callback?${q}`, {
         method: "POST",
-        body: JSON.stringify(body),
-        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: typeof reply === "string" ? reply : JSON.stringify(reply),
+        headers: {
+          authorization: `Bearer ${o.key ?? FINALIZE_CREDENTIAL}`,
+          "content-type": "application/json",
+        },
       });
     },
   };

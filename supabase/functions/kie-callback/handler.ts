@@ -4,9 +4,8 @@
  * outcome to the database. It holds no business rules: SQL reads the report and decides.
  *
  *   POST /kie-callback?job=<uuid>&attempt=<n>&token=<secret>   KIE's callback body
- *   POST /kie-callback/finalize   Authorization: Bearer <service role key>
- *                                 { "job_id", "attempt", "report": recordInfo data or reply }
- *   POST /kie-callback?job=<uuid>&attempt=<n>&source=poll   the same, the body being the report
+ *   POST /kie-callback?job=<uuid>&attempt=<n>&source=poll      the recordInfo reply
+ *        Authorization: Bearer <finalize credential>           (Vault's finalize_credential)
  *
  * Answers: 200 done (or a duplicate, nothing redone); 202 the task is still running; 4xx the
  * request is refused and nothing changed; 5xx something failed on the way, nothing completed,
@@ -24,7 +23,10 @@ export const RESULT_BUCKET = "generated-images";
 export const MAX_BODY_BYTES = 256 * 1024;
 
 const envSchema = z.object({
+  // Not used here except to keep it out of every log line and answer.
   SUPABASE_SERVICE_ROLE_KEY: z.string().min(1),
+  // The same value as Vault's `finalize_credential`: Postgres sends it with finalize requests.
+  KILN_FINALIZE_CREDENTIAL: z.string().optional().transform((v) => v || undefined),
   // Set when webhook signing is enabled on the KIE account ("Webhook Security Verification").
   KIE_WEBHOOK_HMAC_KEY: z.string().optional().transform((v) => v || undefined),
   KIE_WEBHOOK_MAX_SKEW_SECONDS: z.coerce.number().int().nonnegative().default(300),
@@ -45,7 +47,7 @@ export interface Dependencies {
 const jobId = z.guid();
 const attempt = z.union([z.number().int().positive(), z.string().regex(/^[1-9]\d{0,8}$/).transform(Number)]);
 const callbackQuery = z.object({ job: jobId, attempt, token: z.string().min(1).max(512) });
-const finalizeBody = z.object({ job_id: jobId, attempt, report: z.record(z.string(), z.unknown()) });
+const finalizeQuery = z.object({ job: jobId, attempt, source: z.literal("poll") });
 
 // Only what the function itself needs: the task id. Reading the rest is the database's job.
 const taskIdText = z.union([z.string(), z.number()]).transform(String).pipe(
@@ -72,10 +74,9 @@ const refuse = (status: number, msg: string): Outcome => ({ status, msg });
 const issues = (e: z.ZodError) =>
   e.issues.map((i) => `${i.path.length ? i.path.join(".") : "(body)"}: ${i.message}`).join("; ");
 
-/** The platform passes the path from the function's name on: `/kie-callback[/finalize]`. */
+/** The platform passes the path from the function's name on: `/kie-callback`. */
 function routeOf(url: URL): "callback" | "finalize" | null {
   const last = url.pathname.replace(/\/+$/, "").split("/").pop();
-  if (last === "finalize") return "finalize";
   if (last !== "kie-callback" && last !== "") return null;
   return url.searchParams.get("source") === "poll" ? "finalize" : "callback";
 }
@@ -130,26 +131,25 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
   }
 
   async function onFinalize(req: Request, url: URL): Promise<Outcome> {
+    const credential = config.KILN_FINALIZE_CREDENTIAL;
+    // Unset: a deployment fault, not the sender's. 503 keeps the poll path retrying meanwhile.
+    if (!credential) return refuse(503, "finalize is not configured: KILN_FINALIZE_CREDENTIAL is not set");
     const bearer = /^Bearer (.+)$/i.exec(req.headers.get("authorization") ?? "")?.[1] ?? "";
-    if (!(await timingSafeEqualText(bearer, config.SUPABASE_SERVICE_ROLE_KEY))) {
-      return refuse(401, "finalize needs the service credential");
+    if (!(await timingSafeEqualText(bearer, credential))) {
+      return refuse(401, "finalize needs the finalize credential");
     }
+    const query = finalizeQuery.safeParse(Object.fromEntries(url.searchParams));
+    if (!query.success) {
+      return refuse(400, "the finalize URL needs job (uuid), attempt (1, 2, …) and source=poll");
+    }
+    const { job, attempt } = query.data;
     const body = await readJson(req);
     if (!("value" in body)) return body;
-    const q = url.searchParams;
-    const parsed = finalizeBody.safeParse(
-      q.has("job") ? { job_id: q.get("job"), attempt: q.get("attempt"), report: body.value } : body.value,
-    );
-    if (!parsed.success) return refuse(400, `not a finalize request: ${issues(parsed.error)}`);
-    const { job_id: job, attempt, report } = parsed.data;
-    // Postgres sends recordInfo's `data`; the database reads whole replies, and a reply that
-    // carries data has code 200. A whole reply is taken as it is.
-    const reply = "data" in report ? report : { code: 200, msg: "success", data: report };
-    const task = envelope.safeParse(reply);
-    if (!task.success) return refuse(400, `not a KIE report: ${issues(task.error)}`);
+    const parsed = envelope.safeParse(body.value);
+    if (!parsed.success) return refuse(400, `not a recordInfo reply: ${issues(parsed.error)}`);
     const target = await db.callbackTarget(job, attempt);
     if (target === null) return refuse(404, "unknown job or attempt");
-    return settle(job, attempt, (task.data.data.taskId || task.data.data.task_id)!, target, reply);
+    return settle(job, attempt, (parsed.data.data.taskId || parsed.data.data.task_id)!, target, body.value);
   }
 
   async function settle(
@@ -219,6 +219,7 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
     const url = new URL(req.url);
     const secrets = [
       config.SUPABASE_SERVICE_ROLE_KEY,
+      config.KILN_FINALIZE_CREDENTIAL,
       config.KIE_WEBHOOK_HMAC_KEY,
       url.searchParams.get("token"),
     ];

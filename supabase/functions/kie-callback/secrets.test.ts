@@ -1,11 +1,11 @@
-// Nothing the function logs or answers contains the callback token, the service key or the
-// webhook key: every path, logs captured.
+// Nothing the function logs or answers contains the callback token, the service key, the
+// finalize credential or the webhook key: every path, logs captured.
 import assert from "node:assert/strict";
 import {
   failureBody,
+  FINALIZE_CREDENTIAL,
   harness,
   HMAC_KEY,
-  JOB,
   NOW_MS,
   PNG,
   SERVICE_KEY,
@@ -16,7 +16,7 @@ import {
   URL_A,
 } from "./fakes.ts";
 
-const SECRETS = [TOKEN, SERVICE_KEY, HMAC_KEY];
+const SECRETS = [TOKEN, SERVICE_KEY, FINALIZE_CREDENTIAL, HMAC_KEY];
 
 Deno.test("no token or key in any log line or response, on any path", async () => {
   const h = harness({ KIE_WEBHOOK_HMAC_KEY: HMAC_KEY });
@@ -30,15 +30,15 @@ Deno.test("no token or key in any log line or response, on any path", async () =
   await h.callback(successBody(), { headers: other }); // signature for another task
   await h.callback("{broken", { headers: good });
   await h.callback(successBody(), { token: `${TOKEN}-wrong`, headers: good });
-  await h.finalize({ job_id: JOB, attempt: 1, report: successBody().data }, `${SERVICE_KEY}-wrong`);
-  await h.finalize({ job_id: JOB, attempt: 1, report: successBody().data });
-  await h.finalize({ job_id: JOB, attempt: 1, report: failureBody().data }); // duplicate
+  await h.finalize(successBody(), { key: `${FINALIZE_CREDENTIAL}-wrong` });
+  await h.finalize(successBody());
+  await h.finalize(failureBody()); // duplicate
   // Errors from dependencies are logged: even if they quote a secret, it is redacted.
   h.db.broken = new Error(`auth failed for ${SERVICE_KEY} while handling token=${TOKEN} with ${HMAC_KEY}`);
   await h.callback(successBody(), { headers: good });
   // A finalize request knows no callback token; the function's own keys are still redacted.
-  h.db.broken = new Error(`auth failed for ${SERVICE_KEY} with ${HMAC_KEY}`);
-  await h.finalize({ job_id: JOB, attempt: 1, report: successBody().data });
+  h.db.broken = new Error(`auth failed for ${SERVICE_KEY} with ${FINALIZE_CREDENTIAL} and ${HMAC_KEY}`);
+  await h.finalize(successBody());
 
   assert.ok(h.logs.length >= 9, "every request is logged");
   assert.ok(h.logs.some((l) => l.includes("[redacted]")), "the dependency error was logged, redacted");

@@ -25,6 +25,7 @@ beforeAll(async () => {
   stack = await startTestGateway({
     functionsDir: join(ROOT, "supabase/functions"),
     configPath: join(ROOT, "supabase/config.toml"),
+    functionEnv: { KILN_FINALIZE_CREDENTIAL: `finalize-${crypto.randomUUID()}` },
   });
 });
 
@@ -74,12 +75,13 @@ describe("the function through the gateway", () => {
       msg: "the callback URL needs job (uuid), attempt (1, 2, …) and token",
     });
 
-    const finalize = await fetch(`${stack.gateway.url}/functions/v1/kie-callback/finalize`, {
+    const q = new URLSearchParams({ job: crypto.randomUUID(), attempt: "1", source: "poll" });
+    const finalize = await fetch(`${stack.gateway.url}/functions/v1/kie-callback?${q}`, {
       method: "POST",
       headers: { authorization: `Bearer ${LOCAL_ANON_KEY}` },
       body: "{}",
     });
     expect(finalize.status).toBe(401);
-    expect(await finalize.json()).toEqual({ code: 401, msg: "finalize needs the service credential" });
+    expect(await finalize.json()).toEqual({ code: 401, msg: "finalize needs the finalize credential" });
   }, 60_000);
 });
