@@ -17,3 +17,9 @@ begin
   end if;
 end
 $$;
+
+-- Image hosts: the local API gateway (the Storage stand-in serves signed URLs there over plain
+-- http) as an exact origin, and img.test, the host the test fixtures use (.test never resolves,
+-- RFC 6761), with its subdomains and the port the fixtures exercise.
+update private.settings set value = '["http://127.0.0.1:54321", "img.test", "*.img.test"]' where key = 'images.allowed_hosts';
+update private.settings set value = '[443, 8443]' where key = 'images.allowed_ports';

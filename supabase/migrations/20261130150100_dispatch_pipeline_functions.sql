@@ -53,7 +53,7 @@ end
 $$;
 comment on function private.try_jsonb(text) is 'API: Private. content as jsonb, or null when it is not valid JSON (or not valid text).';
 
-create function private.excerpt(content text, max_length integer default 300)
+create function private.log_excerpt(content text, max_length integer default 300)
 returns text
 language plpgsql immutable
 set search_path = ''
@@ -64,7 +64,7 @@ exception when others then
   return '(unreadable bytes)';
 end
 $$;
-comment on function private.excerpt(text, integer) is 'API: Private. A trimmed one-line excerpt for logs; never throws.';
+comment on function private.log_excerpt(text, integer) is 'API: Private. A trimmed one-line excerpt for logs; never throws.';
 
 -- An integer from a JSON number or a numeric string (KIE sends both), else null.
 create function private.json_int(value jsonb)

@@ -27,7 +27,7 @@ declare
 begin
   select * into verdict from private.classify_response(request.kind, status_code, timed_out, error_msg, body);
   o := private.kie_outcome(request.kind, verdict.source, verdict.code);
-  detail := coalesce(error_msg, nullif(btrim(coalesce(body ->> 'msg', body ->> 'message')), ''), private.excerpt(content), '(no body)');
+  detail := coalesce(error_msg, nullif(btrim(coalesce(body ->> 'msg', body ->> 'message')), ''), private.log_excerpt(content), '(no body)');
   if request.kind = 'create' and o.outcome = 'accepted' then
     task := coalesce(nullif(btrim(body #>> '{data,taskId}'), ''), nullif(btrim(body #>> '{data,task_id}'), ''));
     if task is null or length(task) > 64 then

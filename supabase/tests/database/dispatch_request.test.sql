@@ -70,13 +70,13 @@ values ('7d7d0000-0000-4000-8000-000000000001', 'Test Edit', 'test', 'Make it {m
         '[{"name": "mood", "label": "Mood", "type": "text", "required": true}]', '3:4', false, true, 1, 2);
 select tests.authenticate_as('dr_pro');
 select (public.start_generation(template_id => '7d7d0000-0000-4000-8000-000000000001', inputs => '{"mood": "sunny"}',
-                                image_urls => array['https://img.example.com/a.jpg', 'https://img.example.com/b.jpg'])).id as edit_job \gset
+                                image_urls => array['https://img.test/a.jpg', 'https://img.test/b.jpg'])).id as edit_job \gset
 select tests.act_as_owner();
 select is(
   (select convert_from(q.body, 'UTF8')::jsonb - 'callBackUrl'
      from net.http_request_queue q join private.requests r on r.net_request_id = q.id where r.job_id = :'edit_job'),
   '{"model": "google/nano-banana-edit", "input": {"prompt": "Make it sunny", "aspect_ratio": "3:4", "output_format": "png",
-    "image_urls": ["https://img.example.com/a.jpg", "https://img.example.com/b.jpg"]}}'::jsonb,
+    "image_urls": ["https://img.test/a.jpg", "https://img.test/b.jpg"]}}'::jsonb,
   'image-to-image sends the photos in the model''s image field');
 
 select results_eq(
