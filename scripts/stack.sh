@@ -94,7 +94,8 @@ up() {
   log "pointing the pipeline at the KIE emulator and the gateway"
   PGOPTIONS='-c client_min_messages=warning' psql_url "$DB_URL" -f "$KILN_ROOT/sql/local_stack_pipeline.sql" \
     -v kie_url="http://127.0.0.1:$KIE_PORT" -v kie_key="$LOCAL_KIE_KEY" \
-    -v functions_url="http://127.0.0.1:$GATEWAY_PORT/functions/v1" -v finalize_credential="$finalize_credential" \
+    -v gateway_origin="http://127.0.0.1:$GATEWAY_PORT" -v functions_url="http://127.0.0.1:$GATEWAY_PORT/functions/v1" \
+    -v finalize_credential="$finalize_credential" \
     >/dev/null || die "the local pipeline settings failed"
   # The real pg_net sends from a background worker inside the server, beyond any grant: its
   # stand-in connects as the superuser. The tick driver runs cron jobs as their owner would.

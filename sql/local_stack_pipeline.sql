@@ -2,11 +2,15 @@
 -- and the finalize credential is the one the stack gave the kie-callback function.
 --
 -- Development only, run by `npm run stack:up` (scripts/stack.sh) after the migrations, with
--- psql variables kie_url, kie_key, functions_url and finalize_credential. Never a migration,
+-- psql variables kie_url, kie_key, gateway_origin, functions_url and finalize_credential. Never a migration,
 -- and not part of the test setup: tests set (and restore) their own. Idempotent; it sets the
 -- values every time, so the stack always points at its own emulator and gateway.
 
 update private.settings set value = to_jsonb(:'kie_url'::text) where key = 'kie.base_url';
+-- Input photos are signed URLs of the gateway's Storage: its exact origin is an accepted image
+-- host (sql/local_settings.sql lists the default port; a stack on another port adds its own).
+update private.settings set value = value || to_jsonb(:'gateway_origin'::text)
+ where key = 'images.allowed_hosts' and not value ? :'gateway_origin';
 
 create temp table local_secrets (name text primary key, value text not null, description text not null);
 insert into local_secrets values

@@ -21,10 +21,11 @@ const planId = `e2e_${suffix}`;
 const KIE_KEY = `kie-e2e-${suffix}`;
 const FINALIZE = randomBytes(32).toString("hex");
 const SECRETS = ["kie_api_key", "functions_base_url", "finalize_credential"];
-const SETTINGS = ["kie.base_url", "poll.first_after_seconds"];
+const SETTINGS = ["kie.base_url", "poll.first_after_seconds", "images.allowed_hosts"];
 let savedSettings: { key: string; value: unknown }[] = [];
 let savedSecrets: { name: string; secret: string; description: string }[] = [];
 let userId = "";
+let templateId = "";
 let kie: KieEmulator | undefined;
 let stack: TestGateway | undefined;
 let worker: PgNetWorker | undefined;
@@ -42,6 +43,16 @@ async function startJob(prompt: string): Promise<string> {
     await tx`set local role authenticated`;
     await tx`select set_config('request.jwt.claims', ${JSON.stringify({ sub: userId, role: "authenticated" })}, true)`;
     return tx<{ id: string }[]>`select id from public.start_generation(prompt => ${prompt})`;
+  });
+  return job.id;
+}
+
+/** An image-to-image job from a template, with the user's uploaded photos as input. */
+async function startTemplateJob(imageUrls: string[]): Promise<string> {
+  const [job] = await sql.begin(async (tx) => {
+    await tx`set local role authenticated`;
+    await tx`select set_config('request.jwt.claims', ${JSON.stringify({ sub: userId, role: "authenticated" })}, true)`;
+    return tx<{ id: string }[]>`select id from public.start_generation(template_id => ${templateId}, image_urls => ${imageUrls})`;
   });
   return job.id;
 }
@@ -114,6 +125,8 @@ beforeAll(async () => {
   await sql`update private.settings set value = ${sql.json(kie.url)} where key = 'kie.base_url'`;
   // The dropped-callback job is polled a second after KIE accepted it, not 15 s.
   await sql`update private.settings set value = '1' where key = 'poll.first_after_seconds'`;
+  // Input photos are signed URLs of this gateway's Storage (plain http on loopback: an exact origin).
+  await sql`update private.settings set value = value || ${sql.json(stack.gateway.url)} where key = 'images.allowed_hosts'`;
   await sql`update private.rate_slots set available_at = '-infinity'`;
   savedSecrets = await sql`select name, secret, description from vault.secrets where name = any(${SECRETS})`;
   await sql`delete from vault.secrets where name = any(${SECRETS})`;
@@ -125,6 +138,9 @@ beforeAll(async () => {
   const [{ rank }] = await sql<{ rank: number }[]>`select coalesce(max(rank), 0) + 1 + floor(random() * 1000)::int as rank from public.plans`;
   await sql`insert into public.plans (id, name, rank, max_active_jobs, starts_per_minute, signup_credits, is_metered)
             values (${planId}, 'End-to-end test', ${rank}, 100, 100, 0, true)`;
+  [{ id: templateId }] = await sql<{ id: string }[]>`
+    insert into public.templates (name, category, prompt_template, is_active)
+    values (${`End-to-end ${suffix}`}, 'test', 'the same photo as a watercolour painting', true) returning id`;
   userId = randomUUID();
   await sql`insert into auth.users (id, aud, role, email, raw_app_meta_data, raw_user_meta_data, created_at, updated_at)
             values (${userId}, 'authenticated', 'authenticated', ${`e2e-${userId}@test.kiln.local`}, '{}', '{}', now(), now())`;
@@ -150,6 +166,7 @@ afterAll(async () => {
     await sql`delete from private.alerts`;
     if (userId) await sql`delete from auth.users where id = ${userId}`;
     await sql`delete from public.plans where id = ${planId}`;
+    if (templateId) await sql`delete from public.templates where id = ${templateId}`;
   } finally {
     await stack?.stop();
     await kie?.close();
@@ -176,6 +193,29 @@ describe("one job end to end on the local stack", () => {
     const [{ kind }] = await sql<{ kind: string }[]>`
       select string_agg(kind, ',' order by kind) as kind from private.requests where job_id = ${id}`;
     expect(kind).not.toContain("finalize"); // the callback completed it
+  });
+
+  it("image-to-image: the user's upload goes to KIE as a signed URL and the result is made from it", async () => {
+    // A solid red photo: the emulator's result is 70 % input, so red dominates every pixel.
+    const photo = new PNG({ width: 16, height: 16 });
+    for (let i = 0; i < photo.data.length; i += 4) photo.data.set([255, 0, 0, 255], i);
+    const uploads = userClient(stack!.gateway.url, userJwt(userId)).storage.from("user-uploads");
+    const path = `${userId}/${suffix}.png`;
+    const upload = await uploads.upload(path, PNG.sync.write(photo), { contentType: "image/png" });
+    expect(upload.error).toBeNull();
+    const signed = await uploads.createSignedUrl(path, 600);
+    expect(signed.error).toBeNull();
+
+    const id = await startTemplateJob([signed.data!.signedUrl]);
+    const done = await tickUntil(id, finished);
+
+    expect(done).toMatchObject({ status: "completed", result_urls: [`generated-images/${userId}/${id}/0.png`] });
+    const task = kie!.state.tasks.get(await taskIdOf(id))!;
+    expect(task.imageUrls).toEqual([signed.data!.signedUrl]);
+    const [image] = await downloadResults(done.result_urls!);
+    for (let i = 0; i < image.data.length; i += 4) {
+      expect(image.data[i]).toBeGreaterThan(Math.max(image.data[i + 1], image.data[i + 2]));
+    }
   });
 
   it("callback dropped: polling finds the result and the finalize request completes the job", async () => {
