@@ -2,9 +2,13 @@
 # npm run stack:up | stack:down | stack:status | stack:reset — a local stack for manual work and the demo.
 #
 # The stack: a Postgres 15 cluster on 127.0.0.1:54322 (bootstrap, migrations, seed applied), the
-# pg_net look-alike worker (only when the real pg_net is not installed), the tick driver, and the
-# gateway on 127.0.0.1:54321 (Storage stand-in and Edge Functions, the local SUPABASE_URL).
-# State lives in $KILN_STACK_DIR (default /tmp/kiln-stack): data, logs and pid files.
+# pg_net look-alike worker (only when the real pg_net is not installed), the tick driver, the KIE
+# emulator on 127.0.0.1:54329, and the gateway on 127.0.0.1:54321 (Storage stand-in and Edge
+# Functions, the local SUPABASE_URL). The pipeline is pointed at the emulator and the gateway
+# (sql/local_stack_pipeline.sql), so a started job runs end to end.
+# State lives in $KILN_STACK_DIR (default /tmp/kiln-stack): data, logs, pid files and the local
+# finalize credential. KILN_STACK_DB_PORT, KILN_STACK_GATEWAY_PORT and KILN_STACK_KIE_PORT move
+# the ports (for a second stack beside the usual one).
 
 usage() {
   cat <<'EOF'
@@ -22,10 +26,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/local-stack.sh"
 
 STACK_DIR=${KILN_STACK_DIR:-/tmp/kiln-stack}
 KILN_STACK_LOGS=$STACK_DIR
-PORT=54322
-DB_URL=$(db_url $PORT)
-ADMIN_DB_URL=$(db_url $PORT "$ADMIN_ROLE")
-GATEWAY_PORT=54321
+PORT=${KILN_STACK_DB_PORT:-54322}
+DB_URL=$(db_url "$PORT")
+ADMIN_DB_URL=$(db_url "$PORT" "$ADMIN_ROLE")
+GATEWAY_PORT=${KILN_STACK_GATEWAY_PORT:-54321}
+KIE_PORT=${KILN_STACK_KIE_PORT:-54329}
+# The emulator's only key: a local value, never valid at KIE.
+LOCAL_KIE_KEY=kiln-local-kie-key
 TSX="$KILN_ROOT/node_modules/.bin/tsx"
 
 # A worker runs in its own session (setsid), so its pid is also its process group: stopping
@@ -77,17 +84,32 @@ up() {
   fi
   cluster_restart_if_stale "$STACK_DIR"
   log "applying bootstrap, pending migrations and seed"
-  PGOPTIONS='-c client_min_messages=warning' db_prepare $PORT
+  PGOPTIONS='-c client_min_messages=warning' db_prepare "$PORT"
+  # One random finalize credential per stack: Vault's finalize_credential and the function's
+  # KILN_FINALIZE_CREDENTIAL (the gateway passes its environment on to the functions).
+  [ -s "$STACK_DIR/finalize_credential" ] ||
+    (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$STACK_DIR/finalize_credential")
+  local finalize_credential
+  finalize_credential=$(cat "$STACK_DIR/finalize_credential")
+  log "pointing the pipeline at the KIE emulator and the gateway"
+  PGOPTIONS='-c client_min_messages=warning' psql_url "$DB_URL" -f "$KILN_ROOT/sql/local_stack_pipeline.sql" \
+    -v kie_url="http://127.0.0.1:$KIE_PORT" -v kie_key="$LOCAL_KIE_KEY" \
+    -v gateway_origin="http://127.0.0.1:$GATEWAY_PORT" -v functions_url="http://127.0.0.1:$GATEWAY_PORT/functions/v1" \
+    -v finalize_credential="$finalize_credential" \
+    >/dev/null || die "the local pipeline settings failed"
   # pg_net and pg_cron work from background workers inside the server, beyond any grant: their
   # stand-ins connect as the superuser (the tick driver then runs each job as its cron user).
   has_real_pg_net || start_worker pg-net-worker scripts/dev-stack/pg-net-worker.ts "$ADMIN_DB_URL"
   start_worker tick-driver scripts/dev-stack/tick-driver.ts "$ADMIN_DB_URL"
-  start_worker gateway scripts/dev-stack/gateway/main.ts "$DB_URL" --port "$GATEWAY_PORT" --storage-dir "$STACK_DIR/storage" --set-vault-secrets
+  start_worker kie-emulator scripts/dev-stack/kie-emulator/cli.ts "$DB_URL" --port "$KIE_PORT" --api-key "$LOCAL_KIE_KEY" --db-url "$DB_URL"
+  KILN_FINALIZE_CREDENTIAL=$finalize_credential \
+    start_worker gateway scripts/dev-stack/gateway/main.ts "$DB_URL" --port "$GATEWAY_PORT" --storage-dir "$STACK_DIR/storage" --set-vault-secrets
   status
 }
 
 down() {
   stop_worker gateway
+  stop_worker kie-emulator
   stop_worker tick-driver
   stop_worker pg-net-worker
   if cluster_running; then
@@ -109,6 +131,8 @@ status() {
   fi
   if pid_alive "$STACK_DIR/tick-driver.pid"; then state="running"; else state="stopped"; fi
   printf 'tick-driver    %-8s sub-minute ticks from private.ticks (log: %s)\n' "$state" "$STACK_DIR/tick-driver.log"
+  if pid_alive "$STACK_DIR/kie-emulator.pid"; then state="running"; else state="stopped"; fi
+  printf 'kie-emulator   %-8s http://127.0.0.1:%s (key: %s, log: %s)\n' "$state" "$KIE_PORT" "$LOCAL_KIE_KEY" "$STACK_DIR/kie-emulator.log"
   if pid_alive "$STACK_DIR/gateway.pid"; then state="running"; else state="stopped"; fi
   printf 'gateway        %-8s http://127.0.0.1:%s (storage: %s, log: %s)\n' "$state" "$GATEWAY_PORT" "$STACK_DIR/storage" "$STACK_DIR/gateway.log"
 }

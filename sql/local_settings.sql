@@ -6,7 +6,8 @@
 
 -- The dispatch pipeline reads the functions' base URL from Vault (the callback URL KIE calls and
 -- the finalize request go there). Locally that is the functions gateway; an existing secret (an
--- operator's own) is left alone. The KIE key and the finalize credential are not set here: without
+-- operator's own) is left alone. The KIE key and the finalize credential are not set here (tests
+-- set their own; `npm run stack:up` sets the emulator's with sql/local_stack_pipeline.sql): without
 -- them jobs wait and the kiln-account tick raises the missing_secret alert.
 do $$
 begin

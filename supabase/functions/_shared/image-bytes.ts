@@ -1,0 +1,89 @@
+/**
+ * Bytes from the network, read under a cap, and images recognised by their content.
+ */
+
+/** Read a stream to the end, giving up (and cancelling it) as soon as it exceeds `maxBytes`. */
+export async function readCapped(
+  stream: ReadableStream<Uint8Array> | null,
+  maxBytes: number,
+): Promise<Uint8Array | "too-large"> {
+  if (stream === null) return new Uint8Array();
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel().catch(() => {});
+      return "too-large";
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.byteLength;
+  }
+  return out;
+}
+
+export interface ImageKind {
+  mime: "image/png" | "image/jpeg" | "image/webp";
+  ext: "png" | "jpg" | "webp";
+}
+
+const startsWith = (bytes: Uint8Array, at: number, sig: number[]) => sig.every((b, i) => bytes[at + i] === b);
+const ascii = (s: string) => Array.from(s, (c) => c.charCodeAt(0));
+
+/** PNG, JPEG or WebP by magic bytes; null for anything else, whatever its Content-Type said. */
+export function sniffImage(bytes: Uint8Array): ImageKind | null {
+  if (startsWith(bytes, 0, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) {
+    return { mime: "image/png", ext: "png" };
+  }
+  if (startsWith(bytes, 0, [0xff, 0xd8, 0xff])) return { mime: "image/jpeg", ext: "jpg" };
+  if (startsWith(bytes, 0, ascii("RIFF")) && startsWith(bytes, 8, ascii("WEBP"))) {
+    return { mime: "image/webp", ext: "webp" };
+  }
+  return null;
+}
+
+export type FetchedImage = { ok: true; bytes: Uint8Array; kind: ImageKind } | { ok: false; reason: string };
+
+/**
+ * Download one image: the timeout covers the whole transfer, the size cap is enforced while
+ * reading (a Content-Length header is only used to refuse early), and the bytes must be an image.
+ * Reasons never include the URL: result URLs can carry signed query strings.
+ */
+export async function fetchImage(
+  fetchFn: typeof fetch,
+  url: string,
+  limits: { timeoutMs: number; maxBytes: number },
+): Promise<FetchedImage> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), limits.timeoutMs);
+  try {
+    const res = await fetchFn(url, { signal: controller.signal, redirect: "follow" });
+    if (!res.ok) {
+      await res.body?.cancel().catch(() => {});
+      return { ok: false, reason: `HTTP ${res.status}` };
+    }
+    const declared = Number(res.headers.get("content-length"));
+    if (declared > limits.maxBytes) {
+      await res.body?.cancel().catch(() => {});
+      return { ok: false, reason: `larger than ${limits.maxBytes} bytes` };
+    }
+    const bytes = await readCapped(res.body, limits.maxBytes);
+    if (bytes === "too-large") return { ok: false, reason: `larger than ${limits.maxBytes} bytes` };
+    const kind = sniffImage(bytes);
+    if (kind === null) return { ok: false, reason: "not a PNG, JPEG or WebP image" };
+    return { ok: true, bytes, kind };
+  } catch (error) {
+    if (controller.signal.aborted) return { ok: false, reason: `timed out after ${limits.timeoutMs} ms` };
+    return { ok: false, reason: `unreachable (${error instanceof Error ? error.name : "error"})` };
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,356 @@
+import assert from "node:assert/strict";
+import {
+  failureBody,
+  harness,
+  HMAC_KEY,
+  JOB,
+  JPEG,
+  NOW_MS,
+  PNG,
+  sign,
+  successBody,
+  TASK,
+  TOKEN,
+  URL_A,
+  URL_B,
+  USER,
+  WEBP,
+} from "./fakes.ts";
+
+async function ready(env: Record<string, string> = {}) {
+  const h = harness(env);
+  await h.db.addAttempt({});
+  h.web.serve(URL_A, PNG);
+  h.web.serve(URL_B, JPEG, { "content-type": "image/jpeg" });
+  return h;
+}
+
+/** Nothing was downloaded, stored or recorded. */
+function assertUntouched(h: Awaited<ReturnType<typeof ready>>) {
+  assert.equal(h.web.requested.length, 0, "nothing downloaded");
+  assert.equal(h.storage.uploads, 0, "nothing stored");
+  assert.deepEqual(h.db.completed, [], "not completed");
+  assert.deepEqual(h.db.failures, [], "no failure recorded");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Success, in every body variant KIE is known to send
+// ---------------------------------------------------------------------------------------------
+
+const { taskId: _t, ...withoutTaskId } = successBody().data;
+const { msg: _m, ...withoutMsg } = successBody();
+const successVariants: [string, unknown][] = [
+  ["documented body", successBody()],
+  ["task_id instead of taskId", { ...successBody(), data: { ...withoutTaskId, task_id: TASK } }],
+  ["resultJson as an object", successBody({ resultJson: { resultUrls: [URL_A] } })],
+  [
+    "older credit fields",
+    successBody({ creditsConsumed: undefined, consumeCredits: 4, remainedCredits: 96 }),
+  ],
+  ["message instead of msg", { ...withoutMsg, message: "done" }],
+  [
+    "numbers as strings",
+    successBody({ costTime: "15", creditsConsumed: "4", completeTime: "1766999995000" }, {
+      code: "200",
+    }),
+  ],
+  ["no state (callbacks only fire on terminal states)", successBody({ state: undefined })],
+];
+
+for (const [name, body] of successVariants) {
+  Deno.test(`success callback (${name}): image stored, then the job completed`, async () => {
+    const h = await ready();
+    const res = await h.callback(body);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.deepEqual(res.body, { code: 200, msg: "success", result: "completed" });
+    const stored = h.storage.objects.get(`generated-images/${USER}/${JOB}/0.png`);
+    assert.deepEqual(stored, { bytes: PNG, contentType: "image/png" });
+    assert.deepEqual(h.db.completed, [{
+      jobId: JOB,
+      attempt: 1,
+      taskId: TASK,
+      paths: [`generated-images/${USER}/${JOB}/0.png`],
+    }]);
+    // The database reads the report exactly as KIE sent it.
+    assert.deepEqual(h.db.reports, [JSON.parse(JSON.stringify(body))]);
+  });
+}
+
+Deno.test("several results: each stored under its number with the extension its bytes prove", async () => {
+  const h = await ready();
+  const urlC = "https://tempfile.aiquickdraw.com/f/c";
+  // Served as PNG, really WebP: the bytes decide.
+  h.web.serve(urlC, WEBP, { "content-type": "image/png" });
+  const res = await h.callback(
+    successBody({ resultJson: JSON.stringify({ resultUrls: [URL_A, URL_B, urlC] }) }),
+  );
+  assert.equal(res.status, 200);
+  assert.deepEqual(h.db.completed[0].paths, [
+    `generated-images/${USER}/${JOB}/0.png`,
+    `generated-images/${USER}/${JOB}/1.jpg`,
+    `generated-images/${USER}/${JOB}/2.webp`,
+  ]);
+  assert.equal(h.storage.objects.get(`generated-images/${USER}/${JOB}/2.webp`)?.contentType, "image/webp");
+});
+
+// ---------------------------------------------------------------------------------------------
+// Failure: handed to the database as reported
+// ---------------------------------------------------------------------------------------------
+
+const { taskId: _f, ...failWithoutTaskId } = failureBody().data;
+const { msg: _fm, ...failWithoutMsg } = failureBody();
+const failureVariants: [string, unknown, string | null, string][] = [
+  ["documented body", failureBody(), "500", "Content policy violation"],
+  [
+    "task_id, numeric failCode",
+    { ...failureBody(), data: { ...failWithoutTaskId, task_id: TASK, failCode: 422 } },
+    "422",
+    "Content policy violation",
+  ],
+  [
+    "code as a string, message, no failMsg",
+    {
+      ...failWithoutMsg,
+      code: "501",
+      message: "Generation failed",
+      data: { ...failureBody().data, failMsg: undefined },
+    },
+    "500",
+    "Generation failed",
+  ],
+  ["no state", failureBody({ state: undefined, failCode: null }), null, "Content policy violation"],
+];
+
+for (const [name, body, code, message] of failureVariants) {
+  Deno.test(`failure callback (${name}): recorded, nothing downloaded`, async () => {
+    const h = await ready();
+    const res = await h.callback(body);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal(res.body.result, "failure_recorded");
+    assert.deepEqual(h.db.failures, [{ jobId: JOB, attempt: 1, taskId: TASK, code, message }]);
+    assert.deepEqual(h.db.completed, []);
+    assert.equal(h.web.requested.length, 0);
+  });
+}
+
+Deno.test("a report the database cannot read is refused with its reason (422), nothing changed", async () => {
+  const h = await ready();
+  const res = await h.callback(successBody({ resultJson: "{not json" }, { code: 500 }));
+  assert.equal(res.status, 422);
+  assert.match(String(res.body.msg), /unreadable report: KIE code 500/);
+  assertUntouched(h);
+});
+
+Deno.test("a report of a task still running records nothing (202)", async () => {
+  const h = await ready();
+  const res = await h.callback(successBody({ state: "generating", resultJson: "" }));
+  assert.equal(res.status, 202);
+  assertUntouched(h);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Duplicates: 200 without redoing work
+// ---------------------------------------------------------------------------------------------
+
+Deno.test("a repeated success callback answers 200 without downloading or storing again", async () => {
+  const h = await ready();
+  assert.equal((await h.callback(successBody())).status, 200);
+  const again = await h.callback(successBody());
+  assert.equal(again.status, 200);
+  assert.equal(again.body.result, "duplicate");
+  assert.equal(h.web.requested.length, 1, "downloaded once");
+  assert.equal(h.storage.uploads, 1, "stored once");
+  assert.equal(h.db.completed.length, 1);
+  assert.equal(h.db.reports.length, 1, "the second delivery is not even read");
+});
+
+Deno.test("a failure callback after completion is a duplicate and changes nothing", async () => {
+  const h = await ready();
+  await h.callback(successBody());
+  const late = await h.callback(failureBody());
+  assert.equal(late.status, 200);
+  assert.equal(late.body.result, "duplicate");
+  assert.deepEqual(h.db.failures, []);
+});
+
+Deno.test("when the database says the attempt was finished meanwhile, the answer is duplicate", async () => {
+  const h = await ready();
+  // Another delivery finished the job between our check and our completion.
+  const original = h.db.interpretTaskReport.bind(h.db);
+  h.db.interpretTaskReport = async (report) => {
+    const reading = await original(report);
+    h.db.attempts.get(`${JOB}/1`)!.accepting = false;
+    return reading;
+  };
+  const res = await h.callback(successBody());
+  assert.equal(res.status, 200);
+  assert.equal(res.body.result, "duplicate");
+  assert.deepEqual(h.db.completed, []);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Refusals: 4xx with a reason, nothing changed
+// ---------------------------------------------------------------------------------------------
+
+Deno.test("wrong token: 401, nothing changed", async () => {
+  const h = await ready();
+  for (const token of ["cb-token-3c1f0a9e8d7b6a5f4e3d2c1c", TOKEN.slice(0, -1), "x"]) {
+    const res = await h.callback(successBody(), { token });
+    assert.equal(res.status, 401);
+    assert.equal(res.body.msg, "invalid callback token");
+  }
+  assertUntouched(h);
+});
+
+Deno.test("unknown job or attempt: 404, nothing changed", async () => {
+  const h = await ready();
+  const res = await h.callback(successBody(), { attempt: "2" });
+  assert.equal(res.status, 404);
+  assert.equal(res.body.msg, "unknown job or attempt");
+  const q = new URLSearchParams({ job: crypto.randomUUID(), attempt: "1", token: TOKEN });
+  const other = await h.send(`/kie-callback?${q}`, { method: "POST", body: JSON.stringify(successBody()) });
+  assert.equal(other.status, 404);
+  assertUntouched(h);
+});
+
+Deno.test("the report's task id goes to the database, which decides about other tasks of the attempt", async () => {
+  // A re-sent createTask can leave two tasks for one attempt; which result counts is SQL's rule.
+  const h = await ready();
+  assert.equal((await h.callback(successBody({ taskId: "second-task-same-attempt" }))).status, 200);
+  assert.equal(h.db.completed[0].taskId, "second-task-same-attempt");
+});
+
+Deno.test("missing or malformed job, attempt or token in the URL: 400", async () => {
+  const h = await ready();
+  const body = JSON.stringify(successBody());
+  for (
+    const q of [
+      `job=${JOB}&attempt=1`,
+      `job=nope&attempt=1&token=${TOKEN}`,
+      `job=${JOB}&attempt=0&token=${TOKEN}`,
+    ]
+  ) {
+    const res = await h.send(`/kie-callback?${q}`, { method: "POST", body });
+    assert.equal(res.status, 400, q);
+    assert.match(String(res.body.msg), /needs job/);
+  }
+  assertUntouched(h);
+});
+
+Deno.test("malformed JSON and bodies without a task id: 400, nothing changed", async () => {
+  const h = await ready();
+  const cases: [string, RegExp][] = [
+    ['{"code": 200, ', /not valid JSON/],
+    ["", /not valid JSON/],
+    ["[1,2]", /not a KIE callback body/],
+    [JSON.stringify({ code: 200, data: null }), /data/],
+    [JSON.stringify({ ...successBody(), data: withoutTaskId }), /taskId/],
+    [JSON.stringify(successBody({ taskId: "   " })), /blank/],
+    [JSON.stringify(successBody({ taskId: "x".repeat(65) })), /data.taskId/],
+  ];
+  for (const [raw, reason] of cases) {
+    const res = await h.callback(raw);
+    assert.equal(res.status, 400, raw);
+    assert.match(String(res.body.msg), reason);
+  }
+  assertUntouched(h);
+});
+
+Deno.test("bodies over 256 KiB: 413 whatever Content-Length says, nothing changed", async () => {
+  const h = await ready();
+  const padded = JSON.stringify(successBody({ param: "x".repeat(256 * 1024) }));
+  const url = `/kie-callback?job=${JOB}&attempt=1&token=${TOKEN}`;
+  // Streamed without a length.
+  const stream = new Blob([padded]).stream();
+  assert.equal((await h.send(url, { method: "POST", body: stream })).status, 413);
+  // With a Content-Length that lies.
+  const lying = await h.send(url, { method: "POST", body: padded, headers: { "content-length": "100" } });
+  assert.equal(lying.status, 413);
+  // Declared too large up front.
+  const declared = await h.send(url, {
+    method: "POST",
+    body: "{}",
+    headers: { "content-length": "10000000" },
+  });
+  assert.equal(declared.status, 413);
+  assertUntouched(h);
+  // Just under the cap is read.
+  const fits = JSON.stringify(successBody({ param: "" }));
+  const under = JSON.stringify(successBody({ param: "x".repeat(256 * 1024 - fits.length) }));
+  assert.equal(new TextEncoder().encode(under).length, 256 * 1024);
+  assert.equal((await h.send(url, { method: "POST", body: under })).status, 200);
+});
+
+Deno.test("only POST, only our routes", async () => {
+  const h = await ready();
+  const get = await h.send(`/kie-callback?job=${JOB}&attempt=1&token=${TOKEN}`, { method: "GET" });
+  assert.equal(get.status, 405);
+  const other = await h.send("/kie-callback/other", { method: "POST", body: "{}" });
+  assert.equal(other.status, 404);
+  assertUntouched(h);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Webhook signature (when a key is configured)
+// ---------------------------------------------------------------------------------------------
+
+const nowSeconds = Math.floor(NOW_MS / 1000);
+
+async function signed(timestamp: number, key = HMAC_KEY, taskId = TASK) {
+  const ts = String(timestamp);
+  return { "x-webhook-timestamp": ts, "x-webhook-signature": await sign(key, taskId, ts) };
+}
+
+Deno.test("signed callback within the window: accepted", async () => {
+  const h = await ready({ KIE_WEBHOOK_HMAC_KEY: HMAC_KEY });
+  const res = await h.callback(successBody(), { headers: await signed(nowSeconds - 299) });
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  assert.equal(h.db.completed.length, 1);
+});
+
+Deno.test("signed callback for task_id bodies signs the same task id", async () => {
+  const h = await ready({ KIE_WEBHOOK_HMAC_KEY: HMAC_KEY });
+  const body = { ...successBody(), data: { ...withoutTaskId, task_id: TASK } };
+  assert.equal((await h.callback(body, { headers: await signed(nowSeconds) })).status, 200);
+});
+
+Deno.test("missing, forged, stale or future signatures: 401 with the reason, nothing changed", async () => {
+  const h = await ready({ KIE_WEBHOOK_HMAC_KEY: HMAC_KEY });
+  const cases: [Record<string, string>, RegExp][] = [
+    [{}, /missing X-Webhook-Timestamp/],
+    [{ "x-webhook-timestamp": String(nowSeconds) }, /missing X-Webhook-Signature/],
+    [await signed(nowSeconds, "another-key-entirely"), /signature mismatch/],
+    [await signed(nowSeconds, HMAC_KEY, "another-task"), /signature mismatch/],
+    [{ ...(await signed(nowSeconds)), "x-webhook-timestamp": String(nowSeconds + 1) }, /signature mismatch/],
+    [await signed(nowSeconds - 301), /too old/],
+    [await signed(nowSeconds + 301), /in the future/],
+    [await signed(NOW_MS), /milliseconds/],
+  ];
+  for (const [headers, reason] of cases) {
+    const res = await h.callback(successBody(), { headers });
+    assert.equal(res.status, 401, JSON.stringify(headers));
+    assert.match(String(res.body.msg), reason);
+  }
+  assertUntouched(h);
+});
+
+Deno.test("the replay window is configurable", async () => {
+  const h = await ready({ KIE_WEBHOOK_HMAC_KEY: HMAC_KEY, KIE_WEBHOOK_MAX_SKEW_SECONDS: "30" });
+  assert.equal((await h.callback(successBody(), { headers: await signed(nowSeconds - 31) })).status, 401);
+  assert.equal((await h.callback(successBody(), { headers: await signed(nowSeconds - 29) })).status, 200);
+});
+
+Deno.test("a valid signature does not replace the URL token", async () => {
+  const h = await ready({ KIE_WEBHOOK_HMAC_KEY: HMAC_KEY });
+  const res = await h.callback(successBody(), {
+    token: "forged-token-value",
+    headers: await signed(nowSeconds),
+  });
+  assert.equal(res.status, 401);
+  assertUntouched(h);
+});
+
+Deno.test("without a key configured, signature headers are not required", async () => {
+  const h = await ready();
+  assert.equal((await h.callback(successBody())).status, 200);
+});

@@ -1,0 +1,254 @@
+/**
+ * kie-callback: KIE's callback, and the finalize request Postgres sends when polling saw the
+ * result first. It verifies the sender, copies the result images into Storage and hands the
+ * outcome to the database. It holds no business rules: SQL reads the report and decides.
+ *
+ *   POST /kie-callback?job=<uuid>&attempt=<n>&token=<secret>   KIE's callback body
+ *   POST /kie-callback?job=<uuid>&attempt=<n>&source=poll      the recordInfo reply
+ *        Authorization: Bearer <finalize credential>           (Vault's finalize_credential)
+ *
+ * Answers: 200 done (or a duplicate, nothing redone); 202 the task is still running; 4xx the
+ * request is refused and nothing changed; 5xx something failed on the way, nothing completed,
+ * so the sender retries (and polling stays the safety net).
+ */
+import { z } from "zod";
+import type { DatabasePort, TaskReport } from "../_shared/database.ts";
+import { type FetchedImage, fetchImage, readCapped } from "../_shared/image-bytes.ts";
+import { verifyKieSignature } from "../_shared/kie.ts";
+import { redact, sha256Hex, timingSafeEqualText } from "../_shared/secrets.ts";
+import type { ObjectStore } from "../_shared/storage.ts";
+
+export const RESULT_BUCKET = "generated-images";
+/** Callback bodies are a few KB; anything near this is not KIE. */
+export const MAX_BODY_BYTES = 256 * 1024;
+
+const envSchema = z.object({
+  // Not used here except to keep it out of every log line and answer.
+  SUPABASE_SERVICE_ROLE_KEY: z.string().min(1),
+  // The same value as Vault's `finalize_credential`: Postgres sends it with finalize requests.
+  KILN_FINALIZE_CREDENTIAL: z.string().optional().transform((v) => v || undefined),
+  // Set when webhook signing is enabled on the KIE account ("Webhook Security Verification").
+  KIE_WEBHOOK_HMAC_KEY: z.string().optional().transform((v) => v || undefined),
+  KIE_WEBHOOK_MAX_SKEW_SECONDS: z.coerce.number().int().nonnegative().default(300),
+  KIE_RESULT_MAX_BYTES: z.coerce.number().int().positive().default(20 * 1024 * 1024),
+  KIE_RESULT_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
+});
+
+export interface Dependencies {
+  db: DatabasePort;
+  storage: ObjectStore;
+  fetch: typeof fetch;
+  /** Current time in milliseconds since the epoch. */
+  now: () => number;
+  env: Record<string, string | undefined>;
+  log?: (line: string) => void;
+}
+
+const jobId = z.guid();
+const attempt = z.union([z.number().int().positive(), z.string().regex(/^[1-9]\d{0,8}$/).transform(Number)]);
+const callbackQuery = z.object({ job: jobId, attempt, token: z.string().min(1).max(512) });
+const finalizeQuery = z.object({ job: jobId, attempt, source: z.literal("poll") });
+
+// Only what the function itself needs: the task id. Reading the rest is the database's job.
+const taskIdText = z.union([z.string(), z.number()]).transform(String).pipe(
+  z.string().regex(/\S/, "is blank").max(64),
+);
+const envelope = z.object({
+  data: z.object({ taskId: taskIdText.nullish(), task_id: taskIdText.nullish() }).refine(
+    (d) => d.taskId || d.task_id,
+    "data.taskId (or data.task_id) is required",
+  ),
+});
+
+interface Outcome {
+  status: number;
+  msg: string;
+  result?: "completed" | "failure_recorded" | "duplicate" | "running";
+  job?: string;
+  attempt?: number;
+  /** Logged (redacted), never returned. */
+  detail?: string;
+}
+
+const refuse = (status: number, msg: string): Outcome => ({ status, msg });
+const issues = (e: z.ZodError) =>
+  e.issues.map((i) => `${i.path.length ? i.path.join(".") : "(body)"}: ${i.message}`).join("; ");
+
+/** The platform passes the path from the function's name on: `/kie-callback`. */
+function routeOf(url: URL): "callback" | "finalize" | null {
+  const last = url.pathname.replace(/\/+$/, "").split("/").pop();
+  if (last !== "kie-callback" && last !== "") return null;
+  return url.searchParams.get("source") === "poll" ? "finalize" : "callback";
+}
+
+export function createHandler(deps: Dependencies): (req: Request) => Promise<Response> {
+  const config = envSchema.parse(deps.env);
+  const { db, storage } = deps;
+  const log = deps.log ?? ((line: string) => console.log(line));
+  const limits = { timeoutMs: config.KIE_RESULT_TIMEOUT_MS, maxBytes: config.KIE_RESULT_MAX_BYTES };
+
+  async function readJson(req: Request): Promise<{ value: unknown } | Outcome> {
+    if (Number(req.headers.get("content-length")) > MAX_BODY_BYTES) {
+      return refuse(413, `body larger than ${MAX_BODY_BYTES} bytes`);
+    }
+    const bytes = await readCapped(req.body, MAX_BODY_BYTES);
+    if (bytes === "too-large") return refuse(413, `body larger than ${MAX_BODY_BYTES} bytes`);
+    try {
+      return { value: JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)) };
+    } catch {
+      return refuse(400, "body is not valid JSON");
+    }
+  }
+
+  async function onCallback(req: Request, url: URL): Promise<Outcome> {
+    const query = callbackQuery.safeParse(Object.fromEntries(url.searchParams));
+    if (!query.success) return refuse(400, "the callback URL needs job (uuid), attempt (1, 2, …) and token");
+    const { job, attempt, token } = query.data;
+    const body = await readJson(req);
+    if (!("value" in body)) return body;
+    const parsed = envelope.safeParse(body.value);
+    if (!parsed.success) return refuse(400, `not a KIE callback body: ${issues(parsed.error)}`);
+    const taskId = (parsed.data.data.taskId || parsed.data.data.task_id)!;
+
+    if (config.KIE_WEBHOOK_HMAC_KEY) {
+      const check = await verifyKieSignature({
+        key: config.KIE_WEBHOOK_HMAC_KEY,
+        taskId,
+        // The headers KIE sends when webhook signing is on.
+        timestamp: req.headers.get("X-Webhook-Timestamp"),
+        signature: req.headers.get("X-Webhook-Signature"),
+        nowSeconds: Math.floor(deps.now() / 1000),
+        maxSkewSeconds: config.KIE_WEBHOOK_MAX_SKEW_SECONDS,
+      });
+      if (!check.ok) return refuse(401, `webhook signature refused: ${check.reason}`);
+    }
+    const target = await db.callbackTarget(job, attempt);
+    if (target === null) return refuse(404, "unknown job or attempt");
+    if (!(await timingSafeEqualText(await sha256Hex(token), target.callbackTokenHash))) {
+      return refuse(401, "invalid callback token");
+    }
+    return settle(job, attempt, taskId, target, body.value);
+  }
+
+  async function onFinalize(req: Request, url: URL): Promise<Outcome> {
+    const credential = config.KILN_FINALIZE_CREDENTIAL;
+    // Unset: a deployment fault, not the sender's. 503 keeps the poll path retrying meanwhile.
+    if (!credential) return refuse(503, "finalize is not configured: KILN_FINALIZE_CREDENTIAL is not set");
+    const bearer = /^Bearer (.+)$/i.exec(req.headers.get("authorization") ?? "")?.[1] ?? "";
+    if (!(await timingSafeEqualText(bearer, credential))) {
+      return refuse(401, "finalize needs the finalize credential");
+    }
+    const query = finalizeQuery.safeParse(Object.fromEntries(url.searchParams));
+    if (!query.success) {
+      return refuse(400, "the finalize URL needs job (uuid), attempt (1, 2, …) and source=poll");
+    }
+    const { job, attempt } = query.data;
+    const body = await readJson(req);
+    if (!("value" in body)) return body;
+    const parsed = envelope.safeParse(body.value);
+    if (!parsed.success) return refuse(400, `not a recordInfo reply: ${issues(parsed.error)}`);
+    const target = await db.callbackTarget(job, attempt);
+    if (target === null) return refuse(404, "unknown job or attempt");
+    return settle(job, attempt, (parsed.data.data.taskId || parsed.data.data.task_id)!, target, body.value);
+  }
+
+  async function settle(
+    job: string,
+    attempt: number,
+    taskId: string,
+    target: { userId: string; accepting: boolean },
+    report: unknown,
+  ): Promise<Outcome> {
+    const answer = (result: Outcome["result"], status = 200, msg = "success"): Outcome => ({
+      status,
+      msg,
+      result,
+      job,
+      attempt,
+    });
+    // Checked before any download: a repeated delivery costs one query.
+    if (!target.accepting) return answer("duplicate");
+
+    const reading: TaskReport = await db.interpretTaskReport(report);
+    switch (reading.outcome) {
+      case "running":
+        return answer("running", 202, "the task is still running; nothing recorded");
+      case "unreadable":
+        return refuse(422, `unreadable report: ${reading.reason}`);
+      case "failure": {
+        const applied = await db.recordProviderFailure(
+          job,
+          attempt,
+          taskId,
+          reading.failCode,
+          reading.failMessage,
+        );
+        return answer(applied === "applied" ? "failure_recorded" : "duplicate");
+      }
+      case "success": {
+        // Every image is fetched before any is stored, and the job completes only once all are.
+        const n = reading.resultUrls.length;
+        const images = await Promise.all(reading.resultUrls.map((u) => fetchImage(deps.fetch, u, limits)));
+        const bad = images.findIndex((image) => !image.ok);
+        if (bad >= 0) {
+          const reason = (images[bad] as { reason: string }).reason;
+          return { ...refuse(502, `result image ${bad + 1} of ${n}: ${reason}`), job, attempt };
+        }
+        const paths: string[] = [];
+        for (const [i, image] of (images as Extract<FetchedImage, { ok: true }>[]).entries()) {
+          const path = `${target.userId}/${job}/${i}.${image.kind.ext}`;
+          paths.push(`${RESULT_BUCKET}/${path}`);
+          try {
+            await storage.upload(RESULT_BUCKET, path, image.bytes, image.kind.mime);
+          } catch (error) {
+            return {
+              ...refuse(503, `storing result image ${i + 1} of ${n} failed`),
+              job,
+              attempt,
+              detail: String(error),
+            };
+          }
+        }
+        const applied = await db.completeJob(job, attempt, taskId, paths);
+        return answer(applied === "applied" ? "completed" : "duplicate");
+      }
+    }
+  }
+
+  return async function handle(req: Request): Promise<Response> {
+    const url = new URL(req.url);
+    const secrets = [
+      config.SUPABASE_SERVICE_ROLE_KEY,
+      config.KILN_FINALIZE_CREDENTIAL,
+      config.KIE_WEBHOOK_HMAC_KEY,
+      url.searchParams.get("token"),
+    ];
+    const route = routeOf(url);
+    const redactedLog = (fields: Record<string, unknown>) =>
+      log(redact(JSON.stringify({ fn: "kie-callback", route, ...fields }), secrets));
+
+    let outcome: Outcome;
+    if (route === null) outcome = refuse(404, "no such route");
+    else if (req.method !== "POST") outcome = refuse(405, "use POST");
+    else {
+      try {
+        outcome = route === "finalize" ? await onFinalize(req, url) : await onCallback(req, url);
+      } catch (error) {
+        // The database or Storage failed, or was unreachable: nothing completed, retry later.
+        redactedLog({ error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
+        outcome = refuse(503, "temporarily unable to process the report; retry later");
+      }
+    }
+    const { status, msg, result, job, attempt, detail } = outcome;
+    redactedLog({ status, msg, result, job, attempt, detail });
+    const body = {
+      code: outcome.status,
+      msg: outcome.msg,
+      ...(outcome.result ? { result: outcome.result } : {}),
+    };
+    return new Response(redact(JSON.stringify(body), secrets), {
+      status: outcome.status,
+      headers: { "content-type": "application/json", ...(outcome.status === 405 ? { allow: "POST" } : {}) },
+    });
+  };
+}

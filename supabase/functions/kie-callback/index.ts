@@ -1,0 +1,19 @@
+// kie-callback entry point: wires the handler to Postgres, Storage and the platform's
+// environment. Everything it does is in handler.ts.
+import { postgresDatabase } from "../_shared/database.ts";
+import { supabaseObjectStore } from "../_shared/storage.ts";
+import { createHandler } from "./handler.ts";
+
+const required = (name: string) => {
+  const value = Deno.env.get(name);
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+
+Deno.serve(createHandler({
+  db: postgresDatabase(required("SUPABASE_DB_URL")),
+  storage: supabaseObjectStore(required("SUPABASE_URL"), required("SUPABASE_SERVICE_ROLE_KEY")),
+  fetch,
+  now: Date.now,
+  env: Deno.env.toObject(),
+}));

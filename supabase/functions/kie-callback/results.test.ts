@@ -1,0 +1,126 @@
+// Moving the result bytes: downloads that go wrong, Storage failing midway, the database down.
+// Each must leave the job uncompleted and answer non-2xx, so the sender retries.
+import assert from "node:assert/strict";
+import { harness, JOB, JPEG, PNG, successBody, URL_A, URL_B, USER } from "./fakes.ts";
+
+const TWO = successBody({ resultJson: JSON.stringify({ resultUrls: [URL_A, URL_B] }) });
+
+async function ready(env: Record<string, string> = {}) {
+  const h = harness({ KIE_RESULT_MAX_BYTES: "1000", KIE_RESULT_TIMEOUT_MS: "50", ...env });
+  await h.db.addAttempt({});
+  h.web.serve(URL_A, PNG);
+  return h;
+}
+
+function assertNotCompleted(h: Awaited<ReturnType<typeof ready>>) {
+  assert.deepEqual(h.db.completed, []);
+  assert.deepEqual(h.db.failures, []);
+  assert.equal(h.db.attempts.get(`${JOB}/1`)?.accepting, true, "the job stays with the poll path");
+}
+
+const bigPng = () => {
+  const bytes = new Uint8Array(1001);
+  bytes.set(PNG);
+  return bytes;
+};
+
+const failures: [string, (h: Awaited<ReturnType<typeof ready>>) => void, RegExp][] = [
+  ["over the size cap, no Content-Length", (h) => {
+    h.web.routes.set(URL_B, () => new Response(new Blob([bigPng()]).stream()));
+  }, /result image 2 of 2: larger than 1000 bytes/],
+  ["over the size cap, declared", (h) => {
+    h.web.routes.set(URL_B, () => new Response(PNG.slice(), { headers: { "content-length": "5000000" } }));
+  }, /larger than 1000 bytes/],
+  ["not an image though labelled one", (h) => {
+    h.web.serve(URL_B, new TextEncoder().encode("<html>expired</html>"), { "content-type": "image/jpeg" });
+  }, /result image 2 of 2: not a PNG, JPEG or WebP image/],
+  ["an empty body", (h) => h.web.serve(URL_B, new Uint8Array()), /not a PNG, JPEG or WebP/],
+  ["HTTP 404 (expired link)", (h) => {
+    h.web.routes.set(URL_B, () => new Response("gone", { status: 404 }));
+  }, /result image 2 of 2: HTTP 404/],
+  ["unreachable host", () => {}, /result image 2 of 2: unreachable/],
+  ["no answer within the timeout", (h) => {
+    h.web.routes.set(URL_B, (init) =>
+      new Promise((_, reject) => {
+        init?.signal?.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError")));
+      }));
+  }, /result image 2 of 2: timed out after 50 ms/],
+  ["a body that stalls within the timeout", (h) => {
+    h.web.routes.set(URL_B, (init) => {
+      const body = new ReadableStream<Uint8Array>({
+        start(c) {
+          c.enqueue(JPEG.slice(0, 4));
+          init?.signal?.addEventListener("abort", () => c.error(new DOMException("aborted", "AbortError")));
+        },
+      });
+      return new Response(body);
+    });
+  }, /timed out after 50 ms/],
+];
+
+for (const [name, arrange, reason] of failures) {
+  Deno.test(`download ${name}: 502, nothing stored, job not completed`, async () => {
+    const h = await ready();
+    arrange(h);
+    const res = await h.callback(TWO);
+    assert.equal(res.status, 502, JSON.stringify(res.body));
+    assert.match(String(res.body.msg), reason);
+    assert.equal(h.storage.uploads, 0, "no image stored while another could not be fetched");
+    assertNotCompleted(h);
+  });
+}
+
+Deno.test("an image exactly at the size cap is accepted", async () => {
+  const h = await ready();
+  const exact = new Uint8Array(1000);
+  exact.set(PNG);
+  h.web.serve(URL_A, exact);
+  assert.equal((await h.callback(successBody())).status, 200);
+});
+
+Deno.test("refusal reasons never carry the result URL (it can hold a signed query)", async () => {
+  const h = await ready();
+  const signedUrl = "https://tempfile.aiquickdraw.com/f/x.png?sig=SECRETSIG123";
+  const res = await h.callback(successBody({ resultJson: JSON.stringify({ resultUrls: [signedUrl] }) }));
+  assert.equal(res.status, 502);
+  assert.ok(!JSON.stringify(res.body).includes("SECRETSIG123"));
+  assert.ok(!h.logs.join("\n").includes("SECRETSIG123"));
+});
+
+Deno.test("Storage failing on the second image: 503, job not completed; the retry completes it", async () => {
+  const h = await ready();
+  h.web.serve(URL_B, JPEG, { "content-type": "image/jpeg" });
+  h.storage.failOnUpload = 2;
+  const first = await h.callback(TWO);
+  assert.equal(first.status, 503);
+  assert.match(String(first.body.msg), /storing result image 2 of 2 failed/);
+  assertNotCompleted(h);
+  assert.match(h.logs.join("\n"), /storage: 500 internal error/, "the cause is logged");
+
+  // KIE retries the same callback: uploads are upserts to the same paths, then it completes.
+  const retry = await h.callback(TWO);
+  assert.equal(retry.status, 200);
+  assert.deepEqual(h.db.completed[0].paths, [
+    `generated-images/${USER}/${JOB}/0.png`,
+    `generated-images/${USER}/${JOB}/1.jpg`,
+  ]);
+  assert.equal(h.storage.objects.size, 2);
+});
+
+Deno.test("the database unreachable: 503, nothing stored", async () => {
+  const h = await ready();
+  h.db.broken = new Error("connect ECONNREFUSED 127.0.0.1:5432");
+  const res = await h.callback(successBody());
+  assert.equal(res.status, 503);
+  assert.match(String(res.body.msg), /retry later/);
+  assert.equal(h.storage.uploads, 0);
+  assert.match(h.logs.join("\n"), /ECONNREFUSED/);
+});
+
+Deno.test("completion failing after the uploads: 503 and not completed", async () => {
+  const h = await ready();
+  h.db.completeJob = () => Promise.reject(new Error("could not serialize access"));
+  const res = await h.callback(successBody());
+  assert.equal(res.status, 503);
+  assertNotCompleted(h);
+});

@@ -1,0 +1,48 @@
+// Nothing the function logs or answers contains the callback token, the service key, the
+// finalize credential or the webhook key: every path, logs captured.
+import assert from "node:assert/strict";
+import {
+  failureBody,
+  FINALIZE_CREDENTIAL,
+  harness,
+  HMAC_KEY,
+  NOW_MS,
+  PNG,
+  SERVICE_KEY,
+  sign,
+  successBody,
+  TASK,
+  TOKEN,
+  URL_A,
+} from "./fakes.ts";
+
+const SECRETS = [TOKEN, SERVICE_KEY, FINALIZE_CREDENTIAL, HMAC_KEY];
+
+Deno.test("no token or key in any log line or response, on any path", async () => {
+  const h = harness({ KIE_WEBHOOK_HMAC_KEY: HMAC_KEY });
+  await h.db.addAttempt({});
+  h.web.serve(URL_A, PNG);
+  const ts = String(Math.floor(NOW_MS / 1000));
+  const good = { "x-webhook-timestamp": ts, "x-webhook-signature": await sign(HMAC_KEY, TASK, ts) };
+  const other = { "x-webhook-timestamp": ts, "x-webhook-signature": await sign(HMAC_KEY, "x", ts) };
+
+  await h.callback(successBody()); // missing signature
+  await h.callback(successBody(), { headers: other }); // signature for another task
+  await h.callback("{broken", { headers: good });
+  await h.callback(successBody(), { token: `${TOKEN}-wrong`, headers: good });
+  await h.finalize(successBody(), { key: `${FINALIZE_CREDENTIAL}-wrong` });
+  await h.finalize(successBody());
+  await h.finalize(failureBody()); // duplicate
+  // Errors from dependencies are logged: even if they quote a secret, it is redacted.
+  h.db.broken = new Error(`auth failed for ${SERVICE_KEY} while handling token=${TOKEN} with ${HMAC_KEY}`);
+  await h.callback(successBody(), { headers: good });
+  // A finalize request knows no callback token; the function's own keys are still redacted.
+  h.db.broken = new Error(`auth failed for ${SERVICE_KEY} with ${FINALIZE_CREDENTIAL} and ${HMAC_KEY}`);
+  await h.finalize(successBody());
+
+  assert.ok(h.logs.length >= 9, "every request is logged");
+  assert.ok(h.logs.some((l) => l.includes("[redacted]")), "the dependency error was logged, redacted");
+  for (const text of [...h.logs, ...h.responses]) {
+    for (const secret of SECRETS) assert.ok(!text.includes(secret), `leaked in: ${text}`);
+  }
+});

@@ -1,0 +1,70 @@
+// The Storage adapter speaks the Storage API the way storage-api.md records it: checked against a
+// local HTTP server standing in for `/storage/v1` that records what the official client sends.
+import assert from "node:assert/strict";
+import { supabaseObjectStore } from "../_shared/storage.ts";
+import { PNG, SERVICE_KEY } from "./fakes.ts";
+
+interface Seen {
+  method: string;
+  path: string;
+  headers: Headers;
+  body: Uint8Array;
+}
+
+async function withStorage(reply: Response, test: (url: string, seen: Seen[]) => Promise<void>) {
+  const seen: Seen[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    const { pathname } = new URL(req.url);
+    seen.push({
+      method: req.method,
+      path: pathname,
+      headers: req.headers,
+      body: new Uint8Array(await req.arrayBuffer()),
+    });
+    return reply.clone();
+  });
+  try {
+    await test(`http://127.0.0.1:${server.addr.port}`, seen);
+  } finally {
+    await server.shutdown();
+  }
+}
+
+Deno.test("upload: the object's path, upsert, its content type and bytes, the service key", async () => {
+  const ok = Response.json({ Key: "generated-images/u/j/1.png", Id: crypto.randomUUID() });
+  await withStorage(ok, async (url, seen) => {
+    await supabaseObjectStore(url, SERVICE_KEY).upload("generated-images", "u/j/1.png", PNG, "image/png");
+    assert.equal(seen.length, 1);
+    const [req] = seen;
+    assert.equal(req.method, "POST");
+    assert.equal(req.path, "/storage/v1/object/generated-images/u/j/1.png");
+    assert.equal(req.headers.get("x-upsert"), "true");
+    assert.equal(req.headers.get("content-type"), "image/png");
+    assert.equal(req.headers.get("authorization"), `Bearer ${SERVICE_KEY}`);
+    assert.deepEqual(req.body, PNG);
+  });
+});
+
+Deno.test("upload: a refusal (HTTP 400 carrying the real status) throws, without the key", async () => {
+  const refused = Response.json(
+    {
+      statusCode: "413",
+      error: "Payload too large",
+      message: "The object exceeded the maximum allowed size",
+    },
+    { status: 400 },
+  );
+  await withStorage(refused, async (url) => {
+    const store = supabaseObjectStore(url, SERVICE_KEY);
+    const error = await store.upload("generated-images", "u/j/1.png", PNG, "image/png").then(
+      () => null,
+      (e: Error) => e,
+    );
+    assert.ok(error, "the upload must fail");
+    assert.match(
+      error.message,
+      /generated-images\/u\/j\/1\.png: The object exceeded the maximum allowed size/,
+    );
+    assert.ok(!error.message.includes(SERVICE_KEY));
+  });
+});
