@@ -38,6 +38,7 @@ export interface Report {
 export const COLUMNS = ["Part", "Case", "Subject", "Value", "p50 ms", "p99 ms", "Baseline (same run)", "Ratio", "Note"];
 
 function number(value: number): string {
+  if (Number.isInteger(value)) return value.toLocaleString("en-US");
   if (value >= 100) return Math.round(value).toLocaleString("en-US");
   if (value >= 10) return value.toFixed(1);
   return value.toFixed(2);
