@@ -16,6 +16,8 @@ done
 # Bad arguments fail before a cluster is made.
 tsx scripts/bench/run.ts --check-args "$@" || exit $?
 
+# The stated duration includes making the cluster.
+export KILN_BENCH_STARTED_MS=$(($(date +%s%N) / 1000000))
 PORT=${KILN_BENCH_PORT:-54351}
 port_in_use "$PORT" && die "port $PORT is in use: set KILN_BENCH_PORT to a free port"
 command -v pgbench >/dev/null || PATH="$PG_BINDIR:$PATH"

@@ -84,8 +84,9 @@ async function main(): Promise<number> {
     console.error("DATABASE_URL and ADMIN_DATABASE_URL must name the bench cluster: run this through npm run bench");
     return 2;
   }
-  const started = new Date();
-  const t0 = performance.now();
+  // The wrapper's start time, so the stated duration includes making the cluster.
+  const startedMs = Number(process.env.KILN_BENCH_STARTED_MS) || Date.now();
+  const started = new Date(startedMs);
   const context = {
     databaseUrl: env.data.DATABASE_URL,
     adminUrl: env.data.ADMIN_DATABASE_URL,
@@ -107,7 +108,7 @@ async function main(): Promise<number> {
     report.sections.push(...result.sections);
     summary.push(...result.summary);
   }
-  report.durationSeconds = (performance.now() - t0) / 1000;
+  report.durationSeconds = (Date.now() - startedMs) / 1000;
   console.log(renderText(report));
   console.log("");
   for (const line of summary) console.log(line);

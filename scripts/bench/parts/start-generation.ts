@@ -79,7 +79,7 @@ export const startGeneration: Part = {
               created += after.jobs - before.jobs;
               queuedCreates += after.creates - before.creates;
             }
-            context.log(`  ${subject.name}, ${clients} clients, round ${round}: ${Math.round(result.tps)} TPS`);
+            context.log(`  ${subject.name}, ${clients} client(s), round ${round}: ${Math.round(result.tps)} TPS`);
           }
         }
       }
