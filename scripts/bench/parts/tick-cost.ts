@@ -1,0 +1,149 @@
+/**
+ * Part 4: cost growth. One call of every registered tick (private.ticks), timed with 10k, 100k
+ * and 1M finished jobs (quick: 10k and 100k) beside the same 1k active ones, each call inside a
+ * transaction that is rolled back so every size sees the same work to do; the ratio to the 10k
+ * time should stay near 1. The plans of the largest size come from auto_explain (nested
+ * statements, actual rows and buffers).
+ */
+import { fileURLToPath } from "node:url";
+import postgres from "postgres";
+import type { Row } from "../results.ts";
+import { psqlFile } from "./psql.ts";
+import type { Context, Part, PartResult } from "./types.ts";
+
+const PLANS_PER_TICK = 3;
+const sqlDir = fileURLToPath(new URL("../sql/", import.meta.url));
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+const label = (n: number) => (n >= 1_000_000 ? `${n / 1_000_000}M` : `${n / 1000}k`);
+
+interface Tick {
+  name: string;
+  fn: string;
+}
+
+export const tickCost: Part = {
+  id: "tick-cost",
+  title: "tick cost growth with finished jobs",
+  async run(context: Context): Promise<PartResult> {
+    const sizes = context.quick ? [10_000, 100_000] : [10_000, 100_000, 1_000_000];
+    const repeats = context.quick ? 5 : 9;
+    const admin = postgres(context.adminUrl, { max: 1, onnotice: () => {} });
+    const owner = postgres(context.databaseUrl, { max: 1, onnotice: () => {} });
+    try {
+      const [{ ready }] = await admin`select to_regnamespace('bench') is not null as ready`;
+      if (!ready) await psqlFile(context.adminUrl, `${sqlDir}start-generation-fixtures.sql`, { users: 5000 });
+      const [{ exists }] = await admin`select to_regprocedure('bench.add_active(timestamptz)') is not null as exists`;
+      if (!exists) await psqlFile(context.adminUrl, `${sqlDir}tick-cost-fixtures.sql`);
+      const ticks = (await admin`select name, command from private.ticks order by name`).map((t) => ({
+        name: String(t.name),
+        fn: /^select (private\.[a-z_0-9]+)\(\)$/.exec(String(t.command))?.[1] ?? "",
+      })) as Tick[];
+      if (ticks.some((t) => !t.fn)) throw new Error("a tick command is not `select private.<function>()`");
+
+      // One instant for all sizes: the active jobs are due (or not) alike every time.
+      const [{ t }] = await admin`select date_trunc('second', now()) as t`;
+      context.log("tick cost: reset, 1k active jobs");
+      await admin`call bench.tick_reset(${t})`;
+      await admin`call bench.add_active(${t})`;
+
+      const times = new Map<string, number>(); // `${tick}/${size}` -> median ms
+      let finished = 0;
+      let plans = "";
+      for (const size of sizes) {
+        const t0 = performance.now();
+        await admin`call bench.add_finished(${size - finished}, ${t})`;
+        finished = size;
+        await admin.unsafe("vacuum analyze public.generation_jobs, private.job_pipeline, private.requests, public.credit_ledger");
+        context.log(`tick cost: ${label(size)} finished jobs written in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+        for (const tick of ticks) {
+          const samples: number[] = [];
+          for (let i = 0; i < repeats; i++) {
+            const reserved = await owner.reserve();
+            try {
+              await reserved`begin`;
+              const s0 = performance.now();
+              await reserved.unsafe(`select ${tick.fn}($1)`, [t]);
+              samples.push(performance.now() - s0);
+            } finally {
+              await reserved`rollback`;
+              reserved.release();
+            }
+          }
+          times.set(`${tick.name}/${size}`, median(samples));
+        }
+        if (size === sizes[sizes.length - 1]) plans = await explainAll(context.adminUrl, ticks, t);
+      }
+
+      const rows: Row[] = [];
+      for (const tick of ticks) {
+        const base = times.get(`${tick.name}/${sizes[0]}`) ?? Number.NaN;
+        for (const size of sizes) {
+          rows.push({
+            part: "4 cost growth", case: `${label(size)} finished + 1k active`, subject: tick.fn, unit: "ms",
+            value: times.get(`${tick.name}/${size}`),
+            baseline: size === sizes[0] ? undefined : { name: `${label(sizes[0])} finished`, value: base },
+            note: size === sizes[sizes.length - 1] && size !== sizes[0] ? `ratio ${label(size)} / ${label(sizes[0])}` : undefined,
+          });
+        }
+      }
+      const sections = [{
+        title: `Tick plans with ${label(sizes[sizes.length - 1])} finished jobs`,
+        body: [
+          `Each tick's median of ${repeats} calls, each in a transaction rolled back afterwards (same work at every size): ` +
+            "100 waiting jobs (10 past their deadline), 100 creating (50 responses to reconcile), 800 generating " +
+            "(about half due for a poll, 10 past their deadline). Finished jobs: 9 in 10 completed, 1 in 10 failed " +
+            "and refunded, spread over the last 7 days, each with its pipeline row, ledger entries and two resolved requests. " +
+            "Plans from auto_explain (nested statements, actual rows, buffers), one call per tick:",
+          "",
+          "<details><summary>plans</summary>",
+          "",
+          "```",
+          plans.trim(),
+          "```",
+          "",
+          "</details>",
+        ].join("\n"),
+      }];
+      return { rows, sections, summary: [] };
+    } finally {
+      await admin.end();
+      await owner.end();
+    }
+  },
+};
+
+/** Every statement each tick runs, with its actual plan, from auto_explain's notices. */
+async function explainAll(adminUrl: string, ticks: Tick[], t: Date): Promise<string> {
+  const notices: string[] = [];
+  const sql = postgres(adminUrl, { max: 1, onnotice: (n) => notices.push(String(n.message)) });
+  const out: string[] = [];
+  try {
+    await sql.unsafe(`load 'auto_explain'`);
+    for (const setting of ["log_min_duration = 0", "log_analyze = on", "log_buffers = on", "log_nested_statements = on",
+                           "log_level = notice", "log_timing = on"]) {
+      await sql.unsafe(`set auto_explain.${setting}`);
+    }
+    for (const tick of ticks) {
+      notices.length = 0;
+      await sql.begin(async (tx) => {
+        await tx.unsafe(`select ${tick.fn}($1)`, [t]);
+        throw new RollbackSignal();
+      }).catch((error) => {
+        if (!(error instanceof RollbackSignal)) throw error;
+      });
+      // The slowest statements inside the tick; the outermost ones (the call itself, and the
+      // calls of the functions it is made of) only repeat what their statements cost.
+      const duration = (n: string) => Number(/^duration: ([\d.]+) ms/.exec(n)?.[1] ?? 0);
+      const nested = notices
+        .filter((n) => !/Query Text: (select|SELECT) (private\.[a-z_]+\([^)]*\)|\* +from private\.[a-z_]+\([^)]*\))\s*$/m.test(n))
+        .sort((a, b) => duration(b) - duration(a))
+        .slice(0, PLANS_PER_TICK);
+      out.push(`=== ${tick.fn}: its ${PLANS_PER_TICK} slowest statements ===`, ...nested, "");
+    }
+  } finally {
+    await sql.end();
+  }
+  return out.join("\n");
+}
+
+class RollbackSignal extends Error {}

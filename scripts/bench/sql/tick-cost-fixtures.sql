@@ -1,0 +1,121 @@
+-- Fixtures of the cost-growth part, run as the cluster's superuser on the bench cluster only.
+-- Rows are written set-based with session_replication_role = replica, which skips the ordinary
+-- triggers (the dispatch trigger, the ledger chain and the balance check) and foreign-key checks;
+-- the procedures write what those triggers would have written, consistently: every job has its
+-- pipeline row and its ledger entries, each ledger entry chains onto the previous balance and the
+-- profile's balance is the last one.
+\set ON_ERROR_STOP on
+
+-- An empty pipeline, each bench user with one grant.
+create procedure bench.tick_reset(t timestamptz)
+language plpgsql set search_path = pg_catalog
+as $$
+begin
+  set local session_replication_role = replica;
+  truncate public.generation_jobs, private.job_pipeline, private.requests, public.credit_ledger, private.late_results,
+           private.result_purges, private.alerts, net._http_response, net.http_request_queue cascade;
+  update private.rate_slots set available_at = '-infinity';
+  update public.profiles set credits = 1000000;
+  insert into public.credit_ledger (user_id, kind, amount, balance_after, reason, created_at)
+  select p.id, 'grant', 1000000, 1000000, 'benchmark credits', t - interval '8 days' from public.profiles p order by p.id;
+end
+$$;
+
+-- Jobs of batch `b` (id, user_id, seq, status, created_at): job rows, pipeline rows, ledger entries.
+create procedure bench.write_jobs(t timestamptz)
+language plpgsql set search_path = pg_catalog
+as $$
+begin
+  insert into public.generation_jobs (id, user_id, mode, prompt, status, stage, aspect_ratio, result_urls, error_code,
+                                      error_message, model_key, quality, credits_charged, request, request_fingerprint,
+                                      created_at, updated_at, completed_at)
+  select b.id, b.user_id, 'text-to-image', 'a lighthouse at dusk #' || b.seq, b.status,
+         case b.status when 'pending' then 'queued' else b.status end, '1:1',
+         case when b.status = 'completed' then array[b.user_id || '/' || b.id || '/0.png'] else '{}' end,
+         case when b.status = 'failed' then 'provider_failed' end,
+         case when b.status = 'failed' then 'The image could not be generated. Your credits were refunded.' end,
+         'imagen-fast', 'fast', 1, jsonb_build_object('prompt', 'a lighthouse at dusk #' || b.seq, 'quality', 'fast'),
+         md5(b.seq::text), b.created_at, b.created_at,
+         case when b.status in ('completed', 'failed') then b.created_at + interval '40 seconds' end
+    from b order by b.created_at;
+  insert into public.credit_ledger (user_id, kind, amount, balance_after, job_id, reason, created_at)
+  select e.user_id, e.kind, e.amount,
+         p.credits + sum(e.amount) over (partition by e.user_id order by e.seq, e.ord rows unbounded preceding),
+         e.job_id, e.reason, e.at
+    from (select b.user_id, b.seq, 0 as ord, 'debit' as kind, -1 as amount, b.id as job_id, 'Imagen Fast generation' as reason,
+                 b.created_at as at from b
+          union all
+          select b.user_id, b.seq, 1, 'refund', 1, b.id, 'Refund: generation failed', b.created_at + interval '40 seconds'
+            from b where b.status = 'failed') e
+    join public.profiles p on p.id = e.user_id
+   order by e.seq, e.ord;
+  update public.profiles p set credits = l.balance_after
+    from (select distinct on (l.user_id) l.user_id, l.balance_after from public.credit_ledger l
+           where l.user_id in (select distinct b.user_id from b) order by l.user_id, l.id desc) l
+   where p.id = l.user_id;
+end
+$$;
+
+-- n finished jobs (9 in 10 completed, 1 in 10 failed and refunded) over the 7 days before t, each
+-- with its create and poll requests resolved.
+create procedure bench.add_finished(n integer, t timestamptz)
+language plpgsql set search_path = pg_catalog
+as $$
+declare
+  base bigint := (select count(*) from public.generation_jobs);
+begin
+  set local session_replication_role = replica;
+  create temp table b on commit drop as
+  select gen_random_uuid() as id, bench.user_id(((base + g) % 5000 + 1)::integer) as user_id, base + g as seq,
+         case when g % 10 = 0 then 'failed' else 'completed' end as status,
+         t - interval '20 minutes' - random() * interval '7 days' as created_at
+    from generate_series(1, n) g;
+  call bench.write_jobs(t);
+  insert into private.job_pipeline (job_id, stage, attempt, task_id, deadline_at, accepted_at, polls, created_at, updated_at, finished_at)
+  select b.id, b.status, 1, 'task-' || b.seq, b.created_at + interval '15 minutes', b.created_at + interval '1 second', 1,
+         b.created_at, b.created_at + interval '40 seconds', b.created_at + interval '40 seconds'
+    from b;
+  insert into private.requests (job_id, attempt, kind, net_request_id, queued_at, sent_at, timeout_ms, resolved_at, http_status,
+                                body_code, outcome, task_id)
+  select b.id, 1, k.kind, (base + b.seq) * 2 + k.n, b.created_at + k.after, b.created_at + k.after, 8000,
+         b.created_at + k.after + interval '1 second', 200, 200, k.outcome, 'task-' || b.seq
+    from b, (values ('create', 0, interval '0 seconds', 'accepted'), ('poll', 1, interval '20 seconds', 'report')) k(kind, n, after, outcome);
+end
+$$;
+
+-- 1,000 active jobs at t: 100 waiting (10 past their deadline), 100 creating (50 with a response
+-- to reconcile), 800 generating (about half due for a poll, 10 past their deadline).
+create procedure bench.add_active(t timestamptz)
+language plpgsql set search_path = pg_catalog
+as $$
+begin
+  set local session_replication_role = replica;
+  create temp table b on commit drop as
+  select gen_random_uuid() as id, bench.user_id(g) as user_id, -g::bigint as seq, g,
+         case when g <= 200 then 'pending' else 'generating' end as status,
+         t - interval '90 seconds' + g * interval '10 milliseconds' as created_at
+    from generate_series(1, 1000) g;
+  call bench.write_jobs(t);
+  insert into private.job_pipeline (job_id, stage, attempt, task_id, next_run_at, deadline_at, accepted_at, created_at)
+  select b.id,
+         case when b.g <= 100 then 'waiting' when b.g <= 200 then 'creating' else 'generating' end,
+         case when b.g <= 100 then 0 else 1 end,
+         case when b.g > 200 then 'task-active-' || b.g end,
+         case when b.g <= 100 then t - interval '5 seconds' when b.g > 200 then t - interval '30 seconds' + random() * interval '60 seconds' end,
+         case when b.g <= 10 or b.g between 991 and 1000 then t - interval '1 second' else t + interval '10 minutes' end,
+         case when b.g > 200 then b.created_at + interval '1 second' end,
+         b.created_at
+    from b;
+  insert into private.requests (job_id, attempt, kind, net_request_id, queued_at, sent_at, timeout_ms, resolved_at, http_status,
+                                body_code, outcome, task_id)
+  select b.id, 1, 'create', 1000000000 + b.g, t - interval '2 seconds', t - interval '2 seconds', 8000,
+         case when b.g > 200 then b.created_at + interval '1 second' end,
+         case when b.g > 200 then 200 end, case when b.g > 200 then 200 end,
+         case when b.g > 200 then 'accepted' end, case when b.g > 200 then 'task-active-' || b.g end
+    from b where b.g > 100;
+  insert into net._http_response (id, status_code, content_type, headers, content, timed_out, created)
+  select 1000000000 + g, 200, 'application/json', '{}',
+         '{"code":200,"msg":"success","data":{"taskId":"task-active-' || g || '"}}', false, t - interval '1 second'
+    from generate_series(101, 150) g;
+end
+$$;
