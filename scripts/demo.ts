@@ -179,10 +179,10 @@ async function run(o: DemoOptions, cleanups: (() => Promise<unknown>)[]): Promis
     });
   }
 
-  const rows = await myJobs(sql, userId, [...jobs.keys()]);
-  await step(`save the results through signed URLs (createSignedUrls) to ${relative(process.cwd(), o.out) || "."}`, async () => {
+  const rows = await step(`save the results through signed URLs (createSignedUrls) to ${relative(process.cwd(), o.out) || "."}`, async () => {
+    const mine = await myJobs(sql, userId, [...jobs.keys()]);
     await mkdir(o.out, { recursive: true });
-    for (const row of rows.filter((r) => r.status === "completed")) {
+    for (const row of mine.filter((r) => r.status === "completed")) {
       for (const [n, file] of (await downloadResults(app, row.result_urls ?? [])).entries()) {
         const image = PNG.sync.read(file.bytes);
         const target = join(o.out, `${jobs.get(row.id)!.label.replace(/[^a-z0-9]+/gi, "-").replace(/^-|-$/g, "").toLowerCase()}-${n}.png`);
@@ -190,6 +190,7 @@ async function run(o: DemoOptions, cleanups: (() => Promise<unknown>)[]): Promis
         say(`${relative(process.cwd(), target)} (${image.width}x${image.height} PNG, generated-images/${file.path})`);
       }
     }
+    return mine;
   });
 
   await step("check the outcome: credits and the user's ledger", async () => {
