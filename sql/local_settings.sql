@@ -23,3 +23,8 @@ $$;
 -- RFC 6761), with its subdomains and the port the fixtures exercise.
 update private.settings set value = '["http://127.0.0.1:54321", "img.test", "*.img.test"]' where key = 'images.allowed_hosts';
 update private.settings set value = '[443, 8443]' where key = 'images.allowed_ports';
+
+-- Result hosts: the local KIE emulator serves its result files itself, over plain http on
+-- loopback; its default origin is accepted (a stack or test on another port adds its own), and
+-- kie.test, the host the test fixtures' reports name (.test never resolves, RFC 6761).
+update private.settings set value = '["http://127.0.0.1:54329", "kie.test"]' where key = 'results.allowed_hosts';

@@ -15,6 +15,7 @@ import {
   URL_B,
   USER,
   WEBP,
+  DELIVERY,
 } from "./fakes.ts";
 
 async function ready(env: Record<string, string> = {}) {
@@ -63,13 +64,13 @@ for (const [name, body] of successVariants) {
     const res = await h.callback(body);
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.deepEqual(res.body, { code: 200, msg: "success", result: "completed" });
-    const stored = h.storage.objects.get(`generated-images/${USER}/${JOB}/0.png`);
+    const stored = h.storage.objects.get(`generated-images/${USER}/${JOB}/${DELIVERY}/0.png`);
     assert.deepEqual(stored, { bytes: PNG, contentType: "image/png" });
     assert.deepEqual(h.db.completed, [{
       jobId: JOB,
       attempt: 1,
       taskId: TASK,
-      paths: [`generated-images/${USER}/${JOB}/0.png`],
+      paths: [`generated-images/${USER}/${JOB}/${DELIVERY}/0.png`],
     }]);
     // The database reads the report exactly as KIE sent it.
     assert.deepEqual(h.db.reports, [JSON.parse(JSON.stringify(body))]);
@@ -86,11 +87,11 @@ Deno.test("several results: each stored under its number with the extension its 
   );
   assert.equal(res.status, 200);
   assert.deepEqual(h.db.completed[0].paths, [
-    `generated-images/${USER}/${JOB}/0.png`,
-    `generated-images/${USER}/${JOB}/1.jpg`,
-    `generated-images/${USER}/${JOB}/2.webp`,
+    `generated-images/${USER}/${JOB}/${DELIVERY}/0.png`,
+    `generated-images/${USER}/${JOB}/${DELIVERY}/1.jpg`,
+    `generated-images/${USER}/${JOB}/${DELIVERY}/2.webp`,
   ]);
-  assert.equal(h.storage.objects.get(`generated-images/${USER}/${JOB}/2.webp`)?.contentType, "image/webp");
+  assert.equal(h.storage.objects.get(`generated-images/${USER}/${JOB}/${DELIVERY}/2.webp`)?.contentType, "image/webp");
 });
 
 // ---------------------------------------------------------------------------------------------

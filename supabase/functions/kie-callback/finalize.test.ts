@@ -13,6 +13,7 @@ import {
   TOKEN,
   URL_A,
   USER,
+  DELIVERY,
 } from "./fakes.ts";
 
 async function ready(env: Record<string, string> = {}) {
@@ -31,7 +32,7 @@ Deno.test("finalize with the recordInfo reply: images stored, job completed", as
     jobId: JOB,
     attempt: 1,
     taskId: TASK,
-    paths: [`generated-images/${USER}/${JOB}/0.png`],
+    paths: [`generated-images/${USER}/${JOB}/${DELIVERY}/0.png`],
   }]);
   // The database reads the reply exactly as Postgres forwarded it.
   assert.deepEqual(h.db.reports, [JSON.parse(JSON.stringify(successBody()))]);
