@@ -67,19 +67,27 @@ export interface FetchLimits {
  * reading (a Content-Length header is only used to refuse early), and the bytes must be an image.
  * Reasons never include the URL: result URLs can carry signed query strings.
  */
-export async function fetchImage(fetchFn: typeof fetch, url: string, limits: FetchLimits): Promise<FetchedImage> {
+export async function fetchImage(
+  fetchFn: typeof fetch,
+  url: string,
+  limits: FetchLimits,
+): Promise<FetchedImage> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), limits.timeoutMs);
   try {
     let target = url;
     for (let hop = 0;; hop++) {
       const problem = limits.allowed(target);
-      if (problem !== null) return { ok: false, reason: `${hop ? "redirect refused" : "refused"}: ${problem}` };
+      if (problem !== null) {
+        return { ok: false, reason: `${hop ? "redirect refused" : "refused"}: ${problem}` };
+      }
       const res = await fetchFn(target, { signal: controller.signal, redirect: "manual" });
       const location = res.headers.get("location");
       if (res.status >= 300 && res.status < 400 && location !== null) {
         await res.body?.cancel().catch(() => {});
-        if (hop >= limits.maxRedirects) return { ok: false, reason: `more than ${limits.maxRedirects} redirects` };
+        if (hop >= limits.maxRedirects) {
+          return { ok: false, reason: `more than ${limits.maxRedirects} redirects` };
+        }
         try {
           target = new URL(location, target).href;
         } catch {
@@ -111,7 +119,11 @@ export async function fetchImage(fetchFn: typeof fetch, url: string, limits: Fet
 }
 
 /** `fn` over `items`, at most `limit` at a time, results in order. */
-export async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+export async function mapBounded<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
   const worker = async () => {

@@ -27,7 +27,8 @@ export function resultUrlProblem(url: string, allowed: readonly string[]): strin
   const port = Number(authority[2] ?? (scheme === "https" ? 443 : 80));
   const origin = `${scheme}://${host}:${port}`;
   const exact = allowed.some((a) =>
-    ORIGIN_ENTRY.test(a) && `${a}${/:[0-9]+$/.test(a) ? "" : a.startsWith("https:") ? ":443" : ":80"}` === origin
+    ORIGIN_ENTRY.test(a) &&
+    `${a}${/:[0-9]+$/.test(a) ? "" : a.startsWith("https:") ? ":443" : ":80"}` === origin
   );
   if (exact) return null;
   if (scheme !== "https" || port !== 443) return "only https on port 443 is accepted";

@@ -179,7 +179,9 @@ export class FakeStorage implements ObjectStore {
     this.uploads++;
     if (this.uploads === this.failOnUpload) return Promise.reject(new Error("storage: 500 internal error"));
     // As Storage without upsert: an existing object is never replaced.
-    if (this.objects.has(`${bucket}/${path}`)) return Promise.reject(new Error("storage: 409 already exists"));
+    if (this.objects.has(`${bucket}/${path}`)) {
+      return Promise.reject(new Error("storage: 409 already exists"));
+    }
     this.objects.set(`${bucket}/${path}`, { bytes, contentType });
     return Promise.resolve();
   }

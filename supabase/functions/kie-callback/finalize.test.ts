@@ -2,6 +2,7 @@
 // POST /kie-callback?job=&attempt=&source=poll, Bearer <finalize credential>, the recordInfo reply.
 import assert from "node:assert/strict";
 import {
+  DELIVERY,
   failureBody,
   FINALIZE_CREDENTIAL,
   harness,
@@ -13,7 +14,6 @@ import {
   TOKEN,
   URL_A,
   USER,
-  DELIVERY,
 } from "./fakes.ts";
 
 async function ready(env: Record<string, string> = {}) {

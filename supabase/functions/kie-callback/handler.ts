@@ -137,7 +137,10 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
       if (!check.ok) return refuse(401, `webhook signature refused: ${check.reason}`);
     }
     const target = await db.callbackTarget(job, attempt, taskId);
-    const tokenMatches = await timingSafeEqualText(await sha256Hex(token), target?.callbackTokenHash ?? DUMMY_TOKEN_HASH);
+    const tokenMatches = await timingSafeEqualText(
+      await sha256Hex(token),
+      target?.callbackTokenHash ?? DUMMY_TOKEN_HASH,
+    );
     if (target === null || !tokenMatches) return refuse(401, BAD_TOKEN);
     return settle(job, attempt, taskId, target, body.value);
   }
@@ -215,12 +218,21 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
           maxRedirects: MAX_REDIRECTS,
           allowed: (url: string) => resultUrlProblem(url, target.resultHosts),
         };
-        const images = await mapBounded(reading.resultUrls, DOWNLOAD_CONCURRENCY, (u) => fetchImage(deps.fetch, u, limits));
+        const images = await mapBounded(
+          reading.resultUrls,
+          DOWNLOAD_CONCURRENCY,
+          (u) => fetchImage(deps.fetch, u, limits),
+        );
         const bad = images.findIndex((image) => !image.ok);
         if (bad >= 0) {
           // The reason stays in the log: telling the sender would make this a probe of the network.
           const reason = (images[bad] as { reason: string }).reason;
-          return { ...refuse(502, `result image ${bad + 1} of ${n} could not be fetched`), job, attempt, detail: reason };
+          return {
+            ...refuse(502, `result image ${bad + 1} of ${n} could not be fetched`),
+            job,
+            attempt,
+            detail: reason,
+          };
         }
         // A folder of its own per delivery: a concurrent or losing delivery never replaces the
         // images a completed job lists, and users can read only what result_urls lists.
@@ -250,7 +262,12 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
           }
           stored.push(path);
         }
-        const applied = await db.completeJob(job, attempt, taskId, stored.map((p) => `${RESULT_BUCKET}/${p}`));
+        const applied = await db.completeJob(
+          job,
+          attempt,
+          taskId,
+          stored.map((p) => `${RESULT_BUCKET}/${p}`),
+        );
         if (applied === "applied") return answer("completed");
         await discard(applied);
         return applied === "unknown_task"

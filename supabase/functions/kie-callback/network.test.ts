@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { createHandler } from "./handler.ts";
 import {
+  DELIVERY,
   FakeDatabase,
   FakeStorage,
   JOB,
@@ -12,7 +13,6 @@ import {
   successBody,
   TOKEN,
   USER,
-  DELIVERY,
 } from "./fakes.ts";
 
 function serve(handler: (req: Request) => Response | Promise<Response>) {
@@ -79,6 +79,7 @@ async function withStack(
       KIE_RESULT_TIMEOUT_MS: "300",
     },
     log: (line) => logs.push(line),
+    newId: () => DELIVERY,
   }));
   const q = new URLSearchParams({ job: JOB, attempt: "1", token: TOKEN });
   try {
