@@ -83,6 +83,14 @@ async function tickUntil(id: string, done: (row: JobRow) => boolean, seen: Statu
   }
 }
 
+/** The function connects as its own login role (loopback is trusted: no password locally). */
+function callbackDatabaseUrl(): string {
+  const url = new URL(databaseUrl());
+  url.username = "kiln_callback";
+  url.password = "";
+  return url.toString();
+}
+
 const finished = (row: JobRow) => row.status === "completed" || row.status === "failed";
 /** One result image of a job, as the callback function stores it: under the delivery's own folder. */
 const resultPath = (id: string, n = 0) => expect.stringMatching(new RegExp(`^generated-images/${userId}/${id}/[0-9a-f-]{36}/${n}\\.png$`));
@@ -122,7 +130,7 @@ beforeAll(async () => {
   stack = await startTestGateway({
     functionsDir: join(ROOT, "supabase/functions"),
     configPath: join(ROOT, "supabase/config.toml"),
-    functionEnv: { KILN_FINALIZE_CREDENTIAL: FINALIZE },
+    functionEnv: { KILN_FINALIZE_CREDENTIAL: FINALIZE, KILN_CALLBACK_DB_URL: callbackDatabaseUrl() },
   });
 
   savedSettings = await sql`select key, value from private.settings where key = any(${SETTINGS})`;
@@ -199,6 +207,9 @@ describe("one job end to end on the local stack", () => {
     const [{ kind }] = await sql<{ kind: string }[]>`
       select string_agg(kind, ',' order by kind) as kind from private.requests where job_id = ${id}`;
     expect(kind).not.toContain("finalize"); // the callback completed it
+    const [{ sessions }] = await sql<{ sessions: number }[]>`
+      select count(*)::int as sessions from pg_stat_activity where usename = 'kiln_callback'`;
+    expect(sessions).toBeGreaterThan(0); // as its own login, not as the owner
   });
 
   it("image-to-image: the user's upload goes to KIE as a signed URL and the result is made from it", async () => {
