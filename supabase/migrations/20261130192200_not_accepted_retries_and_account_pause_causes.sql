@@ -7,6 +7,8 @@
 -- 2. Any credit check with a positive balance lifted an account pause, whatever raised it: with a
 --    capped sub-key (433) the account still has credits, so dispatch flapped between paused and
 --    refused. The pause now remembers its causes; a balance lifts only a 402 pause.
+-- 3. recordInfo replies echo the createTask body, callback URL and token included, and stayed in
+--    net._http_response for an hour: a poll response's content is now removed once it is read.
 
 alter table private.kie_outcomes add column counts_as_attempt boolean not null default true;
 comment on column private.kie_outcomes.counts_as_attempt is
@@ -39,7 +41,8 @@ begin
   if not found then
     return 'stale';
   end if;
-  if (not outcome.counts_as_attempt or p.retries - p.free_retries + 1 < private.setting_number('retry.max_attempts'))
+  -- Outcomes that prove KIE queued nothing count in free_retries, so they use up no attempt.
+  if (p.retries - p.free_retries) + outcome.counts_as_attempt::integer < private.setting_number('retry.max_attempts')
      and p.deadline_at > at then
     update private.job_pipeline jp
        set stage = 'waiting', retries = jp.retries + 1, free_retries = jp.free_retries + (not outcome.counts_as_attempt)::integer,
@@ -137,6 +140,12 @@ begin
          outcome = o.outcome, maybe_accepted = o.maybe_accepted, task_id = coalesce(task, r.task_id),
          error = case when o.outcome in ('accepted', 'ok', 'report') then null else reason end
    where r.id = request.id;
+  -- recordInfo echoes the createTask body (param), callback token included: once read, the
+  -- response's content goes (the request log keeps the codes).
+  if request.kind = 'poll' then
+    update net._http_response h set content = null
+     where h.id = request.net_request_id and h.created >= request.queued_at - interval '1 second' and h.content is not null;
+  end if;
 
   if request.kind = 'create' then
     case o.outcome

@@ -19,7 +19,7 @@ select ok(private.dispatch_paused(), 'a 433 pauses dispatch');
 select pg_temp.credit_check('{"code": 200, "msg": "success", "data": 5000}');
 select ok(private.dispatch_paused(), 'a credit check with credits does not lift a 433 pause');
 select is(private.dispatch_tick(now() + interval '1 minute'), 0, 'so the refused job is not sent again');
-select like((select message from private.active_alerts where key = 'kie_account'), '%until an operator clears this alert%',
+select alike((select message from private.active_alerts where key = 'kie_account'), '%until an operator clears this alert%',
   'the alert tells the operator it will not lift by itself');
 
 -- Out of credits as well: the balance alone still does not lift it.
