@@ -251,4 +251,7 @@ $$;
 comment on function private.apply_response(private.requests, integer, text, boolean, text, timestamptz) is
   'API: Private. Classifies one pg_net response (private.kie_outcomes) and applies it: task accepted, retry with backoff (a 429 holds the create budget a full window), fail + refund, pause on account errors (lifted by a credit check only for 402), poll results, finalize, account balance.';
 
+comment on function private.account_tick(timestamptz) is
+  'API: Private. Tick: alerts on missing Vault secrets and sends the KIE credit check (low-balance alert, and the probe that lifts a pause raised only by 402).';
+
 select private.pin_search_paths();
