@@ -11,8 +11,9 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PNG } from "pngjs";
 import type postgres from "postgres";
-import { LOCAL_SERVICE_ROLE_KEY, userJwt } from "../../../../scripts/dev-stack/gateway/keys.ts";
-import { type KieEmulator, type KieEmulatorOptions, startKieEmulator } from "../../../../scripts/dev-stack/kie-emulator/server.ts";
+import { userJwt } from "../../../../scripts/dev-stack/gateway/keys.ts";
+import type { KieEmulatorOptions } from "../../../../scripts/dev-stack/kie-emulator/options.ts";
+import { type KieEmulator, startKieEmulator } from "../../../../scripts/dev-stack/kie-emulator/server.ts";
 import { PG_NET_WORKER_APPLICATION_NAME, type PgNetWorker, startPgNetWorker } from "../../../../scripts/dev-stack/pg-net-worker.ts";
 import { adminDatabaseUrl, connect } from "./db.ts";
 import { startTestGateway, type TestGateway, userClient } from "./gateway.ts";
@@ -138,7 +139,7 @@ export class Pipeline {
 
   private async installSecrets() {
     const { sql } = this;
-    this.savedSecrets ??= await sql`select name, secret, description from vault.secrets where name = any(${SECRETS})`;
+    this.savedSecrets ??= await sql<{ name: string; secret: string; description: string }[]>`select name, secret, description from vault.secrets where name = any(${SECRETS})`;
     await sql`delete from vault.secrets where name = any(${SECRETS})`;
     await sql`select vault.create_secret(${this.kieKey}, 'kie_api_key'),
                      vault.create_secret(${`${this.stack.gateway.url}/functions/v1`}, 'functions_base_url'),
@@ -386,10 +387,5 @@ export class Pipeline {
       problems.push(`the emulator answered 429 (createTask ${limited.createTask}, recordInfo ${limited.recordInfo})`);
     }
     return problems;
-  }
-
-  /** The service key, for admin reads through the gateway. */
-  get serviceKey() {
-    return LOCAL_SERVICE_ROLE_KEY;
   }
 }
