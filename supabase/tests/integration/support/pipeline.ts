@@ -17,6 +17,7 @@ import { type KieEmulator, startKieEmulator } from "../../../../scripts/dev-stac
 import { PG_NET_WORKER_APPLICATION_NAME, type PgNetWorker, startPgNetWorker } from "../../../../scripts/dev-stack/pg-net-worker.ts";
 import { adminDatabaseUrl, connect } from "./db.ts";
 import { startTestGateway, type TestGateway, userClient } from "./gateway.ts";
+import { installedPgNet } from "./pg-net.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../../..");
 const SECRETS = ["kie_api_key", "functions_base_url", "finalize_credential"];
@@ -43,7 +44,7 @@ export interface PipelineOptions {
   kie?: Partial<KieEmulatorOptions>;
   /** Settings changed for the whole run (restored by stop()). */
   settings?: Record<string, unknown>;
-  /** false: the caller runs no pg_net worker (the real pg_net is installed and runs its own). */
+  /** Run the pg_net look-alike's worker (default: unless the real pg_net, with its own worker, is installed). */
   worker?: boolean;
   log?: (line: string) => void;
 }
@@ -71,12 +72,14 @@ export class Pipeline {
   private savedSettings = new Map<string, unknown>();
   private savedSecrets: { name: string; secret: string; description: string }[] | null = null;
   private runSettings = new Map<string, unknown>();
-  private readonly runWorker: boolean;
+  private readonly workerChosen: boolean;
+  private runWorker: boolean;
   readonly log: (line: string) => void;
 
   private constructor(readonly options: PipelineOptions) {
     this.sql = connect({ max: 6 });
     this.runWorker = options.worker ?? true;
+    this.workerChosen = options.worker !== undefined;
     this.log = options.log ?? (() => {});
   }
 
@@ -93,6 +96,7 @@ export class Pipeline {
 
   private async setUp() {
     const { sql } = this;
+    if (!this.workerChosen) this.runWorker = (await installedPgNet()) !== "real";
     if (this.runWorker) {
       const [{ n }] = await sql<{ n: number }[]>`
         select count(*)::int as n from pg_stat_activity where application_name = ${PG_NET_WORKER_APPLICATION_NAME}`;
@@ -128,7 +132,9 @@ export class Pipeline {
     if (warm.status !== 400) throw new Error(`kie-callback warm-up answered ${warm.status}`);
   }
 
+  /** Starts the look-alike's worker (nothing when the real pg_net runs its own). */
   async startWorker() {
+    if (!this.runWorker) return;
     this.worker = await startPgNetWorker({ databaseUrl: adminDatabaseUrl(), log: () => {} });
   }
 
