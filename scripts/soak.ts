@@ -99,8 +99,10 @@ async function main(argv: string[]): Promise<number> {
     })();
     let refused = 0;
     let faulted = 0;
+    let reserved = 0; // starts taken or in flight, so concurrent users stop at exactly --jobs
     const starters = users.map(async (u) => {
-      while (started.length < args.jobs) {
+      while (reserved < args.jobs) {
+        reserved++;
         const quality = qualities[u.plan][Math.floor(Math.random() * qualities[u.plan].length)];
         const imageToImage = quality !== "ultra" && Math.random() < 0.3;
         const fault = !imageToImage && Math.random() < args.faultRate ? FAULTS[Math.floor(Math.random() * FAULTS.length)] : null;
@@ -108,11 +110,11 @@ async function main(argv: string[]): Promise<number> {
           const id = imageToImage
             ? await p.startJob(u.id, { templateId: p.templateId, imageUrls: [u.photo], quality })
             : await p.startJob(u.id, { prompt: `soak ${started.length}${fault ? ` [kie:${fault}]` : ""}`, quality });
-          if (started.length >= args.jobs) break; // another user took the last slot meanwhile: still counted below
           started.push(id);
           if (fault) faulted++;
         } catch (err) {
           const code = (err as { code?: string }).code ?? "";
+          reserved--;
           if (!/^KL0(17|18)$/.test(code)) throw err;
           refused++; // the plan's active-job or per-minute limit: wait as the app would
           await sleep(500 + Math.random() * 1000);
@@ -128,7 +130,7 @@ async function main(argv: string[]): Promise<number> {
     }, 1000);
     try {
       await Promise.all(starters);
-      // Jobs a racing starter began after the target: counted too, so every job is checked.
+      // Any job of these users not in the list (none expected) is checked too.
       const extra = await p.sql<{ id: string }[]>`
         select id from public.generation_jobs where user_id = any(${users.map((u) => u.id)}) and not (id = any(${started}))`;
       started.push(...extra.map((r) => r.id));
