@@ -169,8 +169,8 @@ describe("callback faults", () => {
   it("late and out-of-order callbacks: the later job completes first, the late one by poll; the late callback changes nothing", async () => {
     const user = await p.createUser(10);
     const late = await start(user, { prompt: "slowpoke [kie:callback=late:2500]" });
-    const prompt = await start(user, { prompt: "on time" });
-    await p.untilTerminal([prompt]);
+    const onTime = await start(user, { prompt: "on time" });
+    await p.untilTerminal([onTime]);
     expect((await p.job(late)).status).not.toBe("completed");
     const [row] = await p.untilTerminal([late]);
     expect(row.status).toBe("completed");
