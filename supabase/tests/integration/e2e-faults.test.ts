@@ -141,6 +141,12 @@ describe("task faults", () => {
     const [row] = await p.untilTerminal([id]);
     expect(row.status).toBe("failed");
     expect(row.error_code).toBeTruthy();
+    // The app reads only our own message; KIE's failMsg stays in the private log.
+    const { failMsg } = p.kie.state.tasks.get((await p.taskIdOf(id))!)!;
+    expect(failMsg).not.toBe("");
+    const [{ error_message }] = await p.sql<{ error_message: string }[]>`select error_message from public.generation_jobs where id = ${id}`;
+    expect(error_message).toBeTruthy();
+    expect(error_message).not.toContain(failMsg);
     await expectInvariants();
   });
 
