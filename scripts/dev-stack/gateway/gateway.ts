@@ -34,6 +34,11 @@ export interface Gateway {
   /** The base URL, e.g. http://127.0.0.1:54321 (what SUPABASE_URL is on the platform). */
   url: string;
   port: number;
+  /**
+   * Fault injection for tests: the next `failUploads` Storage uploads (POST or PUT on
+   * /storage/v1/object/...) answer 500 as a failing Storage server would, and store nothing.
+   */
+  faults: { failUploads: number };
   stop(): Promise<void>;
 }
 
@@ -68,6 +73,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const sql = postgres(options.databaseUrl, { max: 10, onnotice: () => {} });
   const storage = createStorageHandler({ sql, dataDir: options.storageDir, jwtSecret: LOCAL_JWT_SECRET });
   let base = "";
+  const faults = { failUploads: 0 };
   const functions = createFunctionsHost({
     functionsDir: options.functionsDir,
     configPath: options.configPath,
@@ -89,7 +95,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       let response: Response;
       let m: RegExpExecArray | null;
       if ((m = /^\/storage\/v1(\/.*)$/.exec(path))) {
-        response = await storage(request, m[1]);
+        if (faults.failUploads > 0 && /^\/object\/(?!sign|list|info|public|authenticated)/.test(m[1]) && ["POST", "PUT"].includes(request.method)) {
+          faults.failUploads--;
+          response = Response.json({ statusCode: "500", error: "internal", message: "injected storage fault" }, { status: 500 });
+        } else {
+          response = await storage(request, m[1]);
+        }
       } else if ((m = /^\/functions\/v1\/([^/]+)(\/.*)?$/.exec(path))) {
         response = await functions.handle(request, decodeURIComponent(m[1]), m[2] ?? "");
       } else if (/^\/rest\/v1(\/|$)/.test(path)) {
@@ -116,6 +127,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   return {
     url: base,
     port,
+    faults,
     async stop() {
       await new Promise<void>((done) => {
         server.close(() => done());
