@@ -71,7 +71,7 @@ export const dispatchBurst: Part = {
       // The first R go at once; the rest can go no faster than R per window after the first.
       const rate = jobs > limit ? ((jobs - limit) / (times.at(-1)! - times[0])) * WINDOW_MS : NaN;
       const [{ pipeline }] = await stack.sql<{ pipeline: number }[]>`
-        select count(*)::int as pipeline from private.requests where kind = 'create' and http_status = 429`;
+        select count(*)::int as pipeline from private.requests where kind = 'create' and (http_status = 429 or body_code = 429)`;
       const part = "2 dispatch burst";
       const kase = `${jobs} jobs, R = ${limit} / 10 s`;
       const rows: Row[] = [
