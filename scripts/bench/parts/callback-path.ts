@@ -44,7 +44,7 @@ export const callbackPath: Part = {
   id: "callback-path",
   title: "callback path throughput",
   async run(context) {
-    const jobs = context.quick ? 120 : 900;
+    const jobs = context.quick ? 60 : 900;
     const rounds = context.quick ? 2 : 3;
     context.log(`callback path: ${jobs} callbacks in ${rounds} rounds, ${CONCURRENCY} at a time`);
     const stack = await startStack(context, {

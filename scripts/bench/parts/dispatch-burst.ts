@@ -23,8 +23,8 @@ export const dispatchBurst: Part = {
   id: "dispatch-burst",
   title: "dispatch under a burst",
   async run(context) {
-    const jobs = context.quick ? 200 : 2000;
-    const limit = context.quick ? 100 : 200;
+    const jobs = context.quick ? 100 : 2000;
+    const limit = context.quick ? 50 : 200;
     const userCount = context.quick ? 20 : 100;
     context.log(`dispatch burst: ${jobs} jobs, limit ${limit} per 10 s`);
     const stack = await startStack(context, {
@@ -55,7 +55,7 @@ export const dispatchBurst: Part = {
       }));
       const lastCommit = Date.now();
       const ideal = (Math.ceil(jobs / limit) - 1) * WINDOW_MS;
-      const deadline = Date.now() + 2 * ideal + 60_000;
+      const deadline = Date.now() + 2 * ideal + 30_000;
       while ((await counters()).creates < jobs && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       // The callbacks of the last tasks finish the load the function and the workers see.
       const callbacksDeadline = Date.now() + 30_000;

@@ -15,7 +15,7 @@ export const engineOverhead: Part = {
   id: "engine-overhead",
   title: "engine overhead",
   async run(context) {
-    const perPath = context.quick ? 40 : 500;
+    const perPath = context.quick ? 25 : 500;
     const perSecond = 20;
     context.log(`engine overhead: ${perPath} jobs per path, ${perSecond} starts a second`);
     const stack = await startStack(context, {
