@@ -74,6 +74,13 @@ async function stopChild(child: ChildProcess | null): Promise<void> {
   clearTimeout(timer);
 }
 
+function callbackDatabaseUrl(databaseUrl: string): string {
+  const url = new URL(databaseUrl);
+  url.username = "kiln_callback";
+  url.password = "";
+  return url.toString();
+}
+
 export async function startStack(context: Context, options: StackOptions): Promise<Stack> {
   const sql = postgres(context.databaseUrl, { max: 8, onnotice: () => {} });
   const suffix = randomUUID().slice(0, 8);
@@ -102,7 +109,8 @@ export async function startStack(context: Context, options: StackOptions): Promi
     storageDir,
     functionsDir,
     configPath: join(BENCH_FUNCTIONS, "config.toml"),
-    functionEnv: { KILN_FINALIZE_CREDENTIAL: finalize },
+    // The function's own login where the schema has one (kiln_callback; loopback needs no password).
+    functionEnv: { KILN_FINALIZE_CREDENTIAL: finalize, KILN_CALLBACK_DB_URL: callbackDatabaseUrl(context.databaseUrl) },
     log: (line) => /error|fail/i.test(line) && context.log(`gateway: ${line}`),
   });
 
@@ -125,6 +133,9 @@ export async function startStack(context: Context, options: StackOptions): Promi
   await sql`select private.schedule_ticks()`;
   const setting = (key: string, value: unknown) => sql`update private.settings set value = ${sql.json(value as never)} where key = ${key}`;
   await setting("kie.base_url", kie.url);
+  // The emulator serves the result files (a no-op where results.allowed_hosts does not exist).
+  await sql`update private.settings set value = value || ${sql.json(kie.url)}
+             where key = 'results.allowed_hosts' and not value ? ${kie.url}`;
   await setting("dispatch.create_per_window", options.createBudget.perWindow);
   await setting("dispatch.create_window_seconds", options.createBudget.windowSeconds);
   await setting("poll.per_window", options.pollBudget.perWindow);
