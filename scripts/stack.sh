@@ -108,10 +108,10 @@ up() {
 }
 
 down() {
-  stop_worker gateway
-  stop_worker kie-emulator
-  stop_worker tick-driver
-  stop_worker pg-net-worker
+  # Together: each takes a second or two to finish what it has in flight.
+  local name
+  for name in gateway kie-emulator tick-driver pg-net-worker; do stop_worker "$name" & done
+  wait
   if cluster_running; then
     log "stopping postgres"
     cluster_stop "$STACK_DIR"

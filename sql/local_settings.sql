@@ -23,3 +23,9 @@ $$;
 -- RFC 6761), with its subdomains and the port the fixtures exercise.
 update private.settings set value = '["http://127.0.0.1:54321", "img.test", "*.img.test"]' where key = 'images.allowed_hosts';
 update private.settings set value = '[443, 8443]' where key = 'images.allowed_ports';
+
+-- Result hosts: the local KIE emulator serves its result files itself, over plain http on
+-- loopback; its default origin is accepted (a stack or test on another port adds its own), and
+-- kie.test and kie.example, the hosts the test fixtures' reports name (reserved names that never
+-- resolve, RFC 6761 and RFC 2606).
+update private.settings set value = '["http://127.0.0.1:54329", "kie.test", "kie.example"]' where key = 'results.allowed_hosts';

@@ -11,6 +11,9 @@ update private.settings set value = to_jsonb(:'kie_url'::text) where key = 'kie.
 -- host (sql/local_settings.sql lists the default port; a stack on another port adds its own).
 update private.settings set value = value || to_jsonb(:'gateway_origin'::text)
  where key = 'images.allowed_hosts' and not value ? :'gateway_origin';
+-- The emulator serves the result files: its origin is an accepted result host.
+update private.settings set value = value || to_jsonb(substring(:'kie_url'::text from '^[a-z]+://[^/]+'))
+ where key = 'results.allowed_hosts' and not value ? substring(:'kie_url'::text from '^[a-z]+://[^/]+');
 
 create temp table local_secrets (name text primary key, value text not null, description text not null);
 insert into local_secrets values

@@ -6,6 +6,11 @@
 -- profile's balance is the last one.
 \set ON_ERROR_STOP on
 
+-- Users 1 to 1000 of the 5000 are on the long-retention plan.
+create function bench.long_retention(user_id uuid) returns boolean
+language sql immutable set search_path = pg_catalog
+as $$ select right(user_id::text, 12)::integer <= 1000 $$;
+
 -- An empty pipeline, each bench user with one grant.
 create procedure bench.tick_reset(t timestamptz)
 language plpgsql set search_path = pg_catalog
@@ -16,8 +21,14 @@ begin
            private.result_purges, private.alerts, net._http_response, net.http_request_queue cascade;
   update private.rate_slots set available_at = '-infinity';
   update public.profiles set credits = 1000000;
+  -- One user in five keeps results a year, so finished jobs aged 30 to 360 days are still kept:
+  -- the retention tick must not re-read them every minute.
+  insert into public.plans (id, name, rank, max_active_jobs, starts_per_minute, signup_credits, result_retention_days)
+  values ('bench_long', 'Benchmark, long retention', 101, 50, 600, 0, 365)
+  on conflict (id) do nothing;
+  update public.profiles set plan = case when bench.long_retention(id) then 'bench_long' else 'bench' end;
   insert into public.credit_ledger (user_id, kind, amount, balance_after, reason, created_at)
-  select p.id, 'grant', 1000000, 1000000, 'benchmark credits', t - interval '8 days' from public.profiles p order by p.id;
+  select p.id, 'grant', 1000000, 1000000, 'benchmark credits', t - interval '400 days' from public.profiles p order by p.id;
 end
 $$;
 
@@ -56,8 +67,9 @@ begin
 end
 $$;
 
--- n finished jobs (9 in 10 completed, 1 in 10 failed and refunded) over the 7 days before t, each
--- with its create and poll requests resolved.
+-- n finished jobs (9 in 10 completed, 1 in 10 failed and refunded), each with its create and poll
+-- requests resolved: jobs of long-retention users are 30 to 360 days old (kept, but past the
+-- shortest retention), the others are from the 7 days before t.
 create procedure bench.add_finished(n integer, t timestamptz)
 language plpgsql set search_path = pg_catalog
 as $$
@@ -68,18 +80,22 @@ begin
   create temp table b on commit drop as
   select gen_random_uuid() as id, bench.user_id(((base + g) % 5000 + 1)::integer) as user_id, base + g as seq,
          case when g % 10 = 0 then 'failed' else 'completed' end as status,
-         t - interval '20 minutes' - random() * interval '7 days' as created_at
+         case when (base + g) % 5000 < 1000 then t - interval '30 days' - random() * interval '330 days'
+              else t - interval '20 minutes' - random() * interval '7 days' end as created_at
     from generate_series(1, n) g;
   call bench.write_jobs(t);
-  insert into private.job_pipeline (job_id, stage, attempt, task_id, deadline_at, accepted_at, polls, created_at, updated_at, finished_at)
+  insert into private.job_pipeline (job_id, stage, attempt, task_id, deadline_at, accepted_at, polls, created_at, updated_at, finished_at,
+                                    results_expire_at)
   select b.id, b.status, 1, 'task-' || b.seq, b.created_at + interval '15 minutes', b.created_at + interval '1 second', 1,
-         b.created_at, b.created_at + interval '40 seconds', b.created_at + interval '40 seconds'
+         b.created_at, b.created_at + interval '40 seconds', b.created_at + interval '40 seconds',
+         b.created_at + interval '40 seconds' + case when bench.long_retention(b.user_id) then interval '365 days' else interval '30 days' end
     from b;
   insert into private.requests (job_id, attempt, kind, net_request_id, queued_at, sent_at, timeout_ms, resolved_at, http_status,
                                 body_code, outcome, task_id)
   select b.id, 1, k.kind, (base + b.seq) * 2 + k.n, b.created_at + k.after, b.created_at + k.after, 8000,
          b.created_at + k.after + interval '1 second', 200, 200, k.outcome, 'task-' || b.seq
-    from b, (values ('create', 0, interval '0 seconds', 'accepted'), ('poll', 1, interval '20 seconds', 'report')) k(kind, n, after, outcome);
+    from b, (values ('create', 0, interval '0 seconds', 'accepted'), ('poll', 1, interval '20 seconds', 'report')) k(kind, n, after, outcome)
+   where b.created_at > t - interval '7 days 1 hour'; -- older request rows are gone (housekeeping)
 end
 $$;
 

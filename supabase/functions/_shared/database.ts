@@ -30,6 +30,12 @@ export interface CallbackTarget {
   callbackTokenHash: string;
   /** false once the job is finished or a later attempt replaced this one: a late duplicate. */
   accepting: boolean;
+  /** Whether the report's task may complete this job (`private.is_job_task`). */
+  taskKnown: boolean;
+  /** The job's image_count: a success with more results is refused. */
+  maxResults: number;
+  /** results.allowed_hosts, lower-case: every download and redirect is checked against it. */
+  resultHosts: string[];
 }
 
 /** The database's reading of a KIE task report (a callback body or a recordInfo reply). */
@@ -41,14 +47,16 @@ export type TaskReport =
 
 /** `duplicate`: the attempt was already finished (or superseded); nothing changed. */
 export type Applied = "applied" | "duplicate";
+/** `unknown_task`: the task is not this job's; recorded for operators, nothing changed. */
+export type Completed = Applied | "unknown_task";
 
 export interface DatabasePort {
-  /** null when there is no such job, or no such attempt of it. */
-  callbackTarget(jobId: Job["id"], attempt: number): Promise<CallbackTarget | null>;
+  /** null when there is no such job, or no such attempt of it. `taskId`: the report's task. */
+  callbackTarget(jobId: Job["id"], attempt: number, taskId: string): Promise<CallbackTarget | null>;
   /** `report` is the envelope `{ code, msg, data }` exactly as KIE sent it. */
   interpretTaskReport(report: unknown): Promise<TaskReport>;
-  /** `objectPaths`: the stored images in order, as Storage keys, bucket first (`generated-images/<user>/<job>/0.png`). */
-  completeJob(jobId: Job["id"], attempt: number, taskId: string, objectPaths: string[]): Promise<Applied>;
+  /** `objectPaths`: the stored images in order, as Storage keys, bucket first (`generated-images/<user>/<job>/<delivery>/0.png`). */
+  completeJob(jobId: Job["id"], attempt: number, taskId: string, objectPaths: string[]): Promise<Completed>;
   recordProviderFailure(
     jobId: Job["id"],
     attempt: number,
@@ -63,9 +71,9 @@ export interface DatabasePort {
 // jsonb-typed string parameter a second time), and arrays as JSON, so no driver-specific
 // encoding is involved.
 const SQL = {
-  callbackTarget: (jobId: string, attempt: number) =>
-    sql`select user_id, token_hash, accepting
-          from private.callback_target(${jobId}::uuid, ${attempt}::integer)`,
+  callbackTarget: (jobId: string, attempt: number, taskId: string) =>
+    sql`select user_id, token_hash, accepting, task_known, max_results, result_hosts
+          from private.callback_target(${jobId}::uuid, ${attempt}::integer, ${taskId}::text)`,
   interpretTaskReport: (report: unknown) =>
     sql`select kind, result_urls, fail_code, fail_message, message, body_code
           from private.interpret_task_report(${JSON.stringify(report)}::text::jsonb)`,
@@ -87,6 +95,9 @@ const targetRow = z.object({
   user_id: z.string(),
   token_hash: z.string().regex(/^[0-9a-f]{64}$/),
   accepting: z.boolean(),
+  task_known: z.boolean(),
+  max_results: z.number().int().positive(),
+  result_hosts: z.array(z.string()),
 });
 const reportRow = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("success"), result_urls: z.array(z.string()).min(1) }),
@@ -99,6 +110,7 @@ const reportRow = z.discriminatedUnion("kind", [
   }),
 ]);
 const appliedRow = z.object({ result: z.enum(["applied", "duplicate"]) });
+const completedRow = z.object({ result: z.enum(["applied", "duplicate", "unknown_task"]) });
 
 /** Why SQL could not read a report, for the answer's `msg`: another KIE code, or SQL's own words. */
 export function unreadableReason(bodyCode: number | null, message: string | null): string {
@@ -123,11 +135,18 @@ export function postgresDatabase(databaseUrl: string): DatabasePort {
   });
   const rows = async (query: RawBuilder<unknown>) => (await query.execute(db)).rows;
   return {
-    async callbackTarget(jobId, attempt) {
-      const [row] = await rows(SQL.callbackTarget(jobId, attempt));
+    async callbackTarget(jobId, attempt, taskId) {
+      const [row] = await rows(SQL.callbackTarget(jobId, attempt, taskId));
       if (row === undefined) return null;
       const r = targetRow.parse(row);
-      return { userId: r.user_id, callbackTokenHash: r.token_hash, accepting: r.accepting };
+      return {
+        userId: r.user_id,
+        callbackTokenHash: r.token_hash,
+        accepting: r.accepting,
+        taskKnown: r.task_known,
+        maxResults: r.max_results,
+        resultHosts: r.result_hosts,
+      };
     },
     async interpretTaskReport(report) {
       const r = reportRow.parse((await rows(SQL.interpretTaskReport(report)))[0]);
@@ -143,7 +162,7 @@ export function postgresDatabase(databaseUrl: string): DatabasePort {
       }
     },
     async completeJob(jobId, attempt, taskId, paths) {
-      return appliedRow.parse((await rows(SQL.completeJob(jobId, attempt, taskId, paths)))[0]).result;
+      return completedRow.parse((await rows(SQL.completeJob(jobId, attempt, taskId, paths)))[0]).result;
     },
     async recordProviderFailure(jobId, attempt, taskId, code, message) {
       const query = SQL.recordProviderFailure(jobId, attempt, taskId, code, message);

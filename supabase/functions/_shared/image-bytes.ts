@@ -52,38 +52,86 @@ export function sniffImage(bytes: Uint8Array): ImageKind | null {
 
 export type FetchedImage = { ok: true; bytes: Uint8Array; kind: ImageKind } | { ok: false; reason: string };
 
+export interface FetchLimits {
+  timeoutMs: number;
+  maxBytes: number;
+  /** Redirects followed at most; each target must pass `allowed` too. */
+  maxRedirects: number;
+  /** Why a URL may not be requested, or null (see result-hosts.ts). */
+  allowed: (url: string) => string | null;
+}
+
 /**
- * Download one image: the timeout covers the whole transfer, the size cap is enforced while
+ * Download one image: the timeout covers the whole transfer, redirects are followed by hand
+ * (each hop checked against `allowed`, at most `maxRedirects`), the size cap is enforced while
  * reading (a Content-Length header is only used to refuse early), and the bytes must be an image.
  * Reasons never include the URL: result URLs can carry signed query strings.
  */
 export async function fetchImage(
   fetchFn: typeof fetch,
   url: string,
-  limits: { timeoutMs: number; maxBytes: number },
+  limits: FetchLimits,
 ): Promise<FetchedImage> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), limits.timeoutMs);
   try {
-    const res = await fetchFn(url, { signal: controller.signal, redirect: "follow" });
-    if (!res.ok) {
-      await res.body?.cancel().catch(() => {});
-      return { ok: false, reason: `HTTP ${res.status}` };
+    let target = url;
+    for (let hop = 0;; hop++) {
+      const problem = limits.allowed(target);
+      if (problem !== null) {
+        return { ok: false, reason: `${hop ? "redirect refused" : "refused"}: ${problem}` };
+      }
+      const res = await fetchFn(target, { signal: controller.signal, redirect: "manual" });
+      const location = res.headers.get("location");
+      if (res.status >= 300 && res.status < 400 && location !== null) {
+        await res.body?.cancel().catch(() => {});
+        if (hop >= limits.maxRedirects) {
+          return { ok: false, reason: `more than ${limits.maxRedirects} redirects` };
+        }
+        try {
+          target = new URL(location, target).href;
+        } catch {
+          return { ok: false, reason: "a redirect to an invalid URL" };
+        }
+        continue;
+      }
+      if (!res.ok) {
+        await res.body?.cancel().catch(() => {});
+        return { ok: false, reason: `HTTP ${res.status}` };
+      }
+      const declared = Number(res.headers.get("content-length"));
+      if (declared > limits.maxBytes) {
+        await res.body?.cancel().catch(() => {});
+        return { ok: false, reason: `larger than ${limits.maxBytes} bytes` };
+      }
+      const bytes = await readCapped(res.body, limits.maxBytes);
+      if (bytes === "too-large") return { ok: false, reason: `larger than ${limits.maxBytes} bytes` };
+      const kind = sniffImage(bytes);
+      if (kind === null) return { ok: false, reason: "not a PNG, JPEG or WebP image" };
+      return { ok: true, bytes, kind };
     }
-    const declared = Number(res.headers.get("content-length"));
-    if (declared > limits.maxBytes) {
-      await res.body?.cancel().catch(() => {});
-      return { ok: false, reason: `larger than ${limits.maxBytes} bytes` };
-    }
-    const bytes = await readCapped(res.body, limits.maxBytes);
-    if (bytes === "too-large") return { ok: false, reason: `larger than ${limits.maxBytes} bytes` };
-    const kind = sniffImage(bytes);
-    if (kind === null) return { ok: false, reason: "not a PNG, JPEG or WebP image" };
-    return { ok: true, bytes, kind };
   } catch (error) {
     if (controller.signal.aborted) return { ok: false, reason: `timed out after ${limits.timeoutMs} ms` };
     return { ok: false, reason: `unreachable (${error instanceof Error ? error.name : "error"})` };
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** `fn` over `items`, at most `limit` at a time, results in order. */
+export async function mapBounded<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
 }

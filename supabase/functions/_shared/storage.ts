@@ -1,12 +1,14 @@
 /**
  * Writing objects to Supabase Storage with the service credential (bypasses the bucket's
- * row-level policies, which let users only read their own folder of `generated-images`).
+ * row-level policies, which let users read only the images their completed jobs list).
  */
 import { createClient } from "@supabase/supabase-js";
 
 export interface ObjectStore {
-  /** Create or overwrite `bucket/path`; throws when Storage refuses or cannot be reached. */
+  /** Create `bucket/path` (never overwrites); throws when Storage refuses or cannot be reached. */
   upload(bucket: string, path: string, bytes: Uint8Array, contentType: string): Promise<void>;
+  /** Delete these objects of `bucket`; throws when Storage refuses or cannot be reached. */
+  remove(bucket: string, paths: string[]): Promise<void>;
 }
 
 export function supabaseObjectStore(supabaseUrl: string, serviceRoleKey: string): ObjectStore {
@@ -15,9 +17,13 @@ export function supabaseObjectStore(supabaseUrl: string, serviceRoleKey: string)
   });
   return {
     async upload(bucket, path, bytes, contentType) {
-      // Upsert: a retried callback rewrites the same object instead of failing on a duplicate.
-      const { error } = await client.storage.from(bucket).upload(path, bytes, { contentType, upsert: true });
+      // No upsert: every delivery writes its own folder, so nothing stored is ever replaced.
+      const { error } = await client.storage.from(bucket).upload(path, bytes, { contentType, upsert: false });
       if (error) throw new Error(`storage refused ${bucket}/${path}: ${error.message}`);
+    },
+    async remove(bucket, paths) {
+      const { error } = await client.storage.from(bucket).remove(paths);
+      if (error) throw new Error(`storage refused deleting from ${bucket}: ${error.message}`);
     },
   };
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  DELIVERY,
   failureBody,
   harness,
   HMAC_KEY,
@@ -63,13 +64,13 @@ for (const [name, body] of successVariants) {
     const res = await h.callback(body);
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.deepEqual(res.body, { code: 200, msg: "success", result: "completed" });
-    const stored = h.storage.objects.get(`generated-images/${USER}/${JOB}/0.png`);
+    const stored = h.storage.objects.get(`generated-images/${USER}/${JOB}/${DELIVERY}/0.png`);
     assert.deepEqual(stored, { bytes: PNG, contentType: "image/png" });
     assert.deepEqual(h.db.completed, [{
       jobId: JOB,
       attempt: 1,
       taskId: TASK,
-      paths: [`generated-images/${USER}/${JOB}/0.png`],
+      paths: [`generated-images/${USER}/${JOB}/${DELIVERY}/0.png`],
     }]);
     // The database reads the report exactly as KIE sent it.
     assert.deepEqual(h.db.reports, [JSON.parse(JSON.stringify(body))]);
@@ -86,11 +87,14 @@ Deno.test("several results: each stored under its number with the extension its 
   );
   assert.equal(res.status, 200);
   assert.deepEqual(h.db.completed[0].paths, [
-    `generated-images/${USER}/${JOB}/0.png`,
-    `generated-images/${USER}/${JOB}/1.jpg`,
-    `generated-images/${USER}/${JOB}/2.webp`,
+    `generated-images/${USER}/${JOB}/${DELIVERY}/0.png`,
+    `generated-images/${USER}/${JOB}/${DELIVERY}/1.jpg`,
+    `generated-images/${USER}/${JOB}/${DELIVERY}/2.webp`,
   ]);
-  assert.equal(h.storage.objects.get(`generated-images/${USER}/${JOB}/2.webp`)?.contentType, "image/webp");
+  assert.equal(
+    h.storage.objects.get(`generated-images/${USER}/${JOB}/${DELIVERY}/2.webp`)?.contentType,
+    "image/webp",
+  );
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -202,22 +206,139 @@ Deno.test("wrong token: 401, nothing changed", async () => {
   assertUntouched(h);
 });
 
-Deno.test("unknown job or attempt: 404, nothing changed", async () => {
+Deno.test("unknown job or attempt: the same 401 as a wrong token, after the same hash comparison", async () => {
   const h = await ready();
+  const wrongToken = await h.callback(successBody(), { token: "not-the-token" });
   const res = await h.callback(successBody(), { attempt: "2" });
-  assert.equal(res.status, 404);
-  assert.equal(res.body.msg, "unknown job or attempt");
   const q = new URLSearchParams({ job: crypto.randomUUID(), attempt: "1", token: TOKEN });
   const other = await h.send(`/kie-callback?${q}`, { method: "POST", body: JSON.stringify(successBody()) });
-  assert.equal(other.status, 404);
+  for (const r of [res, other]) {
+    assert.equal(r.status, 401);
+    assert.deepEqual(r.body, wrongToken.body, "ids do not leak through the answer");
+  }
   assertUntouched(h);
 });
 
-Deno.test("the report's task id goes to the database, which decides about other tasks of the attempt", async () => {
-  // A re-sent createTask can leave two tasks for one attempt; which result counts is SQL's rule.
+Deno.test("a success of a task this job never created: not downloaded, not completed, recorded", async () => {
   const h = await ready();
+  const res = await h.callback(successBody({ taskId: "not-the-real-task" }));
+  assert.equal(res.status, 200);
+  assert.deepEqual(res.body, {
+    code: 200,
+    msg: "the task is not this job's; nothing changed",
+    result: "ignored",
+  });
+  assert.equal(h.web.requested.length, 0, "nothing downloaded");
+  assert.equal(h.storage.uploads, 0, "nothing stored");
+  assert.deepEqual(h.db.completed, []);
+  assert.deepEqual(h.db.foreign, [{ jobId: JOB, attempt: 1, taskId: "not-the-real-task" }]);
+});
+
+Deno.test("a second task of the same job (a resent createTask) completes it", async () => {
+  const h = harness();
+  await h.db.addAttempt({ tasks: [TASK, "second-task-same-attempt"] });
+  h.web.serve(URL_A, PNG);
   assert.equal((await h.callback(successBody({ taskId: "second-task-same-attempt" }))).status, 200);
   assert.equal(h.db.completed[0].taskId, "second-task-same-attempt");
+});
+
+Deno.test("while the createTask has no known answer, any task id of the attempt completes it", async () => {
+  const h = harness();
+  await h.db.addAttempt({ tasks: null });
+  h.web.serve(URL_A, PNG);
+  assert.equal((await h.callback(successBody({ taskId: "a-task-we-never-heard-of" }))).status, 200);
+  assert.equal(h.db.completed.length, 1);
+});
+
+Deno.test("more results than the job asked for: 422, nothing downloaded", async () => {
+  const h = harness();
+  await h.db.addAttempt({ maxResults: 1 });
+  const urls = Array.from({ length: 300 }, (_, i) => `https://tempfile.aiquickdraw.com/f/${i}.png`);
+  for (const u of urls) h.web.serve(u, PNG);
+  const res = await h.callback(successBody({ resultJson: JSON.stringify({ resultUrls: urls }) }));
+  assert.equal(res.status, 422);
+  assert.equal(h.web.requested.length, 0);
+  assert.deepEqual(h.db.completed, []);
+  // Exactly image_count is fine.
+  const two = harness();
+  await two.db.addAttempt({ maxResults: 2 });
+  two.web.serve(URL_A, PNG);
+  two.web.serve(URL_B, JPEG);
+  const ok = await two.callback(successBody({ resultJson: JSON.stringify({ resultUrls: [URL_A, URL_B] }) }));
+  assert.equal(ok.status, 200);
+});
+
+Deno.test("downloads run at most two at a time", async () => {
+  const h = harness();
+  await h.db.addAttempt({});
+  const urls = [
+    URL_A,
+    URL_B,
+    "https://tempfile.aiquickdraw.com/f/c.png",
+    "https://tempfile.aiquickdraw.com/f/d.png",
+  ];
+  let running = 0;
+  let peak = 0;
+  for (const u of urls) {
+    h.web.routes.set(u, async () => {
+      peak = Math.max(peak, ++running);
+      await new Promise((r) => setTimeout(r, 5));
+      running--;
+      return new Response(PNG.slice());
+    });
+  }
+  const res = await h.callback(successBody({ resultJson: JSON.stringify({ resultUrls: urls }) }));
+  assert.equal(res.status, 200);
+  assert.equal(peak, 2);
+});
+
+Deno.test("a delivery that loses the race deletes what it stored; the winner's images stay", async () => {
+  const h = await ready();
+  // Two deliveries of the same result at once (KIE's retry and the finalize request).
+  let release!: () => void;
+  const gate = new Promise<void>((r) => release = r);
+  h.web.routes.set(URL_A, async () => {
+    await gate;
+    return new Response(PNG.slice());
+  });
+  const first = h.callback(successBody());
+  const second = h.callback(successBody());
+  await new Promise((r) => setTimeout(r, 5));
+  release();
+  const answers = (await Promise.all([first, second])).map((r) => r.body.result).sort();
+  assert.deepEqual(answers, ["completed", "duplicate"]);
+  assert.equal(h.db.completed.length, 1);
+  assert.deepEqual(
+    [...h.storage.objects.keys()],
+    h.db.completed[0].paths,
+    "only the completed job's images are left, and no delivery overwrote another's",
+  );
+});
+
+Deno.test("the job fails (deadline) while the images download: nothing of this delivery is left", async () => {
+  const h = await ready();
+  h.web.routes.set(URL_A, () => {
+    // The deadline tick fails and refunds the job meanwhile.
+    h.db.attempts.get(`${JOB}/1`)!.accepting = false;
+    return new Response(PNG.slice());
+  });
+  const res = await h.callback(successBody());
+  assert.equal(res.status, 200);
+  assert.equal(res.body.result, "duplicate");
+  assert.deepEqual(h.db.completed, []);
+  assert.equal(h.storage.uploads, 1, "stored before the guarded completion");
+  assert.deepEqual([...h.storage.objects.keys()], [], "and deleted when the completion said duplicate");
+});
+
+Deno.test("a body with a NUL escape: 400 before any database call", async () => {
+  const h = await ready();
+  const raw = JSON.stringify(failureBody()).replace('"Content policy violation"', '"a\\u0000b"');
+  assert.ok(raw.includes("\\u0000"));
+  const res = await h.callback(raw);
+  assert.equal(res.status, 400);
+  assert.equal(res.body.msg, "body contains a NUL character");
+  assert.deepEqual(h.db.reports, []);
+  assertUntouched(h);
 });
 
 Deno.test("missing or malformed job, attempt or token in the URL: 400", async () => {

@@ -7,6 +7,7 @@
 import {
   type Applied,
   type CallbackTarget,
+  type Completed,
   type DatabasePort,
   type TaskReport,
   unreadableReason,
@@ -25,6 +26,9 @@ export const TASK = "3f9a1c2b4d5e6f708192a3b4c5d6e7f8";
 export const NOW_MS = 1_767_000_000_000;
 export const URL_A = "https://tempfile.aiquickdraw.com/f/a.png";
 export const URL_B = "https://tempfile.aiquickdraw.com/f/b.jpg";
+/** The folder the harness names the first delivery's images under; later ones count up. */
+export const DELIVERY = "delivery-1";
+export const RESULT_HOSTS = ["tempfile.aiquickdraw.com"];
 
 /** A real 1×1 PNG, a JPEG header, and a WebP header: enough for magic-byte sniffing. */
 export const PNG = Uint8Array.from(
@@ -37,6 +41,9 @@ export const WEBP = new TextEncoder().encode("RIFF\x1a\x00\x00\x00WEBPVP8L\x0d\x
 interface Attempt {
   tokenHash: string;
   accepting: boolean;
+  /** Task ids that may complete the job; null: any (the createTask has no known answer). */
+  tasks: Set<string> | null;
+  maxResults: number;
 }
 
 export class FakeDatabase implements DatabasePort {
@@ -50,16 +57,29 @@ export class FakeDatabase implements DatabasePort {
     message: string;
   }[] = [];
   readonly reports: unknown[] = [];
+  /** Successes of tasks that are not the job's, as callback_complete records them. */
+  readonly foreign: { jobId: string; attempt: number; taskId: string }[] = [];
+  /** results.allowed_hosts as callback_target returns it. */
+  resultHosts: string[] = [...RESULT_HOSTS];
   /** Make every call throw this (an unreachable database). */
   broken: Error | null = null;
 
   async addAttempt(
-    o: { jobId?: string; userId?: string; attempt?: number; token?: string },
+    o: {
+      jobId?: string;
+      userId?: string;
+      attempt?: number;
+      token?: string;
+      tasks?: string[] | null;
+      maxResults?: number;
+    },
   ) {
     this.attempts.set(`${o.jobId ?? JOB}/${o.attempt ?? 1}`, {
       userId: o.userId ?? USER,
       tokenHash: await sha256Hex(o.token ?? TOKEN),
       accepting: true,
+      tasks: o.tasks === null ? null : new Set(o.tasks ?? [TASK]),
+      maxResults: o.maxResults ?? 4,
     });
   }
 
@@ -67,11 +87,20 @@ export class FakeDatabase implements DatabasePort {
     if (this.broken) throw this.broken;
   }
 
-  callbackTarget(jobId: string, attempt: number): Promise<CallbackTarget | null> {
+  callbackTarget(jobId: string, attempt: number, taskId: string): Promise<CallbackTarget | null> {
     this.check();
     const a = this.attempts.get(`${jobId}/${attempt}`);
     return Promise.resolve(
-      a ? { userId: a.userId, callbackTokenHash: a.tokenHash, accepting: a.accepting } : null,
+      a
+        ? {
+          userId: a.userId,
+          callbackTokenHash: a.tokenHash,
+          accepting: a.accepting,
+          taskKnown: a.tasks === null || a.tasks.has(taskId),
+          maxResults: a.maxResults,
+          resultHosts: this.resultHosts,
+        }
+        : null,
     );
   }
 
@@ -88,8 +117,13 @@ export class FakeDatabase implements DatabasePort {
     return "applied";
   }
 
-  completeJob(jobId: string, attempt: number, taskId: string, paths: string[]): Promise<Applied> {
+  completeJob(jobId: string, attempt: number, taskId: string, paths: string[]): Promise<Completed> {
     this.check();
+    const tasks = this.attempts.get(`${jobId}/${attempt}`)?.tasks;
+    if (tasks && !tasks.has(taskId)) {
+      this.foreign.push({ jobId, attempt, taskId });
+      return Promise.resolve("unknown_task");
+    }
     const applied = this.finish(jobId, attempt);
     if (applied === "applied") this.completed.push({ jobId, attempt, taskId, paths });
     return Promise.resolve(applied);
@@ -144,7 +178,16 @@ export class FakeStorage implements ObjectStore {
   upload(bucket: string, path: string, bytes: Uint8Array, contentType: string): Promise<void> {
     this.uploads++;
     if (this.uploads === this.failOnUpload) return Promise.reject(new Error("storage: 500 internal error"));
+    // As Storage without upsert: an existing object is never replaced.
+    if (this.objects.has(`${bucket}/${path}`)) {
+      return Promise.reject(new Error("storage: 409 already exists"));
+    }
     this.objects.set(`${bucket}/${path}`, { bytes, contentType });
+    return Promise.resolve();
+  }
+
+  remove(bucket: string, paths: string[]): Promise<void> {
+    for (const p of paths) this.objects.delete(`${bucket}/${p}`);
     return Promise.resolve();
   }
 }
@@ -174,7 +217,9 @@ export function harness(env: Record<string, string> = {}) {
   const storage = new FakeStorage();
   const web = new FakeWeb();
   const logs: string[] = [];
+  let deliveries = 0;
   const handler = createHandler({
+    newId: () => `delivery-${++deliveries}`,
     db,
     storage,
     fetch: web.fetch,

@@ -2,6 +2,7 @@
 // POST /kie-callback?job=&attempt=&source=poll, Bearer <finalize credential>, the recordInfo reply.
 import assert from "node:assert/strict";
 import {
+  DELIVERY,
   failureBody,
   FINALIZE_CREDENTIAL,
   harness,
@@ -31,7 +32,7 @@ Deno.test("finalize with the recordInfo reply: images stored, job completed", as
     jobId: JOB,
     attempt: 1,
     taskId: TASK,
-    paths: [`generated-images/${USER}/${JOB}/0.png`],
+    paths: [`generated-images/${USER}/${JOB}/${DELIVERY}/0.png`],
   }]);
   // The database reads the reply exactly as Postgres forwarded it.
   assert.deepEqual(h.db.reports, [JSON.parse(JSON.stringify(successBody()))]);

@@ -12,15 +12,23 @@
  * so the sender retries (and polling stays the safety net).
  */
 import { z } from "zod";
-import type { DatabasePort, TaskReport } from "../_shared/database.ts";
-import { type FetchedImage, fetchImage, readCapped } from "../_shared/image-bytes.ts";
+import type { CallbackTarget, DatabasePort, TaskReport } from "../_shared/database.ts";
+import { type FetchedImage, fetchImage, mapBounded, readCapped } from "../_shared/image-bytes.ts";
 import { verifyKieSignature } from "../_shared/kie.ts";
+import { resultUrlProblem } from "../_shared/result-hosts.ts";
 import { redact, sha256Hex, timingSafeEqualText } from "../_shared/secrets.ts";
 import type { ObjectStore } from "../_shared/storage.ts";
 
 export const RESULT_BUCKET = "generated-images";
 /** Callback bodies are a few KB; anything near this is not KIE. */
 export const MAX_BODY_BYTES = 256 * 1024;
+/** Downloads at once, and redirects followed per download. */
+const DOWNLOAD_CONCURRENCY = 2;
+const MAX_REDIRECTS = 3;
+/** Compared against when the job or attempt is unknown, so the answer takes as long as a bad token's. */
+const DUMMY_TOKEN_HASH = "0".repeat(64);
+/** One answer for an unknown job, an unknown attempt and a wrong token: ids do not leak. */
+const BAD_TOKEN = "invalid callback token";
 
 const envSchema = z.object({
   // Not used here except to keep it out of every log line and answer.
@@ -42,6 +50,8 @@ export interface Dependencies {
   now: () => number;
   env: Record<string, string | undefined>;
   log?: (line: string) => void;
+  /** A fresh name for one delivery's folder (default: a random UUID). */
+  newId?: () => string;
 }
 
 const jobId = z.guid();
@@ -63,7 +73,7 @@ const envelope = z.object({
 interface Outcome {
   status: number;
   msg: string;
-  result?: "completed" | "failure_recorded" | "duplicate" | "running";
+  result?: "completed" | "failure_recorded" | "duplicate" | "running" | "ignored";
   job?: string;
   attempt?: number;
   /** Logged (redacted), never returned. */
@@ -85,7 +95,7 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
   const config = envSchema.parse(deps.env);
   const { db, storage } = deps;
   const log = deps.log ?? ((line: string) => console.log(line));
-  const limits = { timeoutMs: config.KIE_RESULT_TIMEOUT_MS, maxBytes: config.KIE_RESULT_MAX_BYTES };
+  const newId = deps.newId ?? (() => crypto.randomUUID());
 
   async function readJson(req: Request): Promise<{ value: unknown } | Outcome> {
     if (Number(req.headers.get("content-length")) > MAX_BODY_BYTES) {
@@ -93,11 +103,15 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
     }
     const bytes = await readCapped(req.body, MAX_BODY_BYTES);
     if (bytes === "too-large") return refuse(413, `body larger than ${MAX_BODY_BYTES} bytes`);
+    let value: unknown;
     try {
-      return { value: JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)) };
+      value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
     } catch {
       return refuse(400, "body is not valid JSON");
     }
+    // Postgres text cannot hold NUL: refused here, not as a database error the sender retries.
+    if (hasNul(value)) return refuse(400, "body contains a NUL character");
+    return { value };
   }
 
   async function onCallback(req: Request, url: URL): Promise<Outcome> {
@@ -122,11 +136,12 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
       });
       if (!check.ok) return refuse(401, `webhook signature refused: ${check.reason}`);
     }
-    const target = await db.callbackTarget(job, attempt);
-    if (target === null) return refuse(404, "unknown job or attempt");
-    if (!(await timingSafeEqualText(await sha256Hex(token), target.callbackTokenHash))) {
-      return refuse(401, "invalid callback token");
-    }
+    const target = await db.callbackTarget(job, attempt, taskId);
+    const tokenMatches = await timingSafeEqualText(
+      await sha256Hex(token),
+      target?.callbackTokenHash ?? DUMMY_TOKEN_HASH,
+    );
+    if (target === null || !tokenMatches) return refuse(401, BAD_TOKEN);
     return settle(job, attempt, taskId, target, body.value);
   }
 
@@ -147,16 +162,17 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
     if (!("value" in body)) return body;
     const parsed = envelope.safeParse(body.value);
     if (!parsed.success) return refuse(400, `not a recordInfo reply: ${issues(parsed.error)}`);
-    const target = await db.callbackTarget(job, attempt);
+    const taskId = (parsed.data.data.taskId || parsed.data.data.task_id)!;
+    const target = await db.callbackTarget(job, attempt, taskId);
     if (target === null) return refuse(404, "unknown job or attempt");
-    return settle(job, attempt, (parsed.data.data.taskId || parsed.data.data.task_id)!, target, body.value);
+    return settle(job, attempt, taskId, target, body.value);
   }
 
   async function settle(
     job: string,
     attempt: number,
     taskId: string,
-    target: { userId: string; accepting: boolean },
+    target: CallbackTarget,
     report: unknown,
   ): Promise<Outcome> {
     const answer = (result: Outcome["result"], status = 200, msg = "success"): Outcome => ({
@@ -186,21 +202,57 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
         return answer(applied === "applied" ? "failure_recorded" : "duplicate");
       }
       case "success": {
-        // Every image is fetched before any is stored, and the job completes only once all are.
         const n = reading.resultUrls.length;
-        const images = await Promise.all(reading.resultUrls.map((u) => fetchImage(deps.fetch, u, limits)));
+        if (n > target.maxResults) {
+          return { ...refuse(422, "unreadable report: more results than the job asked for"), job, attempt };
+        }
+        // Checked before any download; callback_complete checks again under the job's lock.
+        if (!target.taskKnown) {
+          await db.completeJob(job, attempt, taskId, []);
+          return answer("ignored", 200, "the task is not this job's; nothing changed");
+        }
+        // Every image is fetched before any is stored, and the job completes only once all are.
+        const limits = {
+          timeoutMs: config.KIE_RESULT_TIMEOUT_MS,
+          maxBytes: config.KIE_RESULT_MAX_BYTES,
+          maxRedirects: MAX_REDIRECTS,
+          allowed: (url: string) => resultUrlProblem(url, target.resultHosts),
+        };
+        const images = await mapBounded(
+          reading.resultUrls,
+          DOWNLOAD_CONCURRENCY,
+          (u) => fetchImage(deps.fetch, u, limits),
+        );
         const bad = images.findIndex((image) => !image.ok);
         if (bad >= 0) {
+          // The reason stays in the log: telling the sender would make this a probe of the network.
           const reason = (images[bad] as { reason: string }).reason;
-          return { ...refuse(502, `result image ${bad + 1} of ${n}: ${reason}`), job, attempt };
+          return {
+            ...refuse(502, `result image ${bad + 1} of ${n} could not be fetched`),
+            job,
+            attempt,
+            detail: reason,
+          };
         }
-        const paths: string[] = [];
+        // A folder of its own per delivery: a concurrent or losing delivery never replaces the
+        // images a completed job lists, and users can read only what result_urls lists.
+        const folder = `${target.userId}/${job}/${newId()}`;
+        const stored: string[] = [];
+        const discard = async (why: string) => {
+          if (stored.length === 0) return;
+          try {
+            await storage.remove(RESULT_BUCKET, stored);
+          } catch (error) {
+            // Unreadable by users anyway; the job's purge removes its whole folder later.
+            log(JSON.stringify({ fn: "kie-callback", job, attempt, cleanup: why, error: String(error) }));
+          }
+        };
         for (const [i, image] of (images as Extract<FetchedImage, { ok: true }>[]).entries()) {
-          const path = `${target.userId}/${job}/${i}.${image.kind.ext}`;
-          paths.push(`${RESULT_BUCKET}/${path}`);
+          const path = `${folder}/${i}.${image.kind.ext}`;
           try {
             await storage.upload(RESULT_BUCKET, path, image.bytes, image.kind.mime);
           } catch (error) {
+            await discard("upload failed");
             return {
               ...refuse(503, `storing result image ${i + 1} of ${n} failed`),
               job,
@@ -208,9 +260,19 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
               detail: String(error),
             };
           }
+          stored.push(path);
         }
-        const applied = await db.completeJob(job, attempt, taskId, paths);
-        return answer(applied === "applied" ? "completed" : "duplicate");
+        const applied = await db.completeJob(
+          job,
+          attempt,
+          taskId,
+          stored.map((p) => `${RESULT_BUCKET}/${p}`),
+        );
+        if (applied === "applied") return answer("completed");
+        await discard(applied);
+        return applied === "unknown_task"
+          ? answer("ignored", 200, "the task is not this job's; nothing changed")
+          : answer("duplicate");
       }
     }
   }
@@ -251,4 +313,14 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
       headers: { "content-type": "application/json", ...(outcome.status === 405 ? { allow: "POST" } : {}) },
     });
   };
+}
+
+/** Whether a parsed JSON value holds a NUL in any string or key. */
+function hasNul(value: unknown): boolean {
+  if (typeof value === "string") return value.includes("\0");
+  if (Array.isArray(value)) return value.some(hasNul);
+  if (value !== null && typeof value === "object") {
+    return Object.entries(value).some(([k, v]) => k.includes("\0") || hasNul(v));
+  }
+  return false;
 }

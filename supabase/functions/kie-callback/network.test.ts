@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { createHandler } from "./handler.ts";
 import {
+  DELIVERY,
   FakeDatabase,
   FakeStorage,
   JOB,
@@ -26,6 +27,7 @@ async function withStack(
       results: string;
       db: FakeDatabase;
       storage: FakeStorage;
+      logs: string[];
     },
   ) => Promise<void>,
 ) {
@@ -63,6 +65,8 @@ async function withStack(
   });
   const db = new FakeDatabase();
   await db.addAttempt({});
+  db.resultHosts = [results.base];
+  const logs: string[] = [];
   const storage = new FakeStorage();
   const fn = serve(createHandler({
     db,
@@ -74,7 +78,8 @@ async function withStack(
       KIE_RESULT_MAX_BYTES: "1000000",
       KIE_RESULT_TIMEOUT_MS: "300",
     },
-    log: () => {},
+    log: (line) => logs.push(line),
+    newId: () => DELIVERY,
   }));
   const q = new URLSearchParams({ job: JOB, attempt: "1", token: TOKEN });
   try {
@@ -83,6 +88,7 @@ async function withStack(
       results: results.base,
       db,
       storage,
+      logs,
     });
   } finally {
     stalls.forEach((close) => close());
@@ -98,7 +104,7 @@ Deno.test("over HTTP: a callback downloads, stores and completes", async () => {
     const res = await post(withResults(`${results}/ok.png`));
     assert.equal(res.status, 200);
     assert.deepEqual(await res.json(), { code: 200, msg: "success", result: "completed" });
-    assert.deepEqual(storage.objects.get(`generated-images/${USER}/${JOB}/0.png`)?.bytes, PNG);
+    assert.deepEqual(storage.objects.get(`generated-images/${USER}/${JOB}/${DELIVERY}/0.png`)?.bytes, PNG);
     assert.equal(db.completed.length, 1);
   });
 });
@@ -107,7 +113,8 @@ Deno.test("over HTTP: too large, stalled, missing and unreachable results are 50
   const gone = serve(() => new Response());
   const deadBase = gone.base;
   await gone.server.shutdown();
-  await withStack(async ({ post, results, db, storage }) => {
+  await withStack(async ({ post, results, db, storage, logs }) => {
+    db.resultHosts.push(deadBase);
     const cases: [string, RegExp][] = [
       [`${results}/huge.png`, /larger than 1000000 bytes/],
       [`${results}/stall.png`, /timed out after 300 ms/],
@@ -117,7 +124,8 @@ Deno.test("over HTTP: too large, stalled, missing and unreachable results are 50
     for (const [url, reason] of cases) {
       const res = await post(withResults(`${results}/ok.png`, url));
       assert.equal(res.status, 502, url);
-      assert.match((await res.json()).msg, reason);
+      assert.equal((await res.json()).msg, "result image 2 of 2 could not be fetched");
+      assert.match(logs.at(-1)!, reason);
     }
     assert.equal(storage.uploads, 0);
     assert.deepEqual(db.completed, []);

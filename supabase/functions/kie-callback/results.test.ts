@@ -27,24 +27,24 @@ const bigPng = () => {
 const failures: [string, (h: Awaited<ReturnType<typeof ready>>) => void, RegExp][] = [
   ["over the size cap, no Content-Length", (h) => {
     h.web.routes.set(URL_B, () => new Response(new Blob([bigPng()]).stream()));
-  }, /result image 2 of 2: larger than 1000 bytes/],
+  }, /larger than 1000 bytes/],
   ["over the size cap, declared", (h) => {
     h.web.routes.set(URL_B, () => new Response(PNG.slice(), { headers: { "content-length": "5000000" } }));
   }, /larger than 1000 bytes/],
   ["not an image though labelled one", (h) => {
     h.web.serve(URL_B, new TextEncoder().encode("<html>expired</html>"), { "content-type": "image/jpeg" });
-  }, /result image 2 of 2: not a PNG, JPEG or WebP image/],
+  }, /not a PNG, JPEG or WebP image/],
   ["an empty body", (h) => h.web.serve(URL_B, new Uint8Array()), /not a PNG, JPEG or WebP/],
   ["HTTP 404 (expired link)", (h) => {
     h.web.routes.set(URL_B, () => new Response("gone", { status: 404 }));
-  }, /result image 2 of 2: HTTP 404/],
-  ["unreachable host", () => {}, /result image 2 of 2: unreachable/],
+  }, /HTTP 404/],
+  ["unreachable host", () => {}, /unreachable/],
   ["no answer within the timeout", (h) => {
     h.web.routes.set(URL_B, (init) =>
       new Promise((_, reject) => {
         init?.signal?.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError")));
       }));
-  }, /result image 2 of 2: timed out after 50 ms/],
+  }, /timed out after 50 ms/],
   ["a body that stalls within the timeout", (h) => {
     h.web.routes.set(URL_B, (init) => {
       const body = new ReadableStream<Uint8Array>({
@@ -64,7 +64,9 @@ for (const [name, arrange, reason] of failures) {
     arrange(h);
     const res = await h.callback(TWO);
     assert.equal(res.status, 502, JSON.stringify(res.body));
-    assert.match(String(res.body.msg), reason);
+    // The sender learns only which image; why is for the log (no probe of the network).
+    assert.equal(res.body.msg, "result image 2 of 2 could not be fetched");
+    assert.match(h.logs.join("\n"), reason);
     assert.equal(h.storage.uploads, 0, "no image stored while another could not be fetched");
     assertNotCompleted(h);
   });
@@ -97,14 +99,16 @@ Deno.test("Storage failing on the second image: 503, job not completed; the retr
   assertNotCompleted(h);
   assert.match(h.logs.join("\n"), /storage: 500 internal error/, "the cause is logged");
 
-  // KIE retries the same callback: uploads are upserts to the same paths, then it completes.
+  assert.equal(h.storage.objects.size, 0, "the first image of the failed delivery is deleted");
+
+  // KIE retries the same callback: a new delivery, into its own folder, completes it.
   const retry = await h.callback(TWO);
   assert.equal(retry.status, 200);
   assert.deepEqual(h.db.completed[0].paths, [
-    `generated-images/${USER}/${JOB}/0.png`,
-    `generated-images/${USER}/${JOB}/1.jpg`,
+    `generated-images/${USER}/${JOB}/delivery-2/0.png`,
+    `generated-images/${USER}/${JOB}/delivery-2/1.jpg`,
   ]);
-  assert.equal(h.storage.objects.size, 2);
+  assert.deepEqual([...h.storage.objects.keys()], h.db.completed[0].paths);
 });
 
 Deno.test("the database unreachable: 503, nothing stored", async () => {
@@ -123,4 +127,58 @@ Deno.test("completion failing after the uploads: 503 and not completed", async (
   const res = await h.callback(successBody());
   assert.equal(res.status, 503);
   assertNotCompleted(h);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Where results may come from (results.allowed_hosts), redirects included
+// ---------------------------------------------------------------------------------------------
+
+const redirect = (location: string, status = 302) => () =>
+  new Response(null, { status, headers: { location } });
+
+Deno.test("a result URL off the accepted hosts is never requested", async () => {
+  const h = await ready();
+  for (
+    const url of ["http://127.0.0.1:54321/", "https://169.254.169.254/latest", "https://evil.test/a.png"]
+  ) {
+    h.web.serve(url, PNG);
+    const res = await h.callback(successBody({ resultJson: JSON.stringify({ resultUrls: [url] }) }));
+    assert.equal(res.status, 502);
+    assert.equal(res.body.msg, "result image 1 of 1 could not be fetched", "no reason for the sender");
+  }
+  assert.deepEqual(h.web.requested, []);
+  assertNotCompleted(h);
+});
+
+Deno.test("redirects: followed within the accepted hosts, refused elsewhere, at most three", async () => {
+  const h = await ready();
+  const inside = "https://tempfile.aiquickdraw.com/moved.png";
+  h.web.routes.set(URL_A, redirect("/moved.png", 301));
+  h.web.serve(inside, PNG);
+  assert.equal((await h.callback(successBody())).status, 200, "a relative redirect on the same host");
+  assert.deepEqual(h.web.requested, [URL_A, inside]);
+
+  for (
+    const [target, why] of [
+      ["http://169.254.169.254/latest/meta-data", /redirect refused/],
+      ["http://tempfile.aiquickdraw.com/moved.png", /redirect refused: only https/],
+      ["https://internal.tempfile.aiquickdraw.com.evil.test/x.png", /redirect refused/],
+    ] as const
+  ) {
+    const g = await ready();
+    g.web.routes.set(URL_A, redirect(target));
+    g.web.serve(target, PNG);
+    const res = await g.callback(successBody());
+    assert.equal(res.status, 502);
+    assert.deepEqual(g.web.requested, [URL_A], "the target is never requested");
+    assert.match(g.logs.join("\n"), why);
+    assertNotCompleted(g);
+  }
+
+  const loop = await ready();
+  loop.web.routes.set(URL_A, redirect(URL_A));
+  const res = await loop.callback(successBody());
+  assert.equal(res.status, 502);
+  assert.equal(loop.web.requested.length, 4, "the URL and three redirects");
+  assert.match(loop.logs.join("\n"), /more than 3 redirects/);
 });

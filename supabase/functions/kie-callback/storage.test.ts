@@ -30,7 +30,7 @@ async function withStorage(reply: Response, test: (url: string, seen: Seen[]) =>
   }
 }
 
-Deno.test("upload: the object's path, upsert, its content type and bytes, the service key", async () => {
+Deno.test("upload: the object's path, no upsert, its content type and bytes, the service key", async () => {
   const ok = Response.json({ Key: "generated-images/u/j/1.png", Id: crypto.randomUUID() });
   await withStorage(ok, async (url, seen) => {
     await supabaseObjectStore(url, SERVICE_KEY).upload("generated-images", "u/j/1.png", PNG, "image/png");
@@ -38,10 +38,24 @@ Deno.test("upload: the object's path, upsert, its content type and bytes, the se
     const [req] = seen;
     assert.equal(req.method, "POST");
     assert.equal(req.path, "/storage/v1/object/generated-images/u/j/1.png");
-    assert.equal(req.headers.get("x-upsert"), "true");
+    assert.equal(req.headers.get("x-upsert"), "false", "a stored object is never replaced");
     assert.equal(req.headers.get("content-type"), "image/png");
     assert.equal(req.headers.get("authorization"), `Bearer ${SERVICE_KEY}`);
     assert.deepEqual(req.body, PNG);
+  });
+});
+
+Deno.test("remove: one request deleting the listed objects, with the service key", async () => {
+  await withStorage(Response.json([]), async (url, seen) => {
+    await supabaseObjectStore(url, SERVICE_KEY).remove("generated-images", ["u/j/d/0.png", "u/j/d/1.png"]);
+    assert.equal(seen.length, 1);
+    const [req] = seen;
+    assert.equal(req.method, "DELETE");
+    assert.equal(req.path, "/storage/v1/object/generated-images");
+    assert.equal(req.headers.get("authorization"), `Bearer ${SERVICE_KEY}`);
+    assert.deepEqual(JSON.parse(new TextDecoder().decode(req.body)), {
+      prefixes: ["u/j/d/0.png", "u/j/d/1.png"],
+    });
   });
 });
 

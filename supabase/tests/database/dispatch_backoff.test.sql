@@ -1,5 +1,6 @@
 -- Transient failures retry with exponential backoff and full jitter, at least a full window
--- after a 429, up to retry.max_attempts; then the job fails with one refund.
+-- after a 429, up to retry.max_attempts (a 429 proves KIE queued nothing and does not count);
+-- then the job fails with one refund.
 begin;
 select plan(9);
 \ir dispatch_fixture.sql
@@ -18,12 +19,12 @@ select ok((select next_run_at between '2030-01-01 00:00:10+00' and '2030-01-01 0
   'after a 429 the job waits at least a full window (10 s), at most the backoff of retry 0');
 select is(private.dispatch_tick('2030-01-01 00:00:09+00'), 0, 'not due before its time');
 
--- Attempts 2..4 fail with 500: the fourth failure ends the job.
+-- Attempts 2..5 fail with 500: the fourth counted failure ends the job.
 do $$
 declare
   t timestamptz := '2030-01-01 00:01:00+00';
 begin
-  for i in 2 .. 4 loop
+  for i in 2 .. 5 loop
     perform private.dispatch_tick(t);
     perform pg_temp.respond(job_id, 'create', 200, '{"code": 500, "msg": "server error"}') from jobs;
     perform private.reconcile_tick(t + interval '1 second');
@@ -34,11 +35,11 @@ $$;
 select results_eq(
   $$ select p.stage, p.attempt, p.retries, j.status, j.error_code, j.error_message
        from private.job_pipeline p join public.generation_jobs j on j.id = p.job_id where p.job_id = (select job_id from jobs) $$,
-  $$ values ('failed'::text, 4, 3, 'failed'::text, 'provider_unavailable'::text, 'The image service had an error. Please try again later.'::text) $$,
+  $$ values ('failed'::text, 5, 4, 'failed'::text, 'provider_unavailable'::text, 'The image service had an error. Please try again later.'::text) $$,
   'after retry.max_attempts createTask attempts the job fails with a message a user understands');
 select is((select count(*)::int from public.credit_ledger where job_id = (select job_id from jobs) and kind = 'refund'), 1, 'refunded once');
-select is((select count(*)::int from private.requests where job_id = (select job_id from jobs) and kind = 'create'), 4,
-  'four createTask requests were logged');
+select is((select count(*)::int from private.requests where job_id = (select job_id from jobs) and kind = 'create'), 5,
+  'five createTask requests were logged (one 429, four counted failures)');
 
 select * from finish();
 rollback;

@@ -55,7 +55,8 @@ select results_eq(
   $$ select key, pauses_dispatch from private.active_alerts $$,
   $$ values ('kie_account'::text, true) $$,
   'an account error pauses dispatch with one operator alert');
-select is(private.take_tokens('create', 1) + private.dispatch_tick(now() + interval '1 hour'), 1,
+-- An hour on: the 429 case held the create budget for a window only.
+select is(private.take_tokens('create', 1, now() + interval '1 hour') + private.dispatch_tick(now() + interval '1 hour'), 1,
   'while paused, the dispatch tick sends nothing (tokens are there)');
 select * from finish();
 rollback;

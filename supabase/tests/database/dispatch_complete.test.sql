@@ -51,8 +51,8 @@ select results_eq(
   'a failure of a task that is not the current one changes nothing');
 select results_eq(
   format('select status, error_code, error_message from private.fail_job_from_provider(%L, 1, %L, %L, %L)', :'job2', 'task-c', '400', 'content policy'),
-  $$ values ('failed'::text, 'provider_failed'::text, 'The image could not be generated. content policy'::text) $$,
-  'the current task''s failure fails the job with KIE''s reason');
+  $$ values ('failed'::text, 'provider_failed'::text, 'The image could not be generated.'::text) $$,
+  'the current task''s failure fails the job with our message (KIE''s reason is for operators)');
 select is((select count(*)::int from public.credit_ledger where job_id = (select job_id from second) and kind = 'refund'), 1, 'and refunds it once');
 
 -- A failure callback that beats the reconcile of its createTask (task id not known yet).

@@ -42,8 +42,8 @@ select is((select stage from private.job_pipeline where job_id = (select job_id 
 select results_eq(
   $$ select j.status, j.error_code, j.error_message, (select count(*)::int from public.credit_ledger l where l.job_id = j.id and l.kind = 'refund')
        from public.generation_jobs j where j.id = (select job_id from jobs where n = 4) $$,
-  $$ values ('failed'::text, 'provider_failed'::text, 'The image could not be generated. nsfw'::text, 1) $$,
-  'a failed task fails the job with KIE''s reason and one refund');
+  $$ values ('failed'::text, 'provider_failed'::text, 'The image could not be generated.'::text, 1) $$,
+  'a failed task fails the job with our message and one refund');
 select is((select stage from private.job_pipeline where job_id = (select job_id from jobs where n = 6)), 'generating',
   'a report naming another task changes nothing');
 select is((select stage from private.job_pipeline where job_id = (select job_id from jobs where n = 5)), 'finalizing',

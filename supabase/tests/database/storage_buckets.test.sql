@@ -1,7 +1,7 @@
 -- The two buckets and the policy set on storage.objects, pinned: private buckets with image
 -- allowlists and size limits, one policy per command, all for authenticated.
 begin;
-select plan(9);
+select plan(10);
 
 select results_eq(
   $$ select id, public, file_size_limit, allowed_mime_types from storage.buckets
@@ -11,12 +11,14 @@ select results_eq(
   'both buckets are private, with an image allowlist and a size limit in bytes');
 
 select policies_are('storage', 'objects', array[
-  'Users can read their own images and uploads',
+  'Users can read their own uploads',
+  'Users can read the images of their completed jobs',
   'Users can upload into their own folder',
   'Users can replace their own uploads',
   'Users can delete their own uploads'],
-  'storage.objects has exactly our four policies');
-select policy_cmd_is('storage', 'objects', 'Users can read their own images and uploads', 'select', 'reading is a select policy');
+  'storage.objects has exactly our five policies');
+select policy_cmd_is('storage', 'objects', 'Users can read their own uploads', 'select', 'reading uploads is a select policy');
+select policy_cmd_is('storage', 'objects', 'Users can read the images of their completed jobs', 'select', 'reading results is a select policy');
 select policy_cmd_is('storage', 'objects', 'Users can upload into their own folder', 'insert', 'uploading is an insert policy');
 select policy_cmd_is('storage', 'objects', 'Users can replace their own uploads', 'update', 'replacing is an update policy');
 select policy_cmd_is('storage', 'objects', 'Users can delete their own uploads', 'delete', 'deleting is a delete policy');

@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -57,8 +57,9 @@ async function callbackFunction(req: Seen, res: http.ServerResponse) {
   const attempt = Number(req.query.get("attempt"));
   const trusted = req.headers.authorization === `Bearer ${FINALIZE}`;
   if (!trusted) {
-    const [{ ok }] = await sql<{ ok: boolean }[]>`select private.verify_callback_token(${jobId}, ${attempt}, ${req.query.get("token") ?? ""}) as ok`;
-    if (!ok) return reply(res, 401, { code: 401, msg: "bad token" });
+    const [target] = await sql<{ token_hash: string }[]>`select token_hash from private.callback_target(${jobId}, ${attempt}, '')`;
+    const presented = createHash("sha256").update(req.query.get("token") ?? "").digest("hex");
+    if (target?.token_hash !== presented) return reply(res, 401, { code: 401, msg: "bad token" });
   }
   const [report] = await sql<{ kind: string; task_id: string; result_urls: string[]; fail_code: string; fail_message: string }[]>`
     select kind, task_id, result_urls, fail_code, fail_message from private.interpret_task_report(${req.body}::text::jsonb)`;

@@ -1,4 +1,6 @@
 import { randomBytes, randomUUID } from "node:crypto";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PNG } from "pngjs";
@@ -7,7 +9,7 @@ import { userJwt } from "../../../scripts/dev-stack/gateway/keys.ts";
 import { type KieEmulator, startKieEmulator } from "../../../scripts/dev-stack/kie-emulator/server.ts";
 import { PG_NET_WORKER_APPLICATION_NAME, type PgNetWorker, startPgNetWorker } from "../../../scripts/dev-stack/pg-net-worker.ts";
 import { adminDatabaseUrl, connect, databaseUrl } from "./support/db.ts";
-import { startTestGateway, type TestGateway, userClient } from "./support/gateway.ts";
+import { png, startTestGateway, type TestGateway, userClient } from "./support/gateway.ts";
 
 // One job at a time through everything that runs locally: start_generation → the dispatch
 // trigger and ticks → the pg_net look-alike's worker → the KIE emulator → its callback (or our
@@ -21,7 +23,7 @@ const planId = `e2e_${suffix}`;
 const KIE_KEY = `kie-e2e-${suffix}`;
 const FINALIZE = randomBytes(32).toString("hex");
 const SECRETS = ["kie_api_key", "functions_base_url", "finalize_credential"];
-const SETTINGS = ["kie.base_url", "poll.first_after_seconds", "images.allowed_hosts"];
+const SETTINGS = ["kie.base_url", "poll.first_after_seconds", "images.allowed_hosts", "results.allowed_hosts"];
 let savedSettings: { key: string; value: unknown }[] = [];
 let savedSecrets: { name: string; secret: string; description: string }[] = [];
 let userId = "";
@@ -81,7 +83,17 @@ async function tickUntil(id: string, done: (row: JobRow) => boolean, seen: Statu
   }
 }
 
+/** The function connects as its own login role (loopback is trusted: no password locally). */
+function callbackDatabaseUrl(): string {
+  const url = new URL(databaseUrl());
+  url.username = "kiln_callback";
+  url.password = "";
+  return url.toString();
+}
+
 const finished = (row: JobRow) => row.status === "completed" || row.status === "failed";
+/** One result image of a job, as the callback function stores it: under the delivery's own folder. */
+const resultPath = (id: string, n = 0) => expect.stringMatching(new RegExp(`^generated-images/${userId}/${id}/[0-9a-f-]{36}/${n}\\.png$`));
 
 async function taskIdOf(id: string): Promise<string> {
   const [{ task_id }] = await sql<{ task_id: string }[]>`select task_id from private.job_pipeline where job_id = ${id}`;
@@ -118,7 +130,7 @@ beforeAll(async () => {
   stack = await startTestGateway({
     functionsDir: join(ROOT, "supabase/functions"),
     configPath: join(ROOT, "supabase/config.toml"),
-    functionEnv: { KILN_FINALIZE_CREDENTIAL: FINALIZE },
+    functionEnv: { KILN_FINALIZE_CREDENTIAL: FINALIZE, KILN_CALLBACK_DB_URL: callbackDatabaseUrl() },
   });
 
   savedSettings = await sql`select key, value from private.settings where key = any(${SETTINGS})`;
@@ -127,6 +139,8 @@ beforeAll(async () => {
   await sql`update private.settings set value = '1' where key = 'poll.first_after_seconds'`;
   // Input photos are signed URLs of this gateway's Storage (plain http on loopback: an exact origin).
   await sql`update private.settings set value = value || ${sql.json(stack.gateway.url)} where key = 'images.allowed_hosts'`;
+  // The emulator serves the result files: its origin is an accepted result host.
+  await sql`update private.settings set value = value || ${sql.json(kie.url)} where key = 'results.allowed_hosts'`;
   await sql`update private.rate_slots set available_at = '-infinity'`;
   savedSecrets = await sql`select name, secret, description from vault.secrets where name = any(${SECRETS})`;
   await sql`delete from vault.secrets where name = any(${SECRETS})`;
@@ -183,7 +197,7 @@ describe("one job end to end on the local stack", () => {
     const done = await tickUntil(id, finished, seen);
 
     expect(seen).toEqual(["pending", "generating", "completed"]);
-    expect(done.result_urls).toEqual([`generated-images/${userId}/${id}/0.png`]);
+    expect(done.result_urls).toEqual([resultPath(id)]);
     const [image] = await downloadResults(done.result_urls!);
     expect(image.width).toBeGreaterThan(0);
     expect(image.height).toBeGreaterThan(0);
@@ -193,6 +207,9 @@ describe("one job end to end on the local stack", () => {
     const [{ kind }] = await sql<{ kind: string }[]>`
       select string_agg(kind, ',' order by kind) as kind from private.requests where job_id = ${id}`;
     expect(kind).not.toContain("finalize"); // the callback completed it
+    const [{ sessions }] = await sql<{ sessions: number }[]>`
+      select count(*)::int as sessions from pg_stat_activity where usename = 'kiln_callback'`;
+    expect(sessions).toBeGreaterThan(0); // as its own login, not as the owner
   });
 
   it("image-to-image: the user's upload goes to KIE as a signed URL and the result is made from it", async () => {
@@ -209,7 +226,7 @@ describe("one job end to end on the local stack", () => {
     const id = await startTemplateJob([signed.data!.signedUrl]);
     const done = await tickUntil(id, finished);
 
-    expect(done).toMatchObject({ status: "completed", result_urls: [`generated-images/${userId}/${id}/0.png`] });
+    expect(done).toMatchObject({ status: "completed", result_urls: [resultPath(id)] });
     const task = kie!.state.tasks.get(await taskIdOf(id))!;
     expect(task.imageUrls).toEqual([signed.data!.signedUrl]);
     const [image] = await downloadResults(done.result_urls!);
@@ -223,7 +240,7 @@ describe("one job end to end on the local stack", () => {
     const done = await tickUntil(id, finished);
 
     expect(done.status).toBe("completed");
-    expect(done.result_urls).toEqual([`generated-images/${userId}/${id}/0.png`]);
+    expect(done.result_urls).toEqual([resultPath(id)]);
     const [image] = await downloadResults(done.result_urls!);
     expect(image.width).toBeGreaterThan(0);
     // The function answered the finalize request (pg_net's response, reconciled into our log).
@@ -291,6 +308,51 @@ describe("one job end to end on the local stack", () => {
 
     await release(taskId);
     const done = await tickUntil(id, finished);
-    expect(done).toMatchObject({ status: "completed", result_urls: [`generated-images/${userId}/${id}/0.png`] });
+    expect(done).toMatchObject({ status: "completed", result_urls: [resultPath(id)] });
   });
+
+  it("a result that loses the race to the deadline leaves nothing the user can read", async () => {
+    const id = await startJob(`a lantern in the rain [kie:hold] ${suffix}`);
+    await tickUntil(id, (row) => row.status === "generating");
+    const taskId = await taskIdOf(id);
+    const callbackUrl = kie!.state.tasks.get(taskId)!.callBackUrl!;
+
+    // A result host that holds the download until the job has failed.
+    let requested!: () => void;
+    const downloadStarted = new Promise<void>((r) => requested = r);
+    let releaseDownload!: () => void;
+    const held = new Promise<void>((r) => releaseDownload = r);
+    const slow = createServer((_req, res) => {
+      requested();
+      void held.then(() => res.writeHead(200, { "content-type": "image/png" }).end(png(7)));
+    });
+    await new Promise<void>((r) => slow.listen(0, "127.0.0.1", r));
+    const slowOrigin = `http://127.0.0.1:${(slow.address() as AddressInfo).port}`;
+    await sql`update private.settings set value = value || ${sql.json(slowOrigin)} where key = 'results.allowed_hosts'`;
+    try {
+      const body = {
+        code: 200,
+        msg: "success",
+        data: { taskId, state: "success", resultJson: JSON.stringify({ resultUrls: [`${slowOrigin}/late.png`] }) },
+      };
+      const answer = fetch(callbackUrl, { method: "POST", body: JSON.stringify(body) });
+      await downloadStarted;
+      // Past the deadline: the final poll, then failed and refunded.
+      await sql`select private.deadline_tick(now() + interval '1 hour')`;
+      await sql`select private.deadline_tick(now() + interval '2 hours')`;
+      expect((await job(id)).status).toBe("failed");
+      releaseDownload();
+      const res = await answer;
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ code: 200, msg: "success", result: "duplicate" });
+
+      const objects = await sql`select name from storage.objects where bucket_id = 'generated-images' and name like ${`${userId}/${id}/%`}`;
+      expect(objects).toEqual([]);
+      const listed = await userClient(stack!.gateway.url, userJwt(userId)).storage.from("generated-images").list(`${userId}/${id}`);
+      expect(listed.data ?? []).toEqual([]);
+    } finally {
+      releaseDownload();
+      await new Promise((r) => slow.close(r));
+    }
+  }, 30_000);
 });

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOCAL_ANON_KEY, LOCAL_SERVICE_ROLE_KEY } from "../../../scripts/dev-stack/gateway/keys.ts";
 import { supabaseObjectStore } from "../../functions/_shared/storage.ts";
 import { connect } from "./support/db.ts";
-import { createUser, png, startTestGateway, type TestGateway, userClient } from "./support/gateway.ts";
+import { completedJob, createUser, png, startTestGateway, type TestGateway, userClient } from "./support/gateway.ts";
 
 // The kie-callback function's own pieces against the local platform: its Storage adapter
 // against the Storage stand-in and the bucket policies, and the function itself served
@@ -35,22 +35,35 @@ afterAll(async () => {
 });
 
 describe("the Storage adapter", () => {
-  it("writes generated-images with upsert; the owner reads the latest bytes, another user cannot", async () => {
+  it("writes generated-images once (never replaces), removes; the owner reads only what a completed job lists", async () => {
     const owner = await createUser(sql, "callback-owner");
     const other = await createUser(sql, "callback-other");
     const store = supabaseObjectStore(stack.gateway.url, LOCAL_SERVICE_ROLE_KEY);
-    const path = `${owner.id}/${crypto.randomUUID()}/0.png`;
+    const folder = crypto.randomUUID();
+    let path = "";
+    const jobId = await completedJob(sql, owner.id, (id) => {
+      path = `${owner.id}/${id}/${folder}/0.png`;
+      return [`generated-images/${path}`];
+    });
     await store.upload("generated-images", path, png(1), "image/png");
-    await store.upload("generated-images", path, png(2), "image/png"); // a retried callback
+    await expect(store.upload("generated-images", path, png(2), "image/png")).rejects.toThrow(/storage refused/);
 
     const mine = await userClient(stack.gateway.url, owner.jwt).storage.from("generated-images").download(path);
     expect(mine.error).toBeNull();
-    expect(new Uint8Array(await mine.data!.arrayBuffer())).toEqual(png(2));
+    expect(new Uint8Array(await mine.data!.arrayBuffer())).toEqual(png(1));
     const theirs = await userClient(stack.gateway.url, other.jwt).storage.from("generated-images").download(path);
     expect(theirs.data).toBeNull();
     const [row] = await sql`select metadata->>'mimetype' as mimetype from storage.objects
                              where bucket_id = 'generated-images' and name = ${path}`;
     expect(row.mimetype).toBe("image/png");
+
+    const unlisted = `${owner.id}/${jobId}/another-delivery/0.png`;
+    await store.upload("generated-images", unlisted, png(3), "image/png");
+    const hidden = await userClient(stack.gateway.url, owner.jwt).storage.from("generated-images").download(unlisted);
+    expect(hidden.data).toBeNull();
+    await store.remove("generated-images", [unlisted]);
+    const [{ count }] = await sql`select count(*)::int from storage.objects where bucket_id = 'generated-images' and name = ${unlisted}`;
+    expect(count).toBe(0);
   });
 
   it("throws when Storage refuses, naming the object and the reason", async () => {

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { SupabaseClient } from "@supabase/supabase-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect } from "./support/db.ts";
-import { anonClient, createUser, png, serviceClient, startTestGateway, type TestGateway, userClient } from "./support/gateway.ts";
+import { anonClient, completedJob, createUser, png, serviceClient, startTestGateway, type TestGateway, userClient } from "./support/gateway.ts";
 
 // The bucket policies as the app meets them through the official client: results are read by
 // their owner only (downloads and fresh signed URLs), only the service writes them; uploads are
@@ -14,7 +14,7 @@ let other: { id: string; jwt: string };
 let ownerClient: SupabaseClient;
 let otherClient: SupabaseClient;
 let service: SupabaseClient;
-const jobId = randomUUID();
+let jobId: string;
 const image = png(42);
 // What generation_jobs.result_urls holds: durable object paths, bucket first.
 let resultPaths: string[];
@@ -31,6 +31,8 @@ beforeAll(async () => {
   otherClient = userClient(stack.gateway.url, other.jwt);
   service = serviceClient(stack.gateway.url);
   resultPaths = [];
+  // Listed by the job: a completed job's images are what its owner may read.
+  jobId = await completedJob(sql, owner.id, (id) => [0, 1].map((n) => `generated-images/${owner.id}/${id}/${n}.png`));
   for (const n of [0, 1]) {
     const { data, error } = await service.storage.from("generated-images")
       .upload(`${owner.id}/${jobId}/${n}.png`, pngBlob(image), { upsert: true });
@@ -58,6 +60,18 @@ describe("generated-images", () => {
     }
     const download = await ownerClient.storage.from("generated-images").download(objectPath(resultPaths[0]));
     expect(download.error).toBeNull();
+  });
+
+  it("an image in the owner's job folder that the job does not list stays unreadable to the owner", async () => {
+    // What a delivery that lost the race (or failed midway) leaves until it is deleted or purged.
+    const stray = `${owner.id}/${jobId}/lost-delivery/0.png`;
+    const up = await service.storage.from("generated-images").upload(stray, pngBlob(image));
+    expect(up.error).toBeNull();
+    const download = await ownerClient.storage.from("generated-images").download(stray);
+    expect(download.error).toMatchObject({ statusCode: "404" });
+    const signed = await ownerClient.storage.from("generated-images").createSignedUrl(stray, 600);
+    expect(signed.error).toMatchObject({ statusCode: "404" });
+    await service.storage.from("generated-images").remove([stray]);
   });
 
   it("another user can neither sign nor download them", async () => {

@@ -1,0 +1,43 @@
+-- kiln_callback, the callback function's login: it executes the four callback functions and
+-- reaches nothing else.
+begin;
+select plan(6);
+\ir dispatch_fixture.sql
+
+select results_eq(
+  $$ select rolcanlogin, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolbypassrls from pg_roles where rolname = 'kiln_callback' $$,
+  $$ values (true, false, false, false, false, false) $$,
+  'kiln_callback logs in and has no other attribute');
+select results_eq(
+  $$ select p.oid::regprocedure::text from pg_proc p
+      where p.pronamespace in ('public'::regnamespace, 'private'::regnamespace)
+        and has_function_privilege('kiln_callback', p.oid, 'execute')
+        and not has_function_privilege('authenticated', p.oid, 'execute')
+      order by 1 $$,
+  $$ values ('private.callback_complete(uuid,integer,text,text[],timestamp with time zone)'),
+            ('private.callback_fail(uuid,integer,text,text,text,timestamp with time zone)'),
+            ('private.callback_target(uuid,integer,text)'),
+            ('private.interpret_task_report(jsonb)') $$,
+  'beyond what every app user may call, it executes exactly the four callback functions');
+select is_empty(
+  $$ select c.oid::regclass from pg_class c
+      where c.relnamespace in ('public'::regnamespace, 'private'::regnamespace) and c.relkind in ('r', 'v', 'm', 'p')
+        and has_table_privilege('kiln_callback', c.oid, 'select, insert, update, delete') $$,
+  'it reads and writes no table directly');
+select ok(not has_database_privilege('kiln_callback', current_database(), 'temp'), 'it has no TEMP');
+
+create temp table started as select pg_temp.start_job('cr_user') as job_id;
+select pg_temp.respond(job_id, 'create', 200, '{"code": 200, "data": {"taskId": "task-cr"}}') from started;
+select private.reconcile_tick();
+select job_id as started_job from started \gset
+grant kiln_callback to postgres;
+-- pgTAP is out of kiln_callback's reach too: results go through psql variables.
+set local role kiln_callback;
+select accepting as target_accepting from private.callback_target(:'started_job', 1, 'task-cr') \gset
+select private.callback_complete(:'started_job', 1, 'task-cr', array['generated-images/x/d/0.png']) as completed \gset
+reset role;
+select is(:'target_accepting'::text, 't', 'as kiln_callback: callback_target answers');
+select is(:'completed'::text, 'applied', 'as kiln_callback: callback_complete completes the job');
+
+select * from finish();
+rollback;
