@@ -8,13 +8,16 @@ import { dirname } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import postgres from "postgres";
 import { z } from "zod";
-import { notMeasured } from "./parts/not-measured.ts";
+import { callbackPath } from "./parts/callback-path.ts";
+import { dispatchBurst } from "./parts/dispatch-burst.ts";
+import { engineOverhead } from "./parts/engine-overhead.ts";
+import { memory } from "./parts/memory.ts";
 import { startGeneration } from "./parts/start-generation.ts";
 import { tickCost } from "./parts/tick-cost.ts";
 import type { Part } from "./parts/types.ts";
 import { type Machine, renderMarkdown, renderText, type Report } from "./results.ts";
 
-export const PARTS: Part[] = [startGeneration, tickCost, notMeasured];
+export const PARTS: Part[] = [startGeneration, tickCost, dispatchBurst, engineOverhead, callbackPath, memory];
 const defaultOut = fileURLToPath(new URL("../../bench/RESULTS.md", import.meta.url));
 
 export const usage = `usage: npm run bench -- [--quick] [--only PART[,PART...]] [--out FILE]
