@@ -102,7 +102,9 @@ up() {
   has_real_pg_net || start_worker pg-net-worker scripts/dev-stack/pg-net-worker.ts "$ADMIN_DB_URL"
   start_worker tick-driver scripts/dev-stack/tick-driver.ts "$ADMIN_DB_URL"
   start_worker kie-emulator scripts/dev-stack/kie-emulator/cli.ts "$DB_URL" --port "$KIE_PORT" --api-key "$LOCAL_KIE_KEY" --db-url "$DB_URL"
-  KILN_FINALIZE_CREDENTIAL=$finalize_credential \
+  # The callback function connects as its own login role, which may run only its four SQL
+  # functions (loopback is trusted locally: no password), as a hosted project should configure it.
+  KILN_FINALIZE_CREDENTIAL=$finalize_credential KILN_CALLBACK_DB_URL=$(db_url "$PORT" kiln_callback) \
     start_worker gateway scripts/dev-stack/gateway/main.ts "$DB_URL" --port "$GATEWAY_PORT" --storage-dir "$STACK_DIR/storage" --set-vault-secrets
   status
 }
