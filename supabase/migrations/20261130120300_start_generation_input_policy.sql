@@ -177,11 +177,12 @@ begin
   end if;
 
   -- 6. Moderation: the prompt as sent to the model, the negative prompt and every text input.
+  --    Absent or empty texts cannot hold a term, so the matcher runs only on the others.
   select found_term into blocked
     from unnest(array[final_prompt, job_negative_prompt]
                 || array(select value #>> '{}' from jsonb_each(resolved_inputs) where jsonb_typeof(value) = 'string')) t,
          lateral private.find_blocked_term(t) found_term
-   where found_term is not null
+   where t <> '' and found_term is not null
    limit 1;
   if blocked is not null then
     -- The matched term stays out of the error: naming it would help probe the list.
