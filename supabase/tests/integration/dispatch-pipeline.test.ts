@@ -2,8 +2,8 @@ import { createHash, randomUUID } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PG_NET_WORKER_APPLICATION_NAME, startPgNetWorker, type PgNetWorker } from "../../../scripts/dev-stack/pg-net-worker.ts";
-import { adminDatabaseUrl, connect, databaseUrl } from "./support/db.ts";
+import { connect, databaseUrl } from "./support/db.ts";
+import { type NetWorker, startNetWorker } from "./support/net-worker.ts";
 
 // The whole database side of the pipeline through the pg_net look-alike's worker, against a small
 // local HTTP server that plays KIE (createTask, recordInfo, chat/credit, callbacks) and the
@@ -21,8 +21,7 @@ let savedSettings: { key: string; value: unknown }[] = [];
 /** Secrets of these names that existed before (the local stack's), put back afterwards. */
 let savedSecrets: { name: string; secret: string; description: string }[] = [];
 let userId = "";
-let worker: PgNetWorker | undefined;
-const workerLog: string[] = [];
+let worker: NetWorker | undefined;
 
 interface Seen {
   method: string;
@@ -150,9 +149,6 @@ async function runTicksUntilDone(jobIds: string[], timeoutMs = 20_000) {
 }
 
 beforeAll(async () => {
-  const [{ n }] = await sql<{ n: number }[]>`
-    select count(*)::int as n from pg_stat_activity where application_name = ${PG_NET_WORKER_APPLICATION_NAME}`;
-  if (n > 0) throw new Error("another pg_net look-alike worker is connected: this suite needs the queue to itself");
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
@@ -180,7 +176,7 @@ beforeAll(async () => {
     await tx`select public.set_plan(${userId}, ${planId})`;
     await tx`select public.grant_credits(${userId}, 100, 'pipeline test credits')`;
   });
-  worker = await startPgNetWorker({ databaseUrl: adminDatabaseUrl(), log: (msg) => workerLog.push(msg) });
+  worker = await startNetWorker();
 });
 
 afterAll(async () => {

@@ -4,8 +4,8 @@ import { join } from "node:path";
 import type { SupabaseClient } from "@supabase/supabase-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOCAL_SERVICE_ROLE_KEY } from "../../../scripts/dev-stack/gateway/keys.ts";
-import { type PgNetWorker, startPgNetWorker } from "../../../scripts/dev-stack/pg-net-worker.ts";
-import { adminDatabaseUrl, connect, databaseUrl } from "./support/db.ts";
+import { connect, databaseUrl } from "./support/db.ts";
+import { type NetWorker, startNetWorker } from "./support/net-worker.ts";
 import { createUser, png, serviceClient, startTestGateway, type TestGateway } from "./support/gateway.ts";
 
 // Deleting a generation end to end: the SQL decides what goes and asks the Storage API (pg_net,
@@ -16,7 +16,7 @@ import { createUser, png, serviceClient, startTestGateway, type TestGateway } fr
 const sql = connect({ max: 3 });
 let stack: TestGateway;
 let service: SupabaseClient;
-let worker: PgNetWorker;
+let worker: NetWorker | undefined;
 let savedSecrets: { name: string; secret: string }[];
 
 async function asUser<T>(userId: string, fn: (tx: typeof sql) => Promise<T>): Promise<T> {
@@ -86,7 +86,7 @@ beforeAll(async () => {
     await sql`delete from vault.secrets where name = ${name}`;
     await sql`select vault.create_secret(${value}, ${name})`;
   }
-  worker = await startPgNetWorker({ databaseUrl: adminDatabaseUrl(), log: () => {} });
+  worker = await startNetWorker();
 });
 
 afterAll(async () => {

@@ -14,10 +14,9 @@ import type postgres from "postgres";
 import { userJwt } from "../../../../scripts/dev-stack/gateway/keys.ts";
 import type { KieEmulatorOptions } from "../../../../scripts/dev-stack/kie-emulator/options.ts";
 import { type KieEmulator, startKieEmulator } from "../../../../scripts/dev-stack/kie-emulator/server.ts";
-import { PG_NET_WORKER_APPLICATION_NAME, type PgNetWorker, startPgNetWorker } from "../../../../scripts/dev-stack/pg-net-worker.ts";
-import { adminDatabaseUrl, connect, databaseUrl } from "./db.ts";
+import { connect, databaseUrl } from "./db.ts";
 import { startTestGateway, type TestGateway, userClient } from "./gateway.ts";
-import { installedPgNet } from "./pg-net.ts";
+import { type NetWorker, startNetWorker } from "./net-worker.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../../..");
 const SECRETS = ["kie_api_key", "functions_base_url", "finalize_credential"];
@@ -44,8 +43,6 @@ export interface PipelineOptions {
   kie?: Partial<KieEmulatorOptions>;
   /** Settings changed for the whole run (restored by stop()). */
   settings?: Record<string, unknown>;
-  /** Run the pg_net look-alike's worker (default: unless the real pg_net, with its own worker, is installed). */
-  worker?: boolean;
   log?: (line: string) => void;
 }
 
@@ -75,19 +72,15 @@ export class Pipeline {
   templateId = "";
   kie!: KieEmulator;
   stack!: TestGateway;
-  worker: PgNetWorker | undefined;
+  private worker: NetWorker | undefined;
   readonly users: string[] = [];
   private savedSettings = new Map<string, unknown>();
   private savedSecrets: { name: string; secret: string; description: string }[] | null = null;
   private runSettings = new Map<string, unknown>();
-  private readonly workerChosen: boolean;
-  private runWorker: boolean;
   readonly log: (line: string) => void;
 
   private constructor(readonly options: PipelineOptions) {
     this.sql = connect({ max: 6 });
-    this.runWorker = options.worker ?? true;
-    this.workerChosen = options.worker !== undefined;
     this.log = options.log ?? (() => {});
   }
 
@@ -104,12 +97,6 @@ export class Pipeline {
 
   private async setUp() {
     const { sql } = this;
-    if (!this.workerChosen) this.runWorker = (await installedPgNet()) !== "real";
-    if (this.runWorker) {
-      const [{ n }] = await sql<{ n: number }[]>`
-        select count(*)::int as n from pg_stat_activity where application_name = ${PG_NET_WORKER_APPLICATION_NAME}`;
-      if (n > 0) throw new Error("another pg_net look-alike worker is connected: the pipeline needs the queue to itself");
-    }
     this.kie = await startKieEmulator({ taskMs: 300, callbackRetryMs: [200, 500], imageSize: 64, ...this.options.kie, apiKeys: [this.kieKey] });
     this.stack = await startTestGateway({
       functionsDir: join(ROOT, "supabase/functions"),
@@ -137,16 +124,15 @@ export class Pipeline {
     [{ id: this.templateId }] = await sql<{ id: string }[]>`
       insert into public.templates (name, category, prompt_template, is_active)
       values (${`End-to-end ${this.suffix}`}, 'test', 'the same photo as a watercolour painting', true) returning id`;
-    if (this.runWorker) await this.startWorker();
+    await this.startWorker();
     // The function's Deno process starts on its first request: start it now, outside any timing.
     const warm = await fetch(`${this.stack.gateway.url}/functions/v1/kie-callback`, { method: "POST", body: "{}" });
     if (warm.status !== 400) throw new Error(`kie-callback warm-up answered ${warm.status}`);
   }
 
-  /** Starts the look-alike's worker (nothing when the real pg_net runs its own). */
+  /** Starts pg_net's worker: the look-alike's, or the real extension's, thawed (support/net-worker.ts). */
   async startWorker() {
-    if (!this.runWorker) return;
-    this.worker = await startPgNetWorker({ databaseUrl: adminDatabaseUrl(), log: () => {} });
+    this.worker = await startNetWorker();
   }
 
   async stopWorker() {
@@ -214,7 +200,7 @@ export class Pipeline {
     await sql`delete from private.alerts`;
     await sql`update private.rate_slots set available_at = now() + interval '10 seconds' where available_at > now() + interval '10 seconds'`;
     this.kie.state.reset();
-    if (this.runWorker && !this.worker) await this.startWorker();
+    if (!this.worker) await this.startWorker();
   }
 
   /**
