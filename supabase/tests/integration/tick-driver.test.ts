@@ -104,9 +104,12 @@ describe("tick driver", () => {
     driver = undefined;
 
     const runs = await runsBy("fast");
-    // Paced by its cadence, not by the driver's 50 ms look: about a second between starts.
+    // Paced by its cadence, not by the driver's 50 ms look: about a second between starts. The
+    // starts are read inside the database, so each includes that run's own start-up delay, which
+    // varies on a loaded machine (seen: 828 ms between two runs); an unpaced driver would start
+    // one every 50 ms, which half the cadence still tells apart.
     for (let i = 1; i < runs.length; i++)
-      expect(runs[i].started.getTime() - runs[i - 1].started.getTime()).toBeGreaterThanOrEqual(900);
+      expect(runs[i].started.getTime() - runs[i - 1].started.getTime()).toBeGreaterThanOrEqual(500);
     expect(await runsBy("slow")).toHaveLength(0);
     expect((await history(slow)).length).toBeLessThanOrEqual(1); // pg_cron's own minute run, at most
     // Every run of the driver is in the history (pg_cron may add its own).
