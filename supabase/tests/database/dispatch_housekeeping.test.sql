@@ -16,7 +16,7 @@ union all
 select job_id, 1, 'poll', 900002, '2029-12-15', 5000, '2029-12-15', 'report' from jobs;
 
 select is(private.housekeeping_tick('2030-01-01 01:00:00+00'),
-  '{"net_responses": 1, "cron_runs": 1, "requests": 1, "late_results": 0}'::jsonb,
+  '{"net_responses": 1, "cron_runs": 1, "requests": 1, "late_results": 0, "orphaned_tokens": 0}'::jsonb,
   'one of each is past its retention (1 h, 7 days, 30 days)');
 select results_eq(
   $$ select (select array_agg(id) from net._http_response), (select array_agg(runid) from cron.job_run_details where runid > 900000),
