@@ -199,10 +199,15 @@ export class CurlLikeClient {
         fn();
       };
       const remaining = deadline - performance.now();
-      const timer = setTimeout(() => {
-        finish(() => reject(new TimedOut()));
-        req.destroy();
-      }, Math.max(0, Math.min(remaining, 2 ** 31 - 1)));
+      // libcurl times out once the time is up, never before: Node's timers can fire up to a
+      // millisecond early, so round up and add one.
+      const timer = setTimeout(
+        () => {
+          finish(() => reject(new TimedOut()));
+          req.destroy();
+        },
+        Math.max(0, Math.min(Math.ceil(remaining) + 1, 2 ** 31 - 1)),
+      );
       if (remaining === Infinity) clearTimeout(timer);
 
       req.on("socket", (socket: Socket) => {

@@ -25,8 +25,9 @@
  *    is told from a clean restart by an unlogged marker row (net_lookalike.no_crash_since),
  *    which only a crash empties.
  *  - Settings: pg_net.batch_size (default 200) and pg_net.ttl (default '6 hours') are read from
- *    the database at the start of each batch, like the real GUCs (set them with ALTER SYSTEM +
- *    pg_reload_conf(), or ALTER DATABASE); the options below override them.
+ *    the database at the start of each batch; set them as the real extension reads them, with
+ *    ALTER SYSTEM + pg_reload_conf() (the real GUCs cannot be set per database or session). The
+ *    options below override them.
  *
  * The HTTP side (libcurl's behaviour) is in pg-net-http.ts.
  *

@@ -99,6 +99,7 @@ describe(`pg_net 0.20.4's worker (${pgNet === "real" ? "the real extension" : "t
   });
 
   afterAll(async () => {
+    await workers.release();
     process.off("uncaughtException", onProblem);
     process.off("unhandledRejection", onProblem);
     await server.close();
@@ -292,7 +293,9 @@ describe(`pg_net 0.20.4's worker (${pgNet === "real" ? "the real extension" : "t
     await startWorker();
     // Start from id 1, so the request made after the crash gets the id of the one in flight.
     await sql`select setval('net.http_request_queue_id_seq', 1, false)`;
-    const [{ id: inFlight }] = await sql<{ id: string }[]>`select net.http_get(${server.url(`${base}/before-crash`)}) as id`;
+    // A timeout longer than the test waits for its connection to close: only the crash can close it.
+    const [{ id: inFlight }] = await sql<{ id: string }[]>`
+      select net.http_get(${server.url(`${base}/before-crash`)}, timeout_milliseconds => 20000) as id`;
     await until("the first request to arrive", async () => hold.held.length === 1);
     // Queued behind the batch in flight.
     const [{ id: waiting }] = await sql<{ id: string }[]>`select net.http_get(${server.url(`${base}/waiting`)}) as id`;
@@ -310,7 +313,7 @@ describe(`pg_net 0.20.4's worker (${pgNet === "real" ? "the real extension" : "t
     await until(
       "the connection of the request in flight to close",
       async () => server.hits(`${base}/before-crash`)[0].socket.destroyed,
-      15_000,
+      10_000,
     );
     hold.release();
     const row = await waitForResponse(after);

@@ -132,6 +132,13 @@ export function testWorkers(kind: "real" | "lookalike", sql: ReturnType<typeof c
       await Promise.all(started.map((w) => w.stop()));
       started = [];
     },
+    /**
+     * After the suite: the real worker is thawed, as the server started it. Left frozen, it would
+     * also hold up the server's shutdown, which waits for it to handle its SIGTERM.
+     */
+    async release(): Promise<void> {
+      if (kind === "real") await signalRealWorker("SIGCONT");
+    },
   };
 }
 
@@ -148,16 +155,31 @@ export async function setWorkerSettings(
   const names = Object.keys(settings);
   const current = async (name: string) =>
     (await sql<{ value: string | null }[]>`select current_setting(${`pg_net.${name}`}, true) as value`)[0].value;
-  for (const [name, value] of Object.entries(settings))
-    await sql.unsafe(`alter system set pg_net.${name} = '${String(value).replace(/'/g, "''")}'`);
-  await sql`select pg_reload_conf()`;
+  /** ALTER SYSTEM each setting (null: RESET) on one connection, then reload. */
+  const alterSystem = async (values: [string, string | null][]) => {
+    const session = await sql.reserve();
+    try {
+      for (const [name, value] of values) {
+        // ALTER SYSTEM refuses a parameter the session does not know: the real extension defines
+        // its GUCs, the look-alike cannot, so it gets a placeholder (set, then reset at once).
+        const [{ known }] = await session<{ known: boolean }[]>`
+          select current_setting(${`pg_net.${name}`}, true) is not null as known`;
+        if (!known) await session.unsafe(`select set_config('pg_net.${name}', '', false); reset pg_net.${name}`);
+        if (value === null) await session.unsafe(`alter system reset pg_net.${name}`);
+        else await session.unsafe(`alter system set pg_net.${name} = '${value.replace(/'/g, "''")}'`);
+      }
+      await session`select pg_reload_conf()`;
+    } finally {
+      session.release();
+    }
+  };
+  await alterSystem(Object.entries(settings) as [string, string][]);
   await until("the pg_net settings to be reloaded", async () => {
     for (const [name, value] of Object.entries(settings)) if ((await current(name)) !== value) return false;
     return true;
   });
   return async () => {
-    for (const name of names) await sql.unsafe(`alter system reset pg_net.${name}`);
-    await sql`select pg_reload_conf()`;
+    await alterSystem(names.map((name) => [name, null]));
     await until("the pg_net settings to be reset", async () => {
       for (const name of names) if ((await current(name)) === settings[name as keyof typeof settings]) return false;
       return true;
