@@ -86,7 +86,7 @@ export class CurlLikeClient {
   private readonly active = new Set<http.ClientRequest>();
 
   /** Never rejects: every failure is an outcome, as pg_net stores it. */
-  async perform(request: CurlRequest): Promise<CurlOutcome> {
+  async perform(request: CurlRequest, signal?: AbortSignal): Promise<CurlOutcome> {
     const timings: Timings = { started: performance.now(), namelookup: 0, connect: 0, appconnect: 0, pretransfer: 0 };
     let resends = 0;
     const deadline = request.timeoutMs > 0 ? timings.started + request.timeoutMs : Infinity;
@@ -97,7 +97,7 @@ export class CurlLikeClient {
       let headerLines = request.headerLines;
       let firstHeaders: [Buffer, Buffer][] | null = null;
       for (let redirects = 0; ; redirects++) {
-        const exchange = await this.exchangeWithRetries(url, method, headerLines, body, deadline, timings, () => resends++);
+        const exchange = await this.exchangeWithRetries(url, method, headerLines, body, deadline, timings, () => resends++, signal);
         firstHeaders ??= headerPairs(exchange.rawHeaders);
         const location = headerValue(exchange.rawHeaders, "location");
         if ([301, 302, 303, 307, 308].includes(exchange.statusCode) && location !== null) {
@@ -147,10 +147,11 @@ export class CurlLikeClient {
     deadline: number,
     timings: Timings,
     countResend: () => void,
+    signal: AbortSignal | undefined,
   ): Promise<Exchange> {
     for (let retries = 0; ; retries++) {
       if (retries > 0) countResend();
-      const result = await this.exchange(url, method, headerLines, body, deadline, timings);
+      const result = await this.exchange(url, method, headerLines, body, deadline, timings, signal);
       if (!("deadConnection" in result)) return result;
       // The connection was reused and died before any byte of the answer: libcurl sends the
       // request again on a fresh connect (which may pick another cached connection).
@@ -165,6 +166,7 @@ export class CurlLikeClient {
     body: Buffer | null,
     deadline: number,
     timings: Timings,
+    signal: AbortSignal | undefined,
   ): Promise<Exchange | { deadConnection: true }> {
     return new Promise((resolve, reject) => {
       const headers = requestHeaders(url, headerLines, body, method);
@@ -181,6 +183,7 @@ export class CurlLikeClient {
           headers,
           agent: this.agents[url.protocol as "http:" | "https:"],
           insecureHTTPParser: true,
+          signal,
         });
       } catch (err) {
         return reject(new CurlError(`pg_net look-alike: ${(err as Error).message}`));
@@ -196,18 +199,23 @@ export class CurlLikeClient {
         fn();
       };
       const remaining = deadline - performance.now();
-      const timer = setTimeout(() => {
-        finish(() => reject(new TimedOut()));
-        req.destroy();
-      }, Math.max(0, Math.min(remaining, 2 ** 31 - 1)));
+      // libcurl times out once the time is up, never before: Node's timers can fire up to a
+      // millisecond early, so round up and add one.
+      const timer = setTimeout(
+        () => {
+          finish(() => reject(new TimedOut()));
+          req.destroy();
+        },
+        Math.max(0, Math.min(Math.ceil(remaining) + 1, 2 ** 31 - 1)),
+      );
       if (remaining === Infinity) clearTimeout(timer);
 
       req.on("socket", (socket: Socket) => {
         const since = () => performance.now() - timings.started;
         if (req.reusedSocket) {
-          // A reused connection: no lookup or handshake; libcurl stamps those timers at once.
+          // A reused connection: libcurl stamps the name lookup at once and leaves the connect
+          // time at 0, so pg_net's handshake time (connect - namelookup) comes out negative.
           timings.namelookup ||= since();
-          timings.connect ||= since();
           timings.pretransfer = since();
           return;
         }
@@ -336,7 +344,8 @@ function timeoutMessage(timeoutMs: number, t: Timings): string {
   const dns = atDns ? total : t.namelookup;
   const handshake = atDns ? 0 : atHandshake ? total - t.namelookup : t.connect - t.namelookup + (t.appconnect > 0 ? t.appconnect - t.connect : 0);
   const httpTime = atDns || atHandshake ? 0 : total - t.pretransfer;
-  const f = (ms: number) => Math.max(0, ms).toFixed(6);
+  // libcurl's timers count microseconds; pg_net prints milliseconds with %f.
+  const f = (ms: number) => (Math.round(ms * 1000) / 1000).toFixed(6);
   return (
     `Timeout of ${timeoutMs} ms reached. Total time: ${f(total)} ms (DNS time: ${f(dns)} ms, ` +
     `TCP/SSL handshake time: ${f(handshake)} ms, HTTP Request/Response time: ${f(httpTime)} ms)`

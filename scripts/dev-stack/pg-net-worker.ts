@@ -18,13 +18,16 @@
  *    insert) rolls the batch back into the queue and it is sent again: at-least-once.
  *  - Stopping (stop(), SIGTERM) finishes the batch in flight and stores it, as pg_net's worker
  *    does on SIGTERM. If the database goes away meanwhile (a restart), the responses are stored
- *    once it is back, for the requests still queued (same id and row version). After a crash
- *    the unlogged queue and responses are empty and ids (even transaction ids) start again, so
- *    nothing is stored: a crash is told from a clean restart by an unlogged marker row
- *    (net_lookalike.no_crash_since), which only a crash empties.
+ *    once it is back, for the requests still queued (same id and row version). A crash kills
+ *    pg_net's worker with the server: here the requests in flight are abandoned (their
+ *    connections closed) as soon as the database is back, and nothing is stored, since the
+ *    unlogged queue and responses are empty and ids (even transaction ids) start again. A crash
+ *    is told from a clean restart by an unlogged marker row (net_lookalike.no_crash_since),
+ *    which only a crash empties.
  *  - Settings: pg_net.batch_size (default 200) and pg_net.ttl (default '6 hours') are read from
- *    the database at the start of each batch, like the real GUCs (set them with ALTER SYSTEM +
- *    pg_reload_conf(), or ALTER DATABASE); the options below override them.
+ *    the database at the start of each batch; set them as the real extension reads them, with
+ *    ALTER SYSTEM + pg_reload_conf() (the real GUCs cannot be set per database or session). The
+ *    options below override them.
  *
  * The HTTP side (libcurl's behaviour) is in pg-net-http.ts.
  *
@@ -137,6 +140,8 @@ export async function startPgNetWorker(options: PgNetWorkerOptions): Promise<PgN
   // A reserved connection that closed is handed out again by its pool, so a lost one is dropped
   // with its pool.
   let batchConnectionClosed = false;
+  // Set while a batch's requests are in flight: told when the batch's connection closes.
+  let onBatchConnectionLost: (() => void) | null = null;
   const newBatchPool = () =>
     postgres(options.databaseUrl, {
       max: 1,
@@ -144,6 +149,7 @@ export async function startPgNetWorker(options: PgNetWorkerOptions): Promise<PgN
       connection,
       onclose: () => {
         batchConnectionClosed = true;
+        onBatchConnectionLost?.();
       },
     });
   let batchSql = newBatchPool();
@@ -247,17 +253,27 @@ export async function startPgNetWorker(options: PgNetWorkerOptions): Promise<PgN
         await tx`commit`;
         return 0;
       }
-      outcomes = await Promise.all(
-        rows.map((row) =>
-          client.perform({
-            method: row.method,
-            url: row.url,
-            headerLines: row.header_lines,
-            body: row.body,
-            timeoutMs: row.timeout_milliseconds,
-          }),
-        ),
-      );
+      const inFlight = { abort: new AbortController(), done: false };
+      onBatchConnectionLost = () => void abandonIfCrashed(inFlight);
+      try {
+        outcomes = await Promise.all(
+          rows.map((row) =>
+            client.perform(
+              {
+                method: row.method,
+                url: row.url,
+                headerLines: row.header_lines,
+                body: row.body,
+                timeoutMs: row.timeout_milliseconds,
+              },
+              inFlight.abort.signal,
+            ),
+          ),
+        );
+      } finally {
+        inFlight.done = true;
+        onBatchConnectionLost = null;
+      }
       for (const [i, row] of rows.entries()) {
         const o = outcomes[i];
         const retried = o.resends > 0 ? ` (sent ${o.resends + 1} times: reused connections died)` : "";
@@ -285,6 +301,32 @@ export async function startPgNetWorker(options: PgNetWorkerOptions): Promise<PgN
         void lost.end({ timeout: 0 }).catch(() => {});
       } else {
         tx.release();
+      }
+    }
+  }
+
+  /**
+   * The batch's connection closed while its requests are in flight. pg_net's worker is a process
+   * of the server: a crash kills it, and the connections of its requests close with it, so the
+   * servers never get to answer them. A restart or a terminated session lets it finish instead.
+   * Once the database is back, a crash (the marker is gone) abandons the transfers.
+   */
+  async function abandonIfCrashed(inFlight: { abort: AbortController; done: boolean }) {
+    while (!inFlight.done && !stopping) {
+      const probe = newPool();
+      try {
+        const [{ crashed }] = await probe<{ crashed: boolean }[]>`
+          select not exists (select from net_lookalike.no_crash_since) as crashed`;
+        if (crashed && !inFlight.done) {
+          log("the database crashed during a batch: its requests in flight are abandoned, as a crash ends pg_net's worker");
+          inFlight.abort.abort();
+        }
+        return;
+      } catch (err) {
+        if (!connectionLost(err)) return;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      } finally {
+        void probe.end({ timeout: 1 }).catch(() => {});
       }
     }
   }

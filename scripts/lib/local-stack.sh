@@ -170,8 +170,13 @@ cluster_restart_if_stale() {
 }
 
 cluster_stop() {
-  local dir=$1
+  local dir=$1 postmaster
   [ -f "$dir/data/postmaster.pid" ] || return 0
+  # Tests freeze the real pg_net's background worker (SIGSTOP) while it must not send: a frozen
+  # worker never handles the shutdown's SIGTERM and the server would wait for it. Thaw the server's
+  # processes first (SIGCONT does nothing to a running one).
+  postmaster=$(head -1 "$dir/data/postmaster.pid")
+  [[ "$postmaster" =~ ^[0-9]+$ ]] && { pgrep -P "$postmaster" | xargs -r kill -CONT 2>/dev/null || true; }
   # A run that failed with "undefined symbol" errors should say why.
   if cluster_binary_newer "$dir"; then
     printf '\033[33m[kiln] warning:\033[0m %s; errors since then (such as plpgsql "undefined symbol") came from the old server, not from the code\n' \

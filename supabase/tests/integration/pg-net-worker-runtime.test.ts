@@ -1,40 +1,45 @@
-// How the pg_net look-alike's worker runs, as pg_net 0.20.4's background worker does: one batch
-// at a time, batch_size, the pause after a busy batch, expiry only on a wake, libcurl resending a
-// POST on a dropped reused connection, at-least-once on a worker error, and what a stop, a
-// terminated session and a crash of the database do to requests in flight.
+// How pg_net 0.20.4's background worker runs: one batch at a time, batch_size, the pause after a
+// busy batch, expiry only on a wake, libcurl resending a POST on a dropped reused connection,
+// at-least-once on a worker error, and what a SIGTERM, a terminated session and a crash of the
+// database do to requests in flight.
 //
-// Like pg-net-worker.test.ts, it owns the queue: no other look-alike worker may be connected.
+// As in pg-net-worker.test.ts, every test that states a behaviour of pg_net runs against whichever
+// pg_net is installed (the look-alike's Node worker, or the real background worker thawed and
+// frozen); only the test of killing the look-alike's Node process is skipped with the real one.
+// It owns the queue: no other look-alike worker may be connected.
 import type http from "node:http";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { startPgNetWorker, type PgNetWorker, type PgNetWorkerOptions } from "../../../scripts/dev-stack/pg-net-worker.ts";
-import { adminDatabaseUrl, connectAsAdmin } from "./support/db.ts";
+import { PG_NET_WORKER_APPLICATION_NAME } from "../../../scripts/dev-stack/pg-net-worker.ts";
+import { connectAsAdmin } from "./support/db.ts";
 import {
   assertNoOtherWorker,
   installedPgNet,
+  REAL_WORKER_BACKEND_TYPE,
   responseQueries,
+  setWorkerSettings,
   spawnWorkerCli,
   TestServer,
   testPath,
+  testWorkers,
+  type TestWorker,
   until,
   withDeadline,
 } from "./support/pg-net.ts";
 
 const pgNet = await installedPgNet();
-// These suites test the stand-in of a platform extension, so they act as the platform does
-// (supabase_admin): triggers on pg_net's tables, terminating its worker, crashing the server.
+// These suites test a platform extension (or its stand-in), so they act as the platform does
+// (supabase_admin): triggers on pg_net's tables, its settings, terminating its worker, crashing the server.
 const sql = connectAsAdmin();
 const server = new TestServer();
 const { responseRow, waitForResponse, responseCount, queued } = responseQueries(sql);
 const clis: ReturnType<typeof spawnWorkerCli>[] = [];
-let workers: PgNetWorker[] = [];
 let workerLog: string[] = [];
 const problems: unknown[] = [];
 const onProblem = (err: unknown) => problems.push(err);
+const workers = testWorkers(pgNet === "real" ? "real" : "lookalike", sql, (msg) => workerLog.push(msg));
 
-async function startWorker(options: Partial<PgNetWorkerOptions> = {}): Promise<PgNetWorker> {
-  const worker = await startPgNetWorker({ databaseUrl: adminDatabaseUrl(), log: (msg) => workerLog.push(msg), ...options });
-  workers.push(worker);
-  return worker;
+function startWorker(): Promise<TestWorker> {
+  return workers.start();
 }
 
 /** Answers a held request. */
@@ -74,7 +79,7 @@ async function crashPostgres() {
   }, 30_000);
 }
 
-describe.skipIf(pgNet === "real")("pg_net look-alike worker at run time", () => {
+describe(`pg_net 0.20.4's worker (${pgNet === "real" ? "the real extension" : "the look-alike"}) at run time`, () => {
   beforeAll(async () => {
     if (pgNet === "missing") throw new Error("the pg_net extension is not installed in the test database");
     await assertNoOtherWorker(sql);
@@ -84,8 +89,7 @@ describe.skipIf(pgNet === "real")("pg_net look-alike worker at run time", () => 
   });
 
   afterEach(async (context) => {
-    await Promise.all(workers.map((w) => w.stop()));
-    workers = [];
+    await workers.stopAll();
     for (const { child } of clis.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     if (context.task.result?.state === "fail" && workerLog.length > 0)
       console.error(`worker log of "${context.task.name}":\n  ${workerLog.join("\n  ")}`);
@@ -95,6 +99,7 @@ describe.skipIf(pgNet === "real")("pg_net look-alike worker at run time", () => 
   });
 
   afterAll(async () => {
+    await workers.release();
     process.off("uncaughtException", onProblem);
     process.off("unhandledRejection", onProblem);
     await server.close();
@@ -116,10 +121,10 @@ describe.skipIf(pgNet === "real")("pg_net look-alike worker at run time", () => 
     expect(await responseRow(slowId)).toMatchObject({ content: "released by timer" });
   });
 
-  it("a batch holds at most pg_net.batch_size requests (read from the database); the rest go in the next batch", async () => {
+  it("a batch holds at most pg_net.batch_size requests; the rest go in the next batch", async () => {
     const base = testPath();
     const hold = holdRoute(`${base}/r`, 1_500);
-    await sql`alter database postgres set pg_net.batch_size = 2`;
+    const restore = await setWorkerSettings(sql, { batch_size: "2" });
     try {
       await startWorker();
       const ids = await sql.begin(async (tx) =>
@@ -130,7 +135,7 @@ describe.skipIf(pgNet === "real")("pg_net look-alike worker at run time", () => 
       // Two went out together and were answered; only then did the third go out.
       expect(server.eventsOf(base)).toEqual(["in /r", "in /r", "out /r", "out /r", "in /r", "out /r"]);
     } finally {
-      await sql`alter database postgres reset pg_net.batch_size`;
+      await restore();
       hold.release();
     }
   });
@@ -142,14 +147,19 @@ describe.skipIf(pgNet === "real")("pg_net look-alike worker at run time", () => 
       arrivals.push(performance.now());
       answer(res);
     });
-    const worker = await startWorker({ batchSize: 1 });
-    // From idle: a wake that arrives during a batch cuts the pause short (pg_net's latch), so the
-    // requests must not be queued while the start-up round runs.
-    await withDeadline("the worker's first round to end", worker.whenIdle());
-    const ids = await sql.begin(async (tx) =>
-      (await tx<{ id: string }[]>`select net.http_get(${server.url(`${base}/tick`)}) as id from generate_series(1, 2)`).map((r) => r.id),
-    );
-    await Promise.all(ids.map((id) => waitForResponse(id)));
+    const restore = await setWorkerSettings(sql, { batch_size: "1" });
+    try {
+      const worker = await startWorker();
+      // From idle: a wake that arrives during a batch cuts the pause short (pg_net's latch), so the
+      // requests must not be queued while the start-up round runs.
+      await withDeadline("the worker's first round to end", worker.whenIdle(), 30_000);
+      const ids = await sql.begin(async (tx) =>
+        (await tx<{ id: string }[]>`select net.http_get(${server.url(`${base}/tick`)}) as id from generate_series(1, 2)`).map((r) => r.id),
+      );
+      await Promise.all(ids.map((id) => waitForResponse(id)));
+    } finally {
+      await restore();
+    }
 
     // A lower bound only: a loaded machine can make the gap longer, never shorter.
     expect(arrivals).toHaveLength(2);
@@ -157,20 +167,25 @@ describe.skipIf(pgNet === "real")("pg_net look-alike worker at run time", () => 
   });
 
   it("deletes expired responses only when a request wakes the worker (pg_net.ttl)", async () => {
-    const worker = await startWorker({ responseTtl: "1 hour" });
-    // A round ends after a batch that found nothing (each batch deletes expired rows first).
-    await withDeadline("the worker's first round to end", worker.whenIdle());
-    const [{ id: oldId }] = await sql<{ id: string }[]>`select nextval('net.http_request_queue_id_seq')::text as id`;
-    await sql`insert into net._http_response (id, status_code, content, timed_out, created)
-              values (${oldId}::bigint, 200, 'old', false, now() - interval '2 hours')`;
+    const restore = await setWorkerSettings(sql, { ttl: "1 hour" });
+    try {
+      const worker = await startWorker();
+      // A round ends after a batch that found nothing (each batch deletes expired rows first).
+      await withDeadline("the worker's first round to end", worker.whenIdle(), 30_000);
+      const [{ id: oldId }] = await sql<{ id: string }[]>`select nextval('net.http_request_queue_id_seq')::text as id`;
+      await sql`insert into net._http_response (id, status_code, content, timed_out, created)
+                values (${oldId}::bigint, 200, 'old', false, now() - interval '2 hours')`;
 
-    // Idle, nothing wakes the worker: the old response stays (a poll would have deleted it by now).
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
-    expect(await responseRow(oldId)).toMatchObject({ content: "old" });
+      // Idle, nothing wakes the worker: the old response stays (a poll would have deleted it by now).
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      expect(await responseRow(oldId)).toMatchObject({ content: "old" });
 
-    const [{ id }] = await sql<{ id: string }[]>`select net.http_get(${server.url(`${testPath()}/wake`)}) as id`;
-    await waitForResponse(id);
-    await until("the expired response to be deleted", async () => (await responseRow(oldId)) === undefined);
+      const [{ id }] = await sql<{ id: string }[]>`select net.http_get(${server.url(`${testPath()}/wake`)}) as id`;
+      await waitForResponse(id);
+      await until("the expired response to be deleted", async () => (await responseRow(oldId)) === undefined);
+    } finally {
+      await restore();
+    }
   });
 
   it("sends a POST again when the server drops the reused connection it arrived on (libcurl's retry)", async () => {
@@ -228,7 +243,7 @@ describe.skipIf(pgNet === "real")("pg_net look-alike worker at run time", () => 
     }
   });
 
-  it("stop() while requests are in flight: each is sent once and stored once", async () => {
+  it("a SIGTERM while requests are in flight: the worker finishes the batch, each request sent once and stored once", async () => {
     const base = testPath();
     const hold = holdRoute(`${base}/r`);
     const worker = await startWorker();
@@ -238,9 +253,9 @@ describe.skipIf(pgNet === "real")("pg_net look-alike worker at run time", () => 
       ),
     );
     await until("the requests to arrive", async () => hold.held.length === 3);
-    const stopping = worker.stop();
+    const stopping = worker.terminate();
     hold.release();
-    await withDeadline("the worker to stop", stopping);
+    await withDeadline("the worker to finish its batch and exit", stopping, 30_000);
 
     expect(server.hits(base)).toHaveLength(3);
     for (const id of ids) expect(await responseCount(id)).toBe(1);
@@ -257,8 +272,11 @@ describe.skipIf(pgNet === "real")("pg_net look-alike worker at run time", () => 
       ),
     );
     await until("the requests to arrive", async () => hold.held.length === 3);
-    // What a fast shutdown does to a client session (pg_net's own worker would finish the batch first).
-    await sql`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'pg_net_lookalike_worker'`;
+    // What a fast shutdown does to the worker's session: a client session of the look-alike's
+    // worker is ended at once; the real worker finishes its batch first.
+    await sql`
+      select pg_terminate_backend(pid) from pg_stat_activity
+       where application_name = ${PG_NET_WORKER_APPLICATION_NAME} or backend_type like ${REAL_WORKER_BACKEND_TYPE}`;
     hold.release();
     await Promise.all(ids.map((id) => waitForResponse(id)));
     // A later request shows the worker is still running, and gives a re-send time to happen.
@@ -269,13 +287,15 @@ describe.skipIf(pgNet === "real")("pg_net look-alike worker at run time", () => 
     expect(await queued(ids)).toBe(0);
   });
 
-  it("a crash wipes the queue and the responses and ids start again at 1; an old response never lands on a reused id", async () => {
+  it("a crash wipes the queue and the responses, ends the request in flight, and ids start again at 1; an old response never lands on a reused id", async () => {
     const base = testPath();
     const hold = holdRoute(`${base}/before-crash`, 15_000);
     await startWorker();
     // Start from id 1, so the request made after the crash gets the id of the one in flight.
     await sql`select setval('net.http_request_queue_id_seq', 1, false)`;
-    const [{ id: inFlight }] = await sql<{ id: string }[]>`select net.http_get(${server.url(`${base}/before-crash`)}) as id`;
+    // A timeout longer than the test waits for its connection to close: only the crash can close it.
+    const [{ id: inFlight }] = await sql<{ id: string }[]>`
+      select net.http_get(${server.url(`${base}/before-crash`)}, timeout_milliseconds => 20000) as id`;
     await until("the first request to arrive", async () => hold.held.length === 1);
     // Queued behind the batch in flight.
     const [{ id: waiting }] = await sql<{ id: string }[]>`select net.http_get(${server.url(`${base}/waiting`)}) as id`;
@@ -288,17 +308,26 @@ describe.skipIf(pgNet === "real")("pg_net look-alike worker at run time", () => 
     const [{ id: after }] = await sql<{ id: string }[]>`select net.http_get(${server.url(`${base}/after-crash`)}) as id`;
     expect([inFlight, after]).toEqual(["1", "1"]);
 
+    // The worker died with the server (the look-alike's abandons its transfers once the database
+    // is back): the server never gets to answer the request that was in flight.
+    await until(
+      "the connection of the request in flight to close",
+      async () => server.hits(`${base}/before-crash`)[0].socket.destroyed,
+      10_000,
+    );
     hold.release();
     const row = await waitForResponse(after);
     expect(row).toMatchObject({ content: "ok" });
     expect(await responseCount(after)).toBe(1);
-    expect(server.eventsOf(base)).toEqual(["in /before-crash", "out /before-crash", "in /after-crash", "out /after-crash"]);
+    expect(server.eventsOf(base)).toEqual(["in /before-crash", "in /after-crash", "out /after-crash"]);
     // The request queued behind the one in flight was lost with the queue: never sent.
     expect(waiting).toBe("2");
     expect(server.hits(`${base}/waiting`)).toHaveLength(0);
   });
 
-  it("a worker killed mid-request leaves the request queued, and the next worker sends it (at-least-once)", async () => {
+  // Killing the look-alike's Node process: killing the real worker (a server process) is a crash
+  // of the server, tested above.
+  it.skipIf(pgNet === "real")("a worker killed mid-request leaves the request queued, and the next worker sends it (at-least-once)", async () => {
     const base = testPath();
     let calls = 0;
     let firstArrived!: () => void;

@@ -6,29 +6,11 @@
 //   wait while the worker is down, or that a crash loses before they are sent.
 import { PG_NET_WORKER_APPLICATION_NAME, type PgNetWorker, startPgNetWorker } from "../../../../scripts/dev-stack/pg-net-worker.ts";
 import { adminDatabaseUrl, connectAsAdmin } from "./db.ts";
-import { installedPgNet } from "./pg-net.ts";
+import { installedPgNet, signalRealWorker } from "./pg-net.ts";
 
 export interface NetWorker {
   /** The worker sends nothing until the next startNetWorker(). */
   stop(): Promise<void>;
-}
-
-/** The real extension's background worker shows in pg_stat_activity as `pg_net <version> worker`. */
-async function realWorkerPids(): Promise<number[]> {
-  const admin = connectAsAdmin({ max: 1 });
-  try {
-    const rows = await admin<{ pid: number }[]>`
-      select pid from pg_stat_activity where backend_type like 'pg_net % worker'`;
-    return rows.map((r) => r.pid);
-  } finally {
-    await admin.end({ timeout: 5 });
-  }
-}
-
-async function signalRealWorker(signal: "SIGSTOP" | "SIGCONT"): Promise<void> {
-  const pids = await realWorkerPids();
-  if (pids.length === 0) throw new Error("the real pg_net is installed but its background worker is not running");
-  for (const pid of pids) process.kill(pid, signal);
 }
 
 /** No look-alike worker of another suite may drain the queue while this one runs. */

@@ -1,12 +1,12 @@
-// Shared by the pg_net look-alike suites: a recording HTTP server, polling helpers, and the
-// checks that the look-alike (not the real extension) is installed and nobody else drains it.
+// Shared by the pg_net worker suites: which pg_net is installed, its worker started and stopped
+// whichever it is, its settings, a recording HTTP server and polling helpers.
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { fileURLToPath } from "node:url";
-import { PG_NET_WORKER_APPLICATION_NAME } from "../../../../scripts/dev-stack/pg-net-worker.ts";
-import { adminDatabaseUrl, connect } from "./db.ts";
+import { PG_NET_WORKER_APPLICATION_NAME, startPgNetWorker, type PgNetWorker } from "../../../../scripts/dev-stack/pg-net-worker.ts";
+import { adminDatabaseUrl, connect, connectAsAdmin } from "./db.ts";
 
 const REPO_ROOT = fileURLToPath(new URL("../../../../", import.meta.url));
 const WORKER_SCRIPT = fileURLToPath(new URL("../../../../scripts/dev-stack/pg-net-worker.ts", import.meta.url));
@@ -25,6 +25,166 @@ export async function installedPgNet(): Promise<"missing" | "real" | "lookalike"
   } finally {
     await probe.end();
   }
+}
+
+/** The real extension's background worker shows in pg_stat_activity as `pg_net <version> worker`. */
+export const REAL_WORKER_BACKEND_TYPE = "pg_net % worker";
+
+export async function realWorkerPids(): Promise<number[]> {
+  const admin = connectAsAdmin({ max: 1 });
+  try {
+    const rows = await admin<{ pid: number }[]>`
+      select pid from pg_stat_activity where backend_type like ${REAL_WORKER_BACKEND_TYPE}`;
+    return rows.map((r) => r.pid);
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
+}
+
+/**
+ * Signals the real extension's background worker. After an error, a terminate or a crash the
+ * postmaster starts a new one about a second later: wait for it rather than miss it.
+ */
+export async function signalRealWorker(signal: "SIGSTOP" | "SIGCONT"): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    let signalled = 0;
+    for (const pid of await realWorkerPids()) {
+      try {
+        process.kill(pid, signal);
+        signalled++;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err; // exited meanwhile
+      }
+    }
+    if (signalled > 0) return;
+    if (Date.now() > deadline) throw new Error("the real pg_net is installed but its background worker is not running");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** pg_net's worker as the worker suites drive it, whichever pg_net is installed. */
+export interface TestWorker {
+  /** It sends nothing more until the next start: the look-alike's stops, the real one is frozen (SIGSTOP). */
+  stop(): Promise<void>;
+  /**
+   * What pg_net's worker does on SIGTERM (a fast shutdown, pg_terminate_backend): it finishes and
+   * stores the batch in flight, then exits; resolves once it has. The look-alike's CLI does the
+   * same on SIGTERM (stop()); the real worker is started again by the postmaster a second later.
+   */
+  terminate(): Promise<void>;
+  /** Resolves once the worker has ended its round and sleeps until the next wake. */
+  whenIdle(): Promise<void>;
+}
+
+/**
+ * Starts and stops pg_net's worker for the worker suites. The look-alike: a Node worker per
+ * start(). The real extension: its background worker always exists (the postmaster restarts it),
+ * so start() thaws it (SIGCONT) and stop() freezes it (SIGSTOP), as support/net-worker.ts does.
+ */
+export function testWorkers(kind: "real" | "lookalike", sql: ReturnType<typeof connect>, log: (msg: string) => void) {
+  let started: PgNetWorker[] = [];
+
+  /**
+   * The real worker is idle when it has held no transaction (each batch is one) for longer than
+   * the pause that follows a batch: the round is over, it sleeps until woken.
+   */
+  async function realWorkerIdle(): Promise<void> {
+    const quietMs = 2_000;
+    let quietSince = performance.now();
+    await until(
+      "the pg_net worker to be idle",
+      async () => {
+        const [{ busy }] = await sql<{ busy: boolean }[]>`
+          select exists (
+            select from pg_stat_activity where backend_type like ${REAL_WORKER_BACKEND_TYPE} and xact_start is not null
+          ) or not exists (select from pg_stat_activity where backend_type like ${REAL_WORKER_BACKEND_TYPE}) as busy`;
+        if (busy) quietSince = performance.now();
+        return performance.now() - quietSince > quietMs;
+      },
+      30_000,
+    );
+  }
+
+  async function terminateReal(): Promise<void> {
+    const pids = await realWorkerPids();
+    await sql`select pg_terminate_backend(pid) from unnest(${pids}::int[]) as pid`;
+    await until(
+      "the pg_net worker to finish its batch and exit",
+      async () => (await sql`select from pg_stat_activity where pid = any(${pids}::int[])`).length === 0,
+      30_000,
+    );
+  }
+
+  return {
+    async start(): Promise<TestWorker> {
+      if (kind === "real") {
+        await signalRealWorker("SIGCONT");
+        return { stop: () => signalRealWorker("SIGSTOP"), terminate: terminateReal, whenIdle: realWorkerIdle };
+      }
+      const worker = await startPgNetWorker({ databaseUrl: adminDatabaseUrl(), log });
+      started.push(worker);
+      return { stop: () => worker.stop(), terminate: () => worker.stop(), whenIdle: () => worker.whenIdle() };
+    },
+    /** After each test: no worker sends anything until the next start(). */
+    async stopAll(): Promise<void> {
+      if (kind === "real") return signalRealWorker("SIGSTOP");
+      await Promise.all(started.map((w) => w.stop()));
+      started = [];
+    },
+    /**
+     * After the suite: the real worker is thawed, as the server started it. Left frozen, it would
+     * also hold up the server's shutdown, which waits for it to handle its SIGTERM.
+     */
+    async release(): Promise<void> {
+      if (kind === "real") await signalRealWorker("SIGCONT");
+    },
+  };
+}
+
+/**
+ * Sets pg_net's worker settings as the real extension reads them (PGC_SIGHUP GUCs: ALTER SYSTEM
+ * and a reload), which is also where the look-alike's worker reads them; returns the undo. The
+ * settings are in effect once a session of this pool sees them (the postmaster reloads first,
+ * then signals every backend, the worker included).
+ */
+export async function setWorkerSettings(
+  sql: ReturnType<typeof connect>,
+  settings: Partial<Record<"batch_size" | "ttl", string>>,
+): Promise<() => Promise<void>> {
+  const names = Object.keys(settings);
+  const current = async (name: string) =>
+    (await sql<{ value: string | null }[]>`select current_setting(${`pg_net.${name}`}, true) as value`)[0].value;
+  /** ALTER SYSTEM each setting (null: RESET) on one connection, then reload. */
+  const alterSystem = async (values: [string, string | null][]) => {
+    const session = await sql.reserve();
+    try {
+      for (const [name, value] of values) {
+        // ALTER SYSTEM refuses a parameter the session does not know: the real extension defines
+        // its GUCs, the look-alike cannot, so it gets a placeholder (set, then reset at once).
+        const [{ known }] = await session<{ known: boolean }[]>`
+          select current_setting(${`pg_net.${name}`}, true) is not null as known`;
+        if (!known) await session.unsafe(`select set_config('pg_net.${name}', '', false); reset pg_net.${name}`);
+        if (value === null) await session.unsafe(`alter system reset pg_net.${name}`);
+        else await session.unsafe(`alter system set pg_net.${name} = '${value.replace(/'/g, "''")}'`);
+      }
+      await session`select pg_reload_conf()`;
+    } finally {
+      session.release();
+    }
+  };
+  await alterSystem(Object.entries(settings) as [string, string][]);
+  await until("the pg_net settings to be reloaded", async () => {
+    for (const [name, value] of Object.entries(settings)) if ((await current(name)) !== value) return false;
+    return true;
+  });
+  return async () => {
+    await alterSystem(names.map((name) => [name, null]));
+    await until("the pg_net settings to be reset", async () => {
+      for (const name of names) if ((await current(name)) === settings[name as keyof typeof settings]) return false;
+      return true;
+    });
+  };
 }
 
 /** These suites start and stop workers themselves: no other look-alike worker may be connected. */
