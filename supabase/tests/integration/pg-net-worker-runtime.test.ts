@@ -99,7 +99,6 @@ describe(`pg_net 0.20.4's worker (${pgNet === "real" ? "the real extension" : "t
   });
 
   afterAll(async () => {
-    await workers.release();
     process.off("uncaughtException", onProblem);
     process.off("unhandledRejection", onProblem);
     await server.close();

@@ -65,7 +65,6 @@ describe(`pg_net 0.20.4 (${pgNet === "real" ? "the real extension" : "the look-a
   });
 
   afterAll(async () => {
-    await workers.release();
     await server.close();
     await sql.end();
   });

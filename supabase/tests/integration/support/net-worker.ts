@@ -3,7 +3,8 @@
 // - the real extension: its background worker always exists (the postmaster restarts it), so
 //   "stopped" means frozen with SIGSTOP, and "started" means thawed with SIGCONT. A frozen worker
 //   sends nothing and leaves the queue as it is, which is what the scenarios need: requests that
-//   wait while the worker is down, or that a crash loses before they are sent.
+//   wait while the worker is down, or that a crash loses before they are sent. Outside the suites
+//   that start it, the real worker stays frozen (support/global-setup.ts).
 import { PG_NET_WORKER_APPLICATION_NAME, type PgNetWorker, startPgNetWorker } from "../../../../scripts/dev-stack/pg-net-worker.ts";
 import { adminDatabaseUrl, connectAsAdmin } from "./db.ts";
 import { installedPgNet, signalRealWorker } from "./pg-net.ts";

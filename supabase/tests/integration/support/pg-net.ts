@@ -132,13 +132,6 @@ export function testWorkers(kind: "real" | "lookalike", sql: ReturnType<typeof c
       await Promise.all(started.map((w) => w.stop()));
       started = [];
     },
-    /**
-     * After the suite: the real worker is thawed, as the server started it. Left frozen, it would
-     * also hold up the server's shutdown, which waits for it to handle its SIGTERM.
-     */
-    async release(): Promise<void> {
-      if (kind === "real") await signalRealWorker("SIGCONT");
-    },
   };
 }
 
