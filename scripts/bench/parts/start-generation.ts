@@ -3,7 +3,9 @@
  * and 8 clients, interleaved with two baselines on the same cluster: one conditional balance
  * update per transaction, and the floor of this design (lock the profile, count active jobs
  * through the partial index, debit, insert a job row and a ledger row) behind the same PostgREST
- * wrapper; and that wrapper around `select 1`, the ceiling of any RPC called this way. Measured
+ * wrapper; and that wrapper around an RPC that does nothing, the ceiling of any RPC called this
+ * way. Each wrapper script sends what PostgREST sends for POST /rpc/<fn>, in as many round trips
+ * (see the comment at the top of scripts/bench/sql/start-generation.pgbench). Measured
  * with profiling off; one further run with pg_stat_statements and track_functions on says where
  * the time goes.
  */
@@ -102,6 +104,8 @@ export const startGeneration: Part = {
                     baseline: { name: "one-update", value: one.tps } });
         rows.push({ ...base, subject: "start_generation", value: start.tps, baseline: { name: "floor", value: floor.tps },
                     note: "ratio to the floor" });
+        rows.push({ ...base, subject: "start_generation", value: start.tps, baseline: { name: "wrapper", value: wrapper.tps },
+                    note: "ratio to the wrapper only" });
         if (clients === 8) {
           summary.push(`start_generation ratio to the one-update baseline at 8 clients: ${(start.tps / one.tps).toFixed(2)}` +
             ` (to the floor: ${(start.tps / floor.tps).toFixed(2)})`);
@@ -140,8 +144,11 @@ export const startGeneration: Part = {
             `pgbench: ${USERS} users on a plan checked on every start (50 active jobs, 600 starts a minute) with ` +
               "credits for the whole run; between runs every active job is finished, so a user holds a handful of active jobs. " +
               `${seconds} s per run, ${rounds} round(s) per client count, order one-update, wrapper only, floor, start_generation; medians. ` +
-              "The wrapper-only run is the PostgREST transaction around `select 1`: what any RPC called this way costs " +
-              "before it does anything. " +
+              "Each wrapper script is PostgREST's transaction for POST /rpc/<fn> statement for statement, in its four round " +
+              "trips: `BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE`; one `select set_config(...), ...` (search_path, the " +
+              "role's statement_timeout, role, the JWT claims, method, path, headers, cookies); the call wrapped in " +
+              "`WITH pgrst_source AS (...)` with the JSON body as its argument record; `COMMIT`. The wrapper-only run calls an " +
+              "RPC declared like ours that does nothing: what any RPC called this way costs before it does anything. " +
               "Scripts: `scripts/bench/sql/*.pgbench` (`--protocol=prepared`).",
           ].join("\n"),
         },
