@@ -40,6 +40,34 @@ function profileTable(headers: string[], rows: (string | number)[][]): string {
   return [`| ${headers.join(" | ")} |`, `|${headers.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n");
 }
 
+/**
+ * Samples what pgbench's backends wait on, every 50 ms while `run` lasts: a shared hot row shows
+ * as lock or LWLock waits; no wait (on CPU) and ClientRead (waiting for pgbench) mean there is none.
+ */
+async function sampleWaitEvents<T>(adminUrl: string, run: Promise<T>): Promise<{ run: T; samples: number; rows: [string, number][] }> {
+  const sql = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  const counts = new Map<string, number>();
+  let samples = 0, done = false;
+  const finished = run.finally(() => { done = true; });
+  try {
+    while (!done) {
+      const rows = await sql`
+        select case when wait_event is null then 'on CPU' else wait_event_type || ': ' || wait_event end as event, count(*)::int as n
+          from pg_stat_activity
+         where application_name = 'pgbench' and backend_type = 'client backend'
+         group by 1`;
+      for (const r of rows) {
+        counts.set(String(r.event), (counts.get(String(r.event)) ?? 0) + Number(r.n));
+        samples += Number(r.n);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return { run: await finished, samples, rows: [...counts].sort((a, b) => b[1] - a[1]) };
+  } finally {
+    await sql.end();
+  }
+}
+
 export const startGeneration: Part = {
   id: "start-generation",
   title: "start_generation throughput",
@@ -119,7 +147,8 @@ export const startGeneration: Part = {
       await setProfiling(admin, true);
       await admin`select pg_stat_reset()`;
       await admin`select extensions.pg_stat_statements_reset()`;
-      const profiled = await bench("start-generation", 8, seconds);
+      const waits = await sampleWaitEvents(context.adminUrl, bench("start-generation", 8, seconds));
+      const profiled = waits.run;
       await setProfiling(admin, false);
       const functions = await admin`
         select schemaname || '.' || funcname as name, calls, self_time / greatest(${profiled.transactions}, 1) as self_ms,
@@ -150,6 +179,16 @@ export const startGeneration: Part = {
               "`WITH pgrst_source AS (...)` with the JSON body as its argument record; `COMMIT`. The wrapper-only run calls an " +
               "RPC declared like ours that does nothing: what any RPC called this way costs before it does anything. " +
               "Scripts: `scripts/bench/sql/*.pgbench` (`--protocol=prepared`).",
+          ].join("\n"),
+        },
+        {
+          title: "start_generation wait events (8 clients, the profile run, sampled every 50 ms)",
+          body: [
+            `${waits.samples} backend samples. Lock and LWLock waits would show a row or page every start contends ` +
+              "for; `ClientRead` is a backend waiting for pgbench's next statement (pgbench shares the cores).",
+            "",
+            profileTable(["wait event", "share"],
+              waits.rows.map(([event, n]) => [event, `${((100 * n) / Math.max(waits.samples, 1)).toFixed(1)} %`])),
           ].join("\n"),
         },
         {
