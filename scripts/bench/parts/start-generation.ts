@@ -3,7 +3,9 @@
  * and 8 clients, interleaved with two baselines on the same cluster: one conditional balance
  * update per transaction, and the floor of this design (lock the profile, count active jobs
  * through the partial index, debit, insert a job row and a ledger row) behind the same PostgREST
- * wrapper; and that wrapper around `select 1`, the ceiling of any RPC called this way. Measured
+ * wrapper; and that wrapper around an RPC that does nothing, the ceiling of any RPC called this
+ * way. Each wrapper script sends what PostgREST sends for POST /rpc/<fn>, in as many round trips
+ * (see the comment at the top of scripts/bench/sql/start-generation.pgbench). Measured
  * with profiling off; one further run with pg_stat_statements and track_functions on says where
  * the time goes.
  */
@@ -36,6 +38,34 @@ async function setProfiling(admin: postgres.Sql, on: boolean): Promise<void> {
 
 function profileTable(headers: string[], rows: (string | number)[][]): string {
   return [`| ${headers.join(" | ")} |`, `|${headers.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n");
+}
+
+/**
+ * Samples what pgbench's backends wait on, every 50 ms while `run` lasts: a shared hot row shows
+ * as lock or LWLock waits; no wait (on CPU) and ClientRead (waiting for pgbench) mean there is none.
+ */
+async function sampleWaitEvents<T>(adminUrl: string, run: Promise<T>): Promise<{ run: T; samples: number; rows: [string, number][] }> {
+  const sql = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  const counts = new Map<string, number>();
+  let samples = 0, done = false;
+  const finished = run.finally(() => { done = true; });
+  try {
+    while (!done) {
+      const rows = await sql`
+        select case when wait_event is null then 'on CPU' else wait_event_type || ': ' || wait_event end as event, count(*)::int as n
+          from pg_stat_activity
+         where application_name = 'pgbench' and backend_type = 'client backend'
+         group by 1`;
+      for (const r of rows) {
+        counts.set(String(r.event), (counts.get(String(r.event)) ?? 0) + Number(r.n));
+        samples += Number(r.n);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return { run: await finished, samples, rows: [...counts].sort((a, b) => b[1] - a[1]) };
+  } finally {
+    await sql.end();
+  }
 }
 
 export const startGeneration: Part = {
@@ -102,6 +132,8 @@ export const startGeneration: Part = {
                     baseline: { name: "one-update", value: one.tps } });
         rows.push({ ...base, subject: "start_generation", value: start.tps, baseline: { name: "floor", value: floor.tps },
                     note: "ratio to the floor" });
+        rows.push({ ...base, subject: "start_generation", value: start.tps, baseline: { name: "wrapper", value: wrapper.tps },
+                    note: "ratio to the wrapper only" });
         if (clients === 8) {
           summary.push(`start_generation ratio to the one-update baseline at 8 clients: ${(start.tps / one.tps).toFixed(2)}` +
             ` (to the floor: ${(start.tps / floor.tps).toFixed(2)})`);
@@ -115,7 +147,8 @@ export const startGeneration: Part = {
       await setProfiling(admin, true);
       await admin`select pg_stat_reset()`;
       await admin`select extensions.pg_stat_statements_reset()`;
-      const profiled = await bench("start-generation", 8, seconds);
+      const waits = await sampleWaitEvents(context.adminUrl, bench("start-generation", 8, seconds));
+      const profiled = waits.run;
       await setProfiling(admin, false);
       const functions = await admin`
         select schemaname || '.' || funcname as name, calls, self_time / greatest(${profiled.transactions}, 1) as self_ms,
@@ -140,9 +173,22 @@ export const startGeneration: Part = {
             `pgbench: ${USERS} users on a plan checked on every start (50 active jobs, 600 starts a minute) with ` +
               "credits for the whole run; between runs every active job is finished, so a user holds a handful of active jobs. " +
               `${seconds} s per run, ${rounds} round(s) per client count, order one-update, wrapper only, floor, start_generation; medians. ` +
-              "The wrapper-only run is the PostgREST transaction around `select 1`: what any RPC called this way costs " +
-              "before it does anything. " +
+              "Each wrapper script is PostgREST's transaction for POST /rpc/<fn> statement for statement, in its four round " +
+              "trips: `BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE`; one `select set_config(...), ...` (search_path, the " +
+              "role's statement_timeout, role, the JWT claims, method, path, headers, cookies); the call wrapped in " +
+              "`WITH pgrst_source AS (...)` with the JSON body as its argument record; `COMMIT`. The wrapper-only run calls an " +
+              "RPC declared like ours that does nothing: what any RPC called this way costs before it does anything. " +
               "Scripts: `scripts/bench/sql/*.pgbench` (`--protocol=prepared`).",
+          ].join("\n"),
+        },
+        {
+          title: "start_generation wait events (8 clients, the profile run, sampled every 50 ms)",
+          body: [
+            `${waits.samples} backend samples. Lock and LWLock waits would show a row or page every start contends ` +
+              "for; `ClientRead` is a backend waiting for pgbench's next statement (pgbench shares the cores).",
+            "",
+            profileTable(["wait event", "share"],
+              waits.rows.map(([event, n]) => [event, `${((100 * n) / Math.max(waits.samples, 1)).toFixed(1)} %`])),
           ].join("\n"),
         },
         {
