@@ -33,6 +33,7 @@
  *
  * Library: `startPgNetWorker({ databaseUrl })`. CLI: `tsx scripts/dev-stack/pg-net-worker.ts --help`.
  */
+import { setMaxListeners } from "node:events";
 import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -254,6 +255,8 @@ export async function startPgNetWorker(options: PgNetWorkerOptions): Promise<PgN
         return 0;
       }
       const inFlight = { abort: new AbortController(), done: false };
+      // Every request of the batch listens on this one signal (a batch holds up to batch_size).
+      setMaxListeners(0, inFlight.abort.signal);
       onBatchConnectionLost = () => void abandonIfCrashed(inFlight);
       try {
         outcomes = await Promise.all(

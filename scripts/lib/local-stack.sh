@@ -37,6 +37,7 @@ postgresql-$PG_MAJOR-pgtap $(pg_sharedir)/extension/pgtap.control
 postgresql-$PG_MAJOR-plpgsql-check $(pg_sharedir)/extension/plpgsql_check.control
 postgresql-$PG_MAJOR-wal2json $(pg_pkglibdir)/wal2json.so
 libtap-parser-sourcehandler-pgtap-perl /usr/bin/pg_prove
+procps /usr/bin/pgrep
 EOF
 }
 

@@ -9,6 +9,9 @@
 -- limit), model_key (the models foreign key: a model is only ever deactivated, but its delete
 -- or key change must not scan), and the partial unique indexes for idempotency keys and
 -- retries (inserted only when set).
+-- Deploying: the drops lock generation_jobs (starts, reads, callbacks wait) until the migration
+-- commits, while both indexes are rebuilt. On a large table, build the partial indexes by hand
+-- first (`create index concurrently` under other names) or apply this in a quiet moment.
 drop index public.generation_jobs_template_id_idx;
 create index generation_jobs_template_id_idx on public.generation_jobs (template_id) where template_id is not null;
 drop index public.generation_jobs_style_idx;

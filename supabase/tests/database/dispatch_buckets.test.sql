@@ -18,7 +18,7 @@ update private.settings set value = '18' where key = 'dispatch.create_per_window
 update private.settings set value = '10' where key = 'dispatch.create_window_seconds';
 
 -- The start trigger takes a token when one is free; without one the job waits for the tick.
-update private.rate_slots set available_at = 'infinity' where bucket = 'create';
+update private.rate_slots set available_at = '3000-01-01' where bucket = 'create';
 create temp table waiting as select pg_temp.start_job('bk_user') as job_id;
 select results_eq(
   $$ select p.stage, (select count(*)::int from private.requests r where r.job_id = p.job_id)
@@ -32,11 +32,11 @@ insert into waiting select pg_temp.start_job('bk_user');
 select is((select count(*)::int from private.rate_slots where bucket = 'create' and available_at > now()), 0,
   'without the KIE key a start takes no token (it could not send)');
 do $$ begin perform vault.create_secret('test-kie-key', 'kie_api_key'); end $$;
-update private.rate_slots set available_at = 'infinity' where bucket = 'create';
+update private.rate_slots set available_at = '3000-01-01' where bucket = 'create';
 
 update private.rate_slots set available_at = '-infinity' where bucket = 'create' and slot <= 2;
 insert into waiting select pg_temp.start_job('bk_user') from generate_series(1, 3);
-update private.rate_slots set available_at = 'infinity' where bucket = 'create';
+update private.rate_slots set available_at = '3000-01-01' where bucket = 'create';
 select is((select count(*)::int from private.job_pipeline p where p.job_id in (select job_id from waiting) and p.stage = 'creating'), 2,
   'new jobs are sent from the start while tokens last (two free tokens, three starts)');
 

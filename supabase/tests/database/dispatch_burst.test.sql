@@ -5,7 +5,7 @@ begin;
 select plan(3);
 \ir dispatch_fixture.sql
 
-update private.rate_slots set available_at = 'infinity' where bucket = 'create';
+update private.rate_slots set available_at = '3000-01-01' where bucket = 'create';
 create temp table jobs as select pg_temp.start_job('bu_user' || (n % 10)) as job_id from generate_series(1, 300) n;
 update private.rate_slots set available_at = '-infinity' where bucket = 'create';
 update private.job_pipeline set deadline_at = '2030-01-02 00:00:00+00', next_run_at = '2030-01-01 00:00:00+00'

@@ -4,7 +4,7 @@ begin;
 select plan(6);
 \ir dispatch_fixture.sql
 
-update private.rate_slots set available_at = 'infinity' where bucket = 'create';
+update private.rate_slots set available_at = '3000-01-01' where bucket = 'create';
 create temp table jobs as select pg_temp.start_job('ca_user') as job_id;
 select job_id as waiting_job from jobs \gset
 select tests.authenticate_as('ca_user');

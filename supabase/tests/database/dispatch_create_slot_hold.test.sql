@@ -4,7 +4,7 @@ begin;
 select plan(4);
 \ir dispatch_fixture.sql
 
-update private.rate_slots set available_at = 'infinity' where bucket = 'create';
+update private.rate_slots set available_at = '3000-01-01' where bucket = 'create';
 create temp table held as select pg_temp.start_job('sh_user') as job_id;
 update private.rate_slots set available_at = '-infinity' where bucket = 'create';
 update private.job_pipeline set deadline_at = '2030-01-02 00:00:00+00', next_run_at = '2030-01-01 00:00:00+00'

@@ -5,7 +5,7 @@ begin;
 select plan(9);
 \ir dispatch_fixture.sql
 
-update private.rate_slots set available_at = 'infinity' where bucket = 'create';
+update private.rate_slots set available_at = '3000-01-01' where bucket = 'create';
 create temp table jobs as select 'waiting' as label, pg_temp.start_job('dl_user') as job_id;
 update private.rate_slots set available_at = '-infinity' where bucket = 'create';
 insert into jobs select 'at-kie', pg_temp.start_job('dl_user');

@@ -4,7 +4,7 @@ begin;
 select plan(4);
 \ir dispatch_fixture.sql
 
-update private.rate_slots set available_at = 'infinity' where bucket = 'create';
+update private.rate_slots set available_at = '3000-01-01' where bucket = 'create';
 create temp table jobs (label text, job_id uuid);
 insert into jobs values ('free-old', pg_temp.start_job('or_free'));
 insert into jobs values ('pro-new', pg_temp.start_job('or_pro', 'a red fox', 'fast', 'pro'));
@@ -23,7 +23,7 @@ select results_eq(
   'a missing secret is an alert, and the jobs wait');
 
 do $$ begin perform vault.create_secret('test-kie-key', 'kie_api_key'); end $$;
-update private.rate_slots set available_at = 'infinity' where bucket = 'create' and slot > 3;
+update private.rate_slots set available_at = '3000-01-01' where bucket = 'create' and slot > 3;
 select is(private.dispatch_tick(now() + interval '2 seconds'), 3, 'three tokens, three jobs sent');
 select results_eq(
   $$ select j.label from jobs j join private.job_pipeline p using (job_id) where p.stage = 'creating' order by j.label $$,

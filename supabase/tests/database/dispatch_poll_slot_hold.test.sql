@@ -5,7 +5,7 @@ select plan(3);
 \ir dispatch_fixture.sql
 
 -- Every poll token but one is spent for good; the last one is taken by a poll sent at 00:00:00.
-update private.rate_slots set available_at = 'infinity' where bucket = 'poll';
+update private.rate_slots set available_at = '3000-01-01' where bucket = 'poll';
 update private.rate_slots set available_at = '-infinity' where bucket = 'poll' and slot = 1;
 select is(private.take_tokens('poll', 1, '2030-01-01 00:00:00+00'), 1, 'the poll takes the last recordInfo token');
 select pg_temp.start_job('ps_user') as job_id \gset

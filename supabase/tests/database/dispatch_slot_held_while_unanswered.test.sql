@@ -2,7 +2,7 @@
 -- queue well past a window), and one window past the answer. A token whose request was never
 -- logged comes back after a window, and housekeeping frees held tokens no request stands for.
 begin;
-select plan(9);
+select plan(13);
 \ir dispatch_fixture.sql
 
 -- recordInfo (1 s window): one poll token left, taken by a poll queued at 00:00:00 and unanswered.
@@ -23,6 +23,18 @@ update private.rate_slots set available_at = '3000-01-01' where bucket = 'create
 update private.rate_slots set available_at = '-infinity' where bucket = 'create' and slot = 1;
 select is(private.take_tokens('create', 1, '2030-01-01 00:00:00+00'), 1, 'a create token is taken');
 select is(private.take_tokens('create', 1, '2030-01-01 00:00:10+00'), 1, 'no request was logged with it: back after one window');
+
+-- A resolution logged at the request's own time still releases its token, a window after the take.
+update private.rate_slots set available_at = '3000-01-01' where bucket = 'create';
+update private.rate_slots set available_at = '-infinity' where bucket = 'create' and slot = 1;
+select is(private.take_tokens('create', 1, '2030-01-01 00:01:00+00'), 1, 'a create token is taken at 00:01:00');
+insert into private.requests (job_id, attempt, kind, net_request_id, sent_at, timeout_ms)
+values (:'job_id', 1, 'create', -2, '2030-01-01 00:01:00+00', 5000);
+select is((select create_tokens_held from private.dispatch_rate), 1, 'the operator view counts it held');
+update private.requests set resolved_at = sent_at, outcome = 'ok' where net_request_id = -2;
+select is((select available_at from private.rate_slots where bucket = 'create' and slot = 1), '2030-01-01 00:01:10+00'::timestamptz,
+  'resolved with the time it was sent: free one window after it, not held for good');
+select is((select create_tokens_held from private.dispatch_rate), 0, 'and no longer counted held');
 
 -- Housekeeping: held tokens beyond the unresolved requests of their bucket are freed.
 update private.requests set resolved_at = null, outcome = null where job_id = :'job_id' and kind = 'poll';

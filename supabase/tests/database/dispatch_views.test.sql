@@ -5,7 +5,7 @@ select plan(5);
 \ir dispatch_fixture.sql
 delete from private.job_pipeline;
 
-update private.rate_slots set available_at = 'infinity' where bucket = 'create';
+update private.rate_slots set available_at = '3000-01-01' where bucket = 'create';
 create temp table jobs as select n, pg_temp.start_job('vw_user') as job_id from generate_series(1, 5) n;
 update private.rate_slots set available_at = '-infinity' where bucket = 'create';
 select private.dispatch_tick(now());

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, databaseUrl } from "./support/db.ts";
 import { type NetWorker, startNetWorker } from "./support/net-worker.ts";
 
-// The whole database side of the pipeline through the pg_net look-alike's worker, against a small
+// The whole database side of the pipeline through pg_net's worker, against a small
 // local HTTP server that plays KIE (createTask, recordInfo, chat/credit, callbacks) and the
 // callback function (which only calls the SQL functions it is meant to call: verify the token,
 // read the report, complete or fail the job). The ticks run as the tick driver would run them.

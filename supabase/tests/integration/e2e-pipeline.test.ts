@@ -9,7 +9,7 @@ import { png, type TestGateway, userClient } from "./support/gateway.ts";
 import { type JobRow, Pipeline, type Status } from "./support/pipeline.ts";
 
 // One job at a time through everything that runs locally: start_generation → the dispatch
-// trigger and ticks → the pg_net look-alike's worker → the KIE emulator → its callback (or our
+// trigger and ticks → pg_net's worker → the KIE emulator → its callback (or our
 // poll and finalize request) → the gateway → the kie-callback function under Deno → Storage and
 // the completion SQL. The app's side is the official client with the user's JWT.
 

@@ -41,11 +41,41 @@ export async function realWorkerPids(): Promise<number[]> {
   }
 }
 
+/** True when the worker sleeps on its latch outside a transaction (pg_stat_activity as it last reported). */
+async function realWorkerAsleep(pid: number): Promise<boolean> {
+  const admin = connectAsAdmin({ max: 1 });
+  try {
+    const rows = await admin<{ asleep: boolean }[]>`
+      select xact_start is null and wait_event_type = 'Extension' as asleep from pg_stat_activity where pid = ${pid}`;
+    return rows[0]?.asleep ?? true;
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
+}
+
 /**
  * Signals the real extension's background worker. After an error, a terminate or a crash the
- * postmaster starts a new one about a second later: wait for it rather than miss it.
+ * postmaster starts a new one about a second later: wait for it rather than miss it. A worker is
+ * frozen asleep on its latch when it gets there within two seconds, not in the middle of a batch
+ * holding its transaction and locks (or, for a few instructions, a spinlock other backends need).
  */
 export async function signalRealWorker(signal: "SIGSTOP" | "SIGCONT"): Promise<void> {
+  if (signal === "SIGSTOP") {
+    const until = Date.now() + 2_000;
+    for (const pid of await realWorkerPids()) {
+      for (;;) {
+        try {
+          process.kill(pid, "SIGSTOP");
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
+          break; // exited meanwhile: the loop below finds its successor
+        }
+        if (Date.now() > until || (await realWorkerAsleep(pid))) break;
+        process.kill(pid, "SIGCONT");
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
+  }
   const deadline = Date.now() + 30_000;
   for (;;) {
     let signalled = 0;

@@ -1,7 +1,7 @@
 /**
  * The whole local pipeline in one process, for the end-to-end suites and the soak run: the KIE
- * emulator, the gateway (Storage stand-in and the kie-callback function under Deno), the pg_net
- * look-alike's worker, and ticks driven by the caller (with an explicit `at` where the clock must
+ * emulator, the gateway (Storage stand-in and the kie-callback function under Deno), pg_net's
+ * worker (the look-alike's, or the real one's: support/net-worker.ts), and ticks driven by the caller (with an explicit `at` where the clock must
  * move). Plus the invariants every run must keep (see `checkInvariants`).
  *
  * No test framework here: the soak run uses it too.
@@ -187,7 +187,8 @@ export class Pipeline {
   /**
    * Back to the run's shared state after a scenario: settings, Vault secrets, alerts, emulator
    * (tasks, counters, faults, config), a running worker, and rate slots that a scenario's
-   * clock moved into the future (counted as taken now, so the real KIE window is still kept).
+   * clock moved into the future (counted as taken now, so the real KIE window is still kept;
+   * tokens held by unanswered requests stay held).
    */
   async restoreScenario() {
     const { sql } = this;
@@ -198,7 +199,7 @@ export class Pipeline {
     await this.installSecrets();
     await this.settle();
     await sql`delete from private.alerts`;
-    await sql`update private.rate_slots set available_at = now() + interval '10 seconds' where available_at > now() + interval '10 seconds'`;
+    await sql`update private.rate_slots set available_at = now() + interval '10 seconds' where available_at > now() + interval '10 seconds' and available_at <> 'infinity'`;
     this.kie.state.reset();
     if (!this.worker) await this.startWorker();
   }
