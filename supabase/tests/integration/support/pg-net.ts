@@ -76,6 +76,8 @@ export async function signalRealWorker(signal: "SIGSTOP" | "SIGCONT"): Promise<v
       }
     }
   }
+  // Every worker gets the signal (again, for a frozen one: harmless), and a worker the postmaster
+  // is about to start is waited for.
   const deadline = Date.now() + 30_000;
   for (;;) {
     let signalled = 0;

@@ -1,8 +1,9 @@
 /**
  * The whole local pipeline in one process, for the end-to-end suites and the soak run: the KIE
  * emulator, the gateway (Storage stand-in and the kie-callback function under Deno), pg_net's
- * worker (the look-alike's, or the real one's: support/net-worker.ts), and ticks driven by the caller (with an explicit `at` where the clock must
- * move). Plus the invariants every run must keep (see `checkInvariants`).
+ * worker (the look-alike's, or the real one's: support/net-worker.ts), and ticks driven by the
+ * caller (with an explicit `at` where the clock must move). Plus the invariants every run must
+ * keep (see `checkInvariants`).
  *
  * No test framework here: the soak run uses it too.
  */
