@@ -23,6 +23,8 @@ export interface Machine {
   memoryGiB: number;
   postgres: string;
   pgNet: "real" | "look-alike";
+  /** fsync, synchronous_commit and full_page_writes on, as on a hosted project. */
+  durableCommits: boolean;
 }
 
 export interface Report {
@@ -68,7 +70,8 @@ export function cells(row: Row): string[] {
 export function machineLine(report: Report): string {
   const m = report.machine;
   return `${report.mode} run, started ${report.startedAt}, took ${Math.round(report.durationSeconds)} s; ` +
-    `${m.cores} cores, ${m.memoryGiB.toFixed(1)} GiB memory, ${m.postgres}, pg_net ${m.pgNet}`;
+    `${m.cores} cores, ${m.memoryGiB.toFixed(1)} GiB memory, ${m.postgres}, pg_net ${m.pgNet}, ` +
+    (m.durableCommits ? "durable commits (fsync, synchronous_commit, full_page_writes on)" : "durability off");
 }
 
 export function markdownTable(rows: Row[]): string {

@@ -60,10 +60,13 @@ export function parseArgs(argv: string[]): Options | "help" {
 async function machine(databaseUrl: string): Promise<Machine> {
   const sql = postgres(databaseUrl, { max: 1 });
   try {
-    const [{ version }] = await sql`select split_part(version(), ' on ', 1) as version`;
+    const [{ version, durable }] = await sql`
+      select split_part(version(), ' on ', 1) as version,
+             current_setting('fsync')::boolean and current_setting('synchronous_commit') <> 'off'
+               and current_setting('full_page_writes')::boolean as durable`;
     // The wrapper knows which pg_net the cluster loads (scripts/lib/local-stack.sh, has_real_pg_net).
     const pgNet = process.env.KILN_PG_NET === "real" ? "real" : "look-alike";
-    return { cores: cpus().length, memoryGiB: totalmem() / 2 ** 30, postgres: String(version), pgNet };
+    return { cores: cpus().length, memoryGiB: totalmem() / 2 ** 30, postgres: String(version), pgNet, durableCommits: Boolean(durable) };
   } finally {
     await sql.end();
   }

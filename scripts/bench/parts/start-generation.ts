@@ -3,8 +3,8 @@
  * and 8 clients, interleaved with two baselines on the same cluster: one conditional balance
  * update per transaction, and the floor of this design (lock the profile, count active jobs
  * through the partial index, debit, insert a job row and a ledger row) behind the same PostgREST
- * wrapper; and that wrapper around an RPC that does nothing, the ceiling of any RPC called this
- * way. Each wrapper script sends what PostgREST sends for POST /rpc/<fn>, in as many round trips
+ * wrapper (and once more in one plain statement, without it); and that wrapper around an RPC that
+ * does nothing, the ceiling of any RPC called this way. Each wrapper script sends what PostgREST sends for POST /rpc/<fn>, in as many round trips
  * (see the comment at the top of scripts/bench/sql/start-generation.pgbench). Measured
  * with profiling off; one further run with pg_stat_statements and track_functions on says where
  * the time goes.
@@ -21,6 +21,7 @@ const sqlDir = fileURLToPath(new URL("../sql/", import.meta.url));
 const SUBJECTS = [
   { id: "one-update", name: "one-update baseline" },
   { id: "wrapper-only", name: "PostgREST wrapper only" },
+  { id: "floor-one-statement", name: "floor baseline, one statement" },
   { id: "floor", name: "floor baseline" },
   { id: "start-generation", name: "start_generation" },
 ] as const;
@@ -122,10 +123,14 @@ export const startGeneration: Part = {
           return { tps: median(r.map((x) => x.tps)), p50: median(r.map((x) => x.p50Ms)), p99: median(r.map((x) => x.p99Ms)) };
         };
         const one = m("one-update"), wrapper = m("wrapper-only"), floor = m("floor"), start = m("start-generation");
+        const floorOneStatement = m("floor-one-statement");
         const base = { part: "1 start_generation", case: `${clients} client${clients > 1 ? "s" : ""}`, unit: "TPS" };
         rows.push({ ...base, subject: "one-update baseline", value: one.tps, p50Ms: one.p50, p99Ms: one.p99 });
         rows.push({ ...base, subject: "PostgREST wrapper only", value: wrapper.tps, p50Ms: wrapper.p50, p99Ms: wrapper.p99,
-                    baseline: { name: "one-update", value: one.tps }, note: "ceiling of any RPC called this way" });
+                    baseline: { name: "one-update", value: one.tps }, note: "ceiling of any RPC called this way; it writes nothing, so its commit flushes nothing" });
+        rows.push({ ...base, subject: "floor baseline, one statement", value: floorOneStatement.tps, p50Ms: floorOneStatement.p50,
+                    p99Ms: floorOneStatement.p99, baseline: { name: "one-update", value: one.tps },
+                    note: "autocommit, user passed in: no PostgREST transaction" });
         rows.push({ ...base, subject: "floor baseline", value: floor.tps, p50Ms: floor.p50, p99Ms: floor.p99,
                     baseline: { name: "one-update", value: one.tps } });
         rows.push({ ...base, subject: "start_generation", value: start.tps, p50Ms: start.p50, p99Ms: start.p99,
@@ -136,7 +141,8 @@ export const startGeneration: Part = {
                     note: "ratio to the wrapper only" });
         if (clients === 8) {
           summary.push(`start_generation ratio to the one-update baseline at 8 clients: ${(start.tps / one.tps).toFixed(2)}` +
-            ` (to the floor: ${(start.tps / floor.tps).toFixed(2)})`);
+            ` (to the floor: ${(start.tps / floor.tps).toFixed(2)}; the floor's own ratio: ${(floor.tps / one.tps).toFixed(2)}` +
+            `, in one statement ${(floorOneStatement.tps / one.tps).toFixed(2)})`);
         }
       }
       rows.push({ part: "1 start_generation", case: "all runs", subject: "errors", value: errors + (starts - created),
@@ -172,7 +178,7 @@ export const startGeneration: Part = {
             "",
             `pgbench: ${USERS} users on a plan checked on every start (50 active jobs, 600 starts a minute) with ` +
               "credits for the whole run; between runs every active job is finished, so a user holds a handful of active jobs. " +
-              `${seconds} s per run, ${rounds} round(s) per client count, order one-update, wrapper only, floor, start_generation; medians. ` +
+              `${seconds} s per run, ${rounds} round(s) per client count, order one-update, wrapper only, floor in one statement, floor, start_generation; medians. ` +
               "Each wrapper script is PostgREST's transaction for POST /rpc/<fn> statement for statement, in its four round " +
               "trips: `BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE`; one `select set_config(...), ...` (search_path, the " +
               "role's statement_timeout, role, the JWT claims, method, path, headers, cookies); the call wrapped in " +

@@ -49,7 +49,8 @@ create table bench.balances (id uuid primary key, credits integer not null check
 insert into bench.balances select bench.user_id(n), 1000000000 from generate_series(1, :users) n;
 
 -- Baseline 2, the floor of this design: lock the profile, count active jobs through a partial
--- index, debit, insert a job row and a ledger row; called through the same PostgREST wrapper.
+-- index, debit, insert a job row and a ledger row; called through the same PostgREST wrapper, and
+-- once more in one plain statement.
 create table bench.profiles (id uuid primary key, credits integer not null check (credits >= 0));
 insert into bench.profiles select bench.user_id(n), 1000000000 from generate_series(1, :users) n;
 create table bench.jobs (
@@ -69,11 +70,11 @@ create table bench.ledger (
 );
 
 -- It returns the job row, as start_generation does, so PostgREST serializes a row for both.
-create function bench.floor_start(prompt text) returns bench.jobs
+-- Declared like ours (PL/pgSQL, security definer, pinned search_path).
+create function bench.floor_body(uid uuid, prompt text) returns bench.jobs
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp
 as $$
 declare
-  uid uuid := (current_setting('request.jwt.claims', true)::jsonb ->> 'sub')::uuid;
   active integer;
   balance integer;
   job bench.jobs;
@@ -89,7 +90,15 @@ begin
   return job;
 end
 $$;
-grant execute on function bench.floor_start(text) to authenticated;
+-- The floor behind PostgREST's wrapper: the caller from the JWT claims, as auth.uid() reads it.
+create function bench.floor_start(prompt text) returns bench.jobs
+language plpgsql volatile set search_path = pg_catalog, pg_temp
+as $$
+begin
+  return bench.floor_body((current_setting('request.jwt.claims', true)::jsonb ->> 'sub')::uuid, prompt);
+end
+$$;
+grant execute on function bench.floor_body(uuid, text), bench.floor_start(text) to authenticated;
 
 -- The wrapper-only run calls this: an RPC declared like ours (PL/pgSQL, security definer, pinned
 -- search_path) that does nothing, so its transaction is what any RPC called this way costs.

@@ -13,7 +13,7 @@ const report: Report = {
   mode: "quick",
   startedAt: "2026-11-30T12:00:00Z",
   durationSeconds: 93.4,
-  machine: { cores: 2, memoryGiB: 23.5, postgres: "PostgreSQL 15.18", pgNet: "look-alike" },
+  machine: { cores: 2, memoryGiB: 23.5, postgres: "PostgreSQL 15.18", pgNet: "look-alike", durableCommits: true },
   rows: [
     { part: "1 start_generation", case: "8 clients", subject: "one-update baseline", unit: "TPS", value: 20000, p50Ms: 0.2, p99Ms: 2.5 },
     { part: "1 start_generation", case: "8 clients", subject: "start_generation", unit: "TPS", value: 2500, p50Ms: 3.1, p99Ms: 12.25,
@@ -56,8 +56,10 @@ describe("the results writer", () => {
   it("states the run's mode, duration and machine, then the table and the sections", () => {
     const markdown = renderMarkdown(report);
     expect(markdown).toContain(
-      "quick run, started 2026-11-30T12:00:00Z, took 93 s; 2 cores, 23.5 GiB memory, PostgreSQL 15.18, pg_net look-alike",
+      "quick run, started 2026-11-30T12:00:00Z, took 93 s; 2 cores, 23.5 GiB memory, PostgreSQL 15.18, pg_net look-alike, " +
+        "durable commits (fsync, synchronous_commit, full_page_writes on)",
     );
+    expect(renderMarkdown({ ...report, machine: { ...report.machine, durableCommits: false } })).toContain("pg_net look-alike, durability off");
     expect(markdown.indexOf("| Part |")).toBeLessThan(markdown.indexOf("## Profile"));
     expect(renderText(report).split("\n")[2]).toMatch(/^Part +Case +Subject +Value/);
   });
