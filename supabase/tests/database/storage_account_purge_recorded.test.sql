@@ -2,7 +2,7 @@
 -- that the user's folders in both buckets must be emptied, and the record survives the cascade
 -- that removes the profile, the jobs and their own result purges.
 begin;
-select plan(6);
+select plan(7);
 \ir storage_purge_fixture.sql
 
 select tests.sign_up_as_auth_service('ap_gone') as gone \gset
@@ -32,6 +32,11 @@ select tests.sign_up_as_auth_service('ap_profile_only') as profile_only \gset
 delete from public.profiles where id = :'profile_only';
 select is((select array_agg(bucket_id order by bucket_id) from private.pending_storage_purges where user_id = :'profile_only'),
   array['generated-images', 'user-uploads'], 'a direct profile delete records both folders, and operators see them pending');
+
+-- A folder purge is exactly a user's folder: never a bare prefix that would reach a neighbour's.
+select throws_ok(format($$ insert into private.storage_purges (bucket_id, path, user_id, reason, requested_at, next_attempt_at)
+                           values ('user-uploads', '%s', '%s', 'account_deleted', now(), now()) $$, left(:'stays', 8), :'stays'),
+  '23514', null, 'an account purge of anything but <user_id>/ is refused');
 
 select * from finish();
 rollback;

@@ -2,7 +2,7 @@
 -- user-uploads endpoint with the service key; an upload found gone is done; one that stopped
 -- being expired before the request (replaced, or a job started with it) is not deleted.
 begin;
-select plan(8);
+select plan(9);
 \ir storage_purge_fixture.sql
 
 select tests.create_supabase_user('upr_owner') as owner \gset
@@ -31,6 +31,8 @@ select results_eq(
   format($$ select attempts, next_attempt_at from private.storage_purges where path = '%s/a.png' $$, :'owner'),
   format($$ values (1, '%s'::timestamptz + interval '30 seconds') $$, :'t0'),
   'one attempt, next visit after 30 seconds');
+
+select is(private.purge_expired_uploads(:'t0'::timestamptz + interval '29 seconds'), 0, 'nothing before the backoff ends');
 
 -- Storage deleted a.png; b.png survived (say, the request was lost): b.png is asked for again.
 select pg_temp.storage_deletes('user-uploads', :'owner' || '/a.png');

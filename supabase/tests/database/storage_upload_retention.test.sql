@@ -2,7 +2,7 @@
 -- pending or generating job. The object name is matched exactly against the job's URLs (signed,
 -- public or authenticated Storage URLs, percent-encoded), never as a LIKE pattern.
 begin;
-select plan(2);
+select plan(3);
 \ir storage_purge_fixture.sql
 
 select tests.create_supabase_user('ur_owner') as owner \gset
@@ -17,6 +17,7 @@ insert into cases values
   ('pat_1.png',          '30 days', 'pending',    'pat_1.png',          false),
   ('patx1.png',          '30 days', null,         null,                 true),   -- matches pat_1.png as a LIKE pattern
   ('pct%.png',           '30 days', 'pending',    'pct%.png',           false),  -- a literal %, as written
+  ('lit%41.png',         '30 days', 'pending',    'lit%41.png',         false),  -- a literal %41 written unencoded
   ('pctx.png',           '30 days', null,         null,                 true),   -- matches pct%.png as a LIKE pattern
   ('photo.png.old',      '30 days', null,         null,                 true),   -- a listed name is a prefix of it
   ('photo.png',          '30 days', 'pending',    'photo.png',          false);
@@ -38,6 +39,8 @@ select results_eq(
   format($$ select substr(path, 38) from private.storage_purges where reason = 'upload_expired' and user_id = '%s' and done_at is null order by 1 $$, :'owner'),
   $$ select name from cases where expired order by 1 $$,
   'old, unlisted or listed only by a finished job: expired; fresh, replaced lately, or listed by an unfinished job (exact name): kept');
+
+select is(private.expire_uploads(now()), 0, 'the next pass records nothing new for uploads already waiting for their purge');
 
 select * from finish();
 rollback;
