@@ -1,6 +1,6 @@
 -- Fixture for the Storage purges of deleted accounts and expired uploads: the Vault secrets the
 -- Storage API needs, no purge left open by anything else, the walk over user-uploads at its
--- start, and helpers to place objects and jobs. Undone by the test's rollback.
+-- start, and functions that place objects and jobs. Undone by the test's rollback.
 delete from vault.secrets where name in ('project_url', 'service_role_key');
 select vault.create_secret('https://project.example.test/', 'project_url');
 select vault.create_secret('service-key-for-tests', 'service_role_key');
