@@ -29,3 +29,20 @@ $$;
 alter function tests.sign_up_as_auth_service(text, boolean) owner to supabase_auth_admin;
 revoke all on function tests.sign_up_as_auth_service(text, boolean) from public;
 grant execute on function tests.sign_up_as_auth_service(text, boolean) to postgres;
+
+-- Delete a user the way GoTrue does (auth.admin.deleteUser): a delete on auth.users as
+-- `supabase_auth_admin`, whose cascade reaches the profile and everything hanging off it.
+create or replace function tests.delete_as_auth_service(user_id uuid)
+returns void
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  delete from auth.users u where u.id = delete_as_auth_service.user_id;
+  set constraints all immediate;
+  set constraints all deferred;
+end
+$$;
+alter function tests.delete_as_auth_service(uuid) owner to supabase_auth_admin;
+revoke all on function tests.delete_as_auth_service(uuid) from public;
+grant execute on function tests.delete_as_auth_service(uuid) to postgres;
