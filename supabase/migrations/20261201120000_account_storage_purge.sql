@@ -30,16 +30,70 @@ $$;
 comment on function private.storage_delete_target(text) is
   'API: Private. The Storage API''s bulk delete URL of a bucket (DELETE <project_url>/storage/v1/object/<bucket>) and the service key, from the Vault secrets project_url and service_role_key; no row while either is missing. KL054 for a bucket that does not exist.';
 
--- The original, kept for its callers: generated-images.
+-- The original, kept for private.purge_results: generated-images. No row (as with missing
+-- secrets) when the bucket is gone, so a purge waits instead of failing the retention tick.
 create or replace function private.storage_delete_target()
 returns table (url text, service_key text)
 language sql stable
 set search_path = pg_catalog, pg_temp
 as $$
-  select t.url, t.service_key from private.storage_delete_target('generated-images') t
+  select t.url, t.service_key
+    from storage.buckets b, lateral private.storage_delete_target(b.id) t
+   where b.id = 'generated-images'
 $$;
 comment on function private.storage_delete_target() is
-  'API: Private. The Storage delete URL of generated-images and the service key (private.storage_delete_target(bucket) for any bucket).';
+  'API: Private. The Storage delete URL of generated-images and the service key (private.storage_delete_target(bucket) for any bucket); no row while the bucket or a secret is missing.';
+
+-- One bulk delete through pg_net; null (nothing sent) while the Vault secrets are missing.
+create function private.send_storage_delete(bucket text, names text[])
+returns bigint
+language plpgsql volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  target record;
+begin
+  if pg_catalog.cardinality(names) not between 1 and 1000 then
+    perform private.raise_error('KL052', 'invalid batch size',
+      pg_catalog.format('1 to 1000 names per Storage delete request, got %s', coalesce(pg_catalog.cardinality(names), 0)), null);
+  end if;
+  select * into target from private.storage_delete_target(bucket);
+  if target.url is null then
+    return null;
+  end if;
+  return net.http_delete(
+    url := target.url,
+    headers := pg_catalog.jsonb_build_object(
+      'Authorization', 'Bearer ' || target.service_key, 'apikey', target.service_key,
+      'Content-Type', 'application/json'),
+    body := pg_catalog.jsonb_build_object('prefixes', names),
+    timeout_milliseconds := 10000);
+end
+$$;
+comment on function private.send_storage_delete(text, text[]) is
+  'API: Private. Queues DELETE <project_url>/storage/v1/object/<bucket> with {"prefixes": names} (1 to 1000 names, the API''s limit; else KL052) through pg_net with the service key; returns the request id, or null while the Vault secrets project_url and service_role_key are missing.';
+
+-- What went wrong with an earlier delete request, read from pg_net's response (while it keeps
+-- it): null when it succeeded or has no answer. The response must be newer than the request, so
+-- an id that pg_net reused after a crash is not read as this request's.
+create function private.storage_delete_problem(request_id bigint, sent_at timestamptz)
+returns text
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select case
+           when h.timed_out or h.error_msg is not null then
+             pg_catalog.format('the last delete request failed: %s', pg_catalog.left(coalesce(h.error_msg, 'timed out'), 200))
+           when h.status_code not between 200 and 299 then
+             pg_catalog.format('the Storage API answered the last delete request with %s: %s', h.status_code, pg_catalog.left(h.content, 200))
+         end
+    from net._http_response h
+   where h.id = request_id and h.created >= sent_at - interval '1 second'
+   order by h.created desc
+   limit 1
+$$;
+comment on function private.storage_delete_problem(bigint, timestamptz) is
+  'API: Private. Why a Storage delete request sent at sent_at failed (an error, a timeout or a non-2xx answer, from net._http_response), or null.';
 
 -- ---------------------------------------------------------------------------------------------
 -- Storage purges that outlive the user: one durable row per folder to empty
@@ -52,8 +106,11 @@ create table private.storage_purges (
   reason text not null constraint storage_purges_reason_valid check (reason in ('account_deleted')),
   requested_at timestamptz not null,
   attempts integer not null default 0 constraint storage_purges_attempts_non_negative check (attempts >= 0),
+  stalled_attempts integer not null default 0 constraint storage_purges_stalled_attempts_non_negative check (stalled_attempts >= 0),
   next_attempt_at timestamptz not null,
   last_request_id bigint,
+  last_request_at timestamptz,
+  last_first_name text,
   last_error text,
   done_at timestamptz,
   -- A deleted account's purge empties exactly that user's folder: a uuid and a slash, nothing a
@@ -68,17 +125,25 @@ comment on column private.storage_purges.user_id is 'Whose files these are (the 
 comment on column private.storage_purges.reason is 'account_deleted: the user''s profile was deleted (auth.admin.deleteUser cascades to it).';
 comment on column private.storage_purges.requested_at is 'When the purge was decided.';
 comment on column private.storage_purges.attempts is 'Delete requests sent to the Storage API so far.';
+comment on column private.storage_purges.stalled_attempts is 'Requests sent since the target last shrank; the backoff grows with these only, so a big folder that empties 1000 objects a visit is visited every 30 s.';
+comment on column private.storage_purges.last_request_at is 'When the last delete request was queued (to read its answer in net._http_response).';
+comment on column private.storage_purges.last_first_name is 'The first object name the last request asked for: another one at the next visit means that request deleted something.';
 comment on column private.storage_purges.next_attempt_at is 'When the purge tick looks at this target next (backoff after each request).';
 comment on column private.storage_purges.last_request_id is 'The pg_net request id of the last delete request (net._http_response, while pg_net keeps it).';
-comment on column private.storage_purges.last_error is 'Why the last visit could not send a request.';
+comment on column private.storage_purges.last_error is 'Why the last visit could not send a request (missing Vault secrets), or how the previous request failed (its answer in net._http_response).';
 comment on column private.storage_purges.done_at is 'When the target was found empty.';
 alter table private.storage_purges enable row level security;
 revoke all on private.storage_purges from public;
 
--- One open purge per target: a second decision about the same folder joins the first.
-create unique index storage_purges_one_open_per_target on private.storage_purges (bucket_id, path) where done_at is null;
+-- One open purge per target and reason: a second decision about the same folder joins the first.
+create unique index storage_purges_one_open_per_target on private.storage_purges (bucket_id, path, reason) where done_at is null;
 -- The tick reads only due rows of one reason.
 create index storage_purges_due_idx on private.storage_purges (reason, next_attempt_at) where done_at is null;
+
+insert into private.settings (key, value, description) values
+  ('storage.deleted_account_watch_seconds', '3600',
+   'How long a deleted account''s folders are watched for late files (its access token works until it expires: set the project''s JWT expiry). A folder found empty before then is looked at again at its end.')
+on conflict (key) do nothing;
 
 -- ---------------------------------------------------------------------------------------------
 -- A deleted profile leaves a purge of both of its folders
@@ -97,7 +162,7 @@ begin
   insert into private.storage_purges (bucket_id, path, user_id, reason, requested_at, next_attempt_at)
   select b.bucket_id, old.id::text || '/', old.id, 'account_deleted', at, at
     from (values ('generated-images'), ('user-uploads')) as b (bucket_id)
-  on conflict (bucket_id, path) where done_at is null do nothing;
+  on conflict (bucket_id, path, reason) where done_at is null do nothing;
   return null;
 end
 $$;
@@ -117,15 +182,19 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   purge record;
-  target record;
   names text[];
+  request bigint;
+  stalled integer;
+  -- A deleted user's access token still works until it expires (the project's JWT expiry), so
+  -- files may still arrive; a folder found empty before then is looked at again at its end.
+  watch interval := pg_catalog.make_interval(secs => private.setting_number('storage.deleted_account_watch_seconds')::double precision);
   sent integer := 0;
 begin
   if max_folders is null or max_folders < 1 then
     perform private.raise_error('KL052', 'invalid batch size', pg_catalog.format('max_folders must be at least 1, got %s', max_folders), null);
   end if;
   for purge in
-    select p.id, p.bucket_id, p.path, p.attempts
+    select p.id, p.bucket_id, p.path, p.requested_at, p.stalled_attempts, p.last_request_id, p.last_request_at, p.last_first_name
       from private.storage_purges p
      where p.reason = 'account_deleted' and p.done_at is null and p.next_attempt_at <= at
      order by p.next_attempt_at, p.id
@@ -140,38 +209,40 @@ begin
              where o.bucket_id = purge.bucket_id and o.name like purge.path || '%'
              order by o.name limit 1000) f;
     if names is null then
-      update private.storage_purges p set done_at = at, last_error = null where p.id = purge.id;
+      update private.storage_purges p
+         set done_at = case when at >= purge.requested_at + coalesce(watch, interval '0') then at end,
+             next_attempt_at = greatest(at, purge.requested_at + coalesce(watch, interval '0')),
+             last_error = null
+       where p.id = purge.id;
       continue;
     end if;
-    select * into target from private.storage_delete_target(purge.bucket_id);
-    if target.url is null then
+    request := private.send_storage_delete(purge.bucket_id, names);
+    if request is null then
       update private.storage_purges p
          set last_error = 'the Vault secrets project_url and service_role_key are needed to call the Storage API',
              next_attempt_at = at + interval '1 minute'
        where p.id = purge.id;
-    else
-      -- Backoff 30 s, 1 min, 2 min ... capped at 1 hour, as for result purges; the next visit
-      -- checks the folder again.
-      update private.storage_purges p
-         set attempts = p.attempts + 1,
-             last_error = null,
-             next_attempt_at = at + least(interval '1 hour', interval '30 seconds' * power(2, least(purge.attempts, 10))),
-             last_request_id = net.http_delete(
-               url := target.url,
-               headers := pg_catalog.jsonb_build_object(
-                 'Authorization', 'Bearer ' || target.service_key, 'apikey', target.service_key,
-                 'Content-Type', 'application/json'),
-               body := pg_catalog.jsonb_build_object('prefixes', names),
-               timeout_milliseconds := 10000)
-       where p.id = purge.id;
-      sent := sent + 1;
+      continue;
     end if;
+    -- Backoff 30 s, 1 min, 2 min ... capped at 1 hour, counted from the last time the folder
+    -- shrank: a first name other than the last request's means that request deleted something.
+    stalled := case when purge.last_first_name is distinct from names[1] then 0 else purge.stalled_attempts end;
+    update private.storage_purges p
+       set attempts = p.attempts + 1,
+           stalled_attempts = stalled + 1,
+           last_first_name = names[1],
+           last_error = private.storage_delete_problem(purge.last_request_id, purge.last_request_at),
+           next_attempt_at = at + least(interval '1 hour', interval '30 seconds' * power(2, least(stalled, 10))),
+           last_request_id = request,
+           last_request_at = at
+     where p.id = purge.id;
+    sent := sent + 1;
   end loop;
   return sent;
 end
 $$;
 comment on function private.purge_account_storage(timestamptz, integer) is
-  'API: Private. Tick: for each due folder of a deleted account (at most max_folders), finishes the purge when the folder is empty, otherwise asks the Storage API (pg_net, service key) to delete up to 1000 of its objects. Returns the requests sent.';
+  'API: Private. Tick: for each due folder of a deleted account (at most max_folders), finishes the purge when the folder is empty and storage.deleted_account_watch_seconds have passed since the deletion, otherwise asks the Storage API (pg_net, service key) to delete up to 1000 of its objects, backing off while the folder does not shrink. Returns the requests sent.';
 
 -- ---------------------------------------------------------------------------------------------
 -- Operators: every purge still to do

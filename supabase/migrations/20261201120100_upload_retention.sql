@@ -73,8 +73,9 @@ comment on function private.upload_path_in_url(text) is
 
 -- Object names as UTF-8 bytes, compared for equality only (no LIKE: a name may hold % or _).
 -- Both the decoded path and the path as written count, so a name with a literal % is matched
--- either way. Reads the unfinished jobs through generation_jobs_user_active_idx (partial on
--- pending/generating), so it costs the active jobs, not the job history.
+-- either way. Only a path in the job owner's own folder counts: a job cannot keep another
+-- user's upload alive. Reads the unfinished jobs through generation_jobs_user_active_idx
+-- (partial on pending/generating), so it costs the active jobs, not the job history.
 create function private.upload_keys_in_use()
 returns setof bytea
 language sql stable
@@ -86,9 +87,10 @@ as $$
    cross join lateral (select private.upload_path_in_url(u.url) as path) p
    cross join lateral (values (private.percent_decode(p.path)), (pg_catalog.convert_to(p.path, 'UTF8'))) as k (key)
    where j.status in ('pending', 'generating') and p.path is not null
+     and pg_catalog.convert_from(k.key, 'UTF8') like j.user_id::text || '/%'
 $$;
 comment on function private.upload_keys_in_use() is
-  'API: Private. The user-uploads object names (UTF-8 bytes, decoded and as written) that pending or generating jobs list in input_image_urls.';
+  'API: Private. The user-uploads object names (UTF-8 bytes, decoded and as written) that pending or generating jobs list in input_image_urls, each in its job owner''s folder.';
 
 -- Of these names, the uploads that are expired at `at`: older than uploads.retention_days
 -- (counted from the last write: created_at, or updated_at once replaced) and not in use.
@@ -113,7 +115,7 @@ comment on function private.expired_uploads(text[], timestamptz) is
 alter table private.storage_purges drop constraint storage_purges_reason_valid;
 alter table private.storage_purges add constraint storage_purges_reason_valid check (reason in ('account_deleted', 'upload_expired'));
 alter table private.storage_purges add constraint storage_purges_upload_object
-  check (reason <> 'upload_expired' or (bucket_id = 'user-uploads' and path <> '' and path !~ '/$'));
+  check (reason <> 'upload_expired' or (bucket_id = 'user-uploads' and path <> ''));
 comment on table private.storage_purges is
   'API: Private. Storage objects to remove that no job row stands for: one row per target (a deleted account''s folder in a bucket, or one expired upload), until the target is found empty or gone. No foreign key: a row outlives the user.';
 comment on column private.storage_purges.path is
@@ -181,7 +183,7 @@ begin
                 then pg_catalog.split_part(e.name, '/', 1)::uuid end,
            'upload_expired', at, at
       from private.expired_uploads(array(select s.name from slice s), at) e (name)
-    on conflict (bucket_id, path) where done_at is null do nothing
+    on conflict (bucket_id, path, reason) where done_at is null do nothing
     returning 1
   )
   select (select count(*) from slice), (select max(s.name) from slice s), (select count(*) from queued_rows)
@@ -202,7 +204,7 @@ $$;
 comment on function private.expire_uploads(timestamptz, integer) is
   'API: Private. Tick: reads the next max_objects uploads of user-uploads in name order (from where the last run stopped, wrapping at the end) and records a purge for each one that is expired (private.expired_uploads). Returns how many purges it recorded.';
 
-create function private.purge_expired_uploads(at timestamptz default now(), max_objects integer default 500)
+create function private.purge_expired_uploads(at timestamptz default now(), max_objects integer default 1000)
 returns integer
 language plpgsql volatile
 set search_path = pg_catalog, pg_temp
@@ -211,7 +213,6 @@ declare
   due_ids bigint[];
   due_names text[];
   names text[];
-  target record;
   request bigint;
 begin
   if max_objects is null or max_objects < 1 or max_objects > 1000 then
@@ -246,27 +247,23 @@ begin
   if pg_catalog.cardinality(names) = 0 then
     return 0;
   end if;
-  select * into target from private.storage_delete_target('user-uploads');
-  if target.url is null then
+  request := private.send_storage_delete('user-uploads', names);
+  if request is null then
     update private.storage_purges p
        set last_error = 'the Vault secrets project_url and service_role_key are needed to call the Storage API',
            next_attempt_at = at + interval '1 minute'
      where p.id = any (due_ids) and p.done_at is null;
     return 0;
   end if;
-  request := net.http_delete(
-    url := target.url,
-    headers := pg_catalog.jsonb_build_object(
-      'Authorization', 'Bearer ' || target.service_key, 'apikey', target.service_key,
-      'Content-Type', 'application/json'),
-    body := pg_catalog.jsonb_build_object('prefixes', names),
-    timeout_milliseconds := 10000);
-  -- Each row backs off by its own attempts, as the other purges do.
+  -- Each row backs off by its own attempts (an upload purge's target is one object, so every
+  -- attempt on it is a stalled one), and keeps how its previous request failed, if it did.
   update private.storage_purges p
      set attempts = p.attempts + 1,
-         last_error = null,
-         next_attempt_at = at + least(interval '1 hour', interval '30 seconds' * power(2, least(p.attempts, 10))),
-         last_request_id = request
+         stalled_attempts = p.stalled_attempts + 1,
+         last_error = private.storage_delete_problem(p.last_request_id, p.last_request_at),
+         next_attempt_at = at + least(interval '1 hour', interval '30 seconds' * power(2, least(p.stalled_attempts, 10))),
+         last_request_id = request,
+         last_request_at = at
    where p.id = any (due_ids) and p.done_at is null;
   return 1;
 end
@@ -279,16 +276,36 @@ returns void
 language plpgsql volatile
 set search_path = pg_catalog, pg_temp
 as $$
+declare
+  part text;
+  problem text;
 begin
-  perform private.expire_results(at);
-  perform private.purge_results(at);
-  perform private.purge_account_storage(at);
-  perform private.expire_uploads(at);
-  perform private.purge_expired_uploads(at);
+  -- Each part in its own subtransaction: one that fails (a bad row, a bucket an operator
+  -- removed) raises the retention_error alert and the others still run, this minute and every
+  -- next one.
+  foreach part in array array['expire_results', 'purge_results', 'purge_account_storage', 'expire_uploads', 'purge_expired_uploads'] loop
+    begin
+      case part
+        when 'expire_results' then perform private.expire_results(at);
+        when 'purge_results' then perform private.purge_results(at);
+        when 'purge_account_storage' then perform private.purge_account_storage(at);
+        when 'expire_uploads' then perform private.expire_uploads(at);
+        when 'purge_expired_uploads' then perform private.purge_expired_uploads(at);
+      end case;
+    exception when others then
+      get stacked diagnostics problem = message_text;
+      perform private.raise_alert('retention_error',
+        pg_catalog.format('private.%s failed: %s', part, pg_catalog.left(problem, 300)), false,
+        pg_catalog.jsonb_build_object('part', part, 'sqlstate', sqlstate), at);
+    end;
+  end loop;
 end
 $$;
 comment on function private.results_retention_tick(timestamptz) is
-  'API: Private. The scheduled job: expire results past retention and purge what is due, empty the folders of deleted accounts, find expired uploads and delete them.';
+  'API: Private. The scheduled job: expire results past retention and purge what is due, empty the folders of deleted accounts, find expired uploads and delete them; a part that fails raises the retention_error alert and the others run.';
+
+comment on table private.alerts is
+  'API: Private. Operator alerts (kie_account, kie_low_balance, missing_secret, reconcile_error, retention_error). Active while cleared_at is null; clear with private.clear_alert(key).';
 
 update private.ticks
    set description = 'Expires stored results past their plan''s retention and input uploads past uploads.retention_days, and deletes them and the Storage folders of deleted accounts through the Storage API.'

@@ -2,7 +2,7 @@
 -- one DELETE per folder, to that bucket's endpoint, with the service key, naming exactly the
 -- folder's objects (not a neighbour's whose name merely starts the same way).
 begin;
-select plan(6);
+select plan(5);
 \ir storage_purge_fixture.sql
 
 select tests.sign_up_as_auth_service('apr_gone') as gone \gset
@@ -33,8 +33,6 @@ select results_eq(
   format($$ select attempts, next_attempt_at, last_error from private.storage_purges where user_id = '%s' order by bucket_id $$, :'gone'),
   format($$ values (1, '%1$s'::timestamptz + interval '30 seconds', null::text), (1, '%1$s'::timestamptz + interval '30 seconds', null) $$, :'t0'),
   'each folder: one attempt, next visit after 30 seconds');
-select is((select count(*)::int from storage.objects where name like :'stays' || '/%' or name like :'gone' || 'x/%'), 2,
-  'nothing of anyone else is touched');
 
 -- A folder of more than 1000 objects: the first 1000 by name, the rest on later visits.
 select tests.sign_up_as_auth_service('apr_big') as big \gset

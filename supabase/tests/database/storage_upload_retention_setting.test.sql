@@ -1,7 +1,7 @@
 -- uploads.retention_days: 7 by default, a whole number of days from 1 to 3650; anything else is
 -- refused with KL053 and changes nothing; the walk reads it on each run.
 begin;
-select plan(10);
+select plan(11);
 \ir storage_purge_fixture.sql
 
 select is(private.setting('uploads.retention_days'), '7'::jsonb, 'uploads are kept 7 days by default');
@@ -32,11 +32,14 @@ update private.settings set value = '30' where key = 'uploads.retention_days';
 select is(private.expire_uploads(now()), 0, 'kept 30 days: a 10-day-old upload stays');
 update private.settings set value = '9' where key = 'uploads.retention_days';
 select is(private.expire_uploads(now()), 1, 'kept 9 days: it expires');
--- Without the setting nothing expires.
-update private.storage_purges set done_at = now() where done_at is null;
+-- Without the setting nothing expires: the walk records nothing, and the purge recorded above
+-- is withdrawn at its visit instead of being sent.
 delete from private.settings where key = 'uploads.retention_days';
+update private.upload_sweep set after_name = null, pass_started_at = null;
 select is(private.expire_uploads(now()), 0, 'without the setting the walk records nothing');
-select is(private.purge_expired_uploads(now()), 0, 'and the purge deletes nothing');
+select is(private.purge_expired_uploads(now()), 0, 'and the purge sends no request');
+select is((select count(*)::int from private.storage_purges where user_id = :'owner' and done_at is null), 0,
+  'the open purge of the upload is withdrawn');
 
 select * from finish();
 rollback;
