@@ -30,20 +30,6 @@ $$;
 comment on function private.storage_delete_target(text) is
   'API: Private. The Storage API''s bulk delete URL of a bucket (DELETE <project_url>/storage/v1/object/<bucket>) and the service key, from the Vault secrets project_url and service_role_key; no row while either is missing. KL054 for a bucket that does not exist.';
 
--- The original, kept for private.purge_results: generated-images. No row (as with missing
--- secrets) when the bucket is gone, so a purge waits instead of failing the retention tick.
-create or replace function private.storage_delete_target()
-returns table (url text, service_key text)
-language sql stable
-set search_path = pg_catalog, pg_temp
-as $$
-  select t.url, t.service_key
-    from storage.buckets b, lateral private.storage_delete_target(b.id) t
-   where b.id = 'generated-images'
-$$;
-comment on function private.storage_delete_target() is
-  'API: Private. The Storage delete URL of generated-images and the service key (private.storage_delete_target(bucket) for any bucket); no row while the bucket or a secret is missing.';
-
 -- One bulk delete through pg_net; null (nothing sent) while the Vault secrets are missing.
 create function private.send_storage_delete(bucket text, names text[])
 returns bigint

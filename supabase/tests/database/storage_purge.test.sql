@@ -1,9 +1,9 @@
 -- The purge tick: while objects remain under a purged job's folder it asks the Storage API to
 -- delete them (pg_net DELETE with the service key, from Vault) with backoff; when the folder is
--- empty the purge is done. pg_net never sends from a rolled-back transaction: the queued
--- request rows are asserted instead.
+-- empty the purge is done; how the previous request failed is kept in last_error. pg_net never
+-- sends from a rolled-back transaction: the queued request rows are asserted instead.
 begin;
-select plan(12);
+select plan(14);
 
 delete from vault.secrets where name in ('project_url', 'service_role_key');
 select vault.create_secret('https://project.example.test/', 'project_url');
@@ -56,13 +56,22 @@ select results_eq(
   format($$ values (2, '%s'::timestamptz + interval '30 seconds' + interval '60 seconds') $$, :'t0'),
   'the backoff doubles');
 
+-- The Storage API refused the second request (a rotated service key): the next visit says so.
+insert into net._http_response (id, status_code, content, created)
+select last_request_id, 403, '{"statusCode":"403","error":"Unauthorized","message":"invalid signature"}', :'t0'::timestamptz + interval '31 seconds'
+  from private.result_purges where job_id = :'job';
+select is(private.purge_results(:'t0'::timestamptz + interval '90 seconds'), 1, 'objects still there: it asks again');
+select is((select last_error from private.result_purges where job_id = :'job'),
+  'the Storage API answered the last delete request with 403: {"statusCode":"403","error":"Unauthorized","message":"invalid signature"}',
+  'and keeps how the previous request failed');
+
 -- The Storage API deleted them: the next visit finishes the purge.
 select set_config('storage.allow_delete_query', 'true', true);
 delete from storage.objects where name like :'owner' || '/' || :'job' || '/%';
-select is(private.purge_results(:'t0'::timestamptz + interval '2 minutes'), 0, 'nothing left to ask for');
+select is(private.purge_results(:'t0'::timestamptz + interval '4 minutes'), 0, 'nothing left to ask for');
 select results_eq(
   format($$ select done_at from private.result_purges where job_id = '%s' $$, :'job'),
-  format($$ values ('%s'::timestamptz + interval '2 minutes') $$, :'t0'),
+  format($$ values ('%s'::timestamptz + interval '4 minutes') $$, :'t0'),
   'the purge is done once the folder is empty');
 select is((select count(*)::int from storage.objects where name like :'owner' || '/%'), 1, 'another job''s object is untouched');
 
