@@ -72,6 +72,10 @@ as $$
              pg_catalog.format('the last delete request failed: %s', pg_catalog.left(coalesce(h.error_msg, 'timed out'), 200))
            when h.status_code not between 200 and 299 then
              pg_catalog.format('the Storage API answered the last delete request with %s: %s', h.status_code, pg_catalog.left(h.content, 200))
+           -- The API leaves out, with a 200, every name the key may not delete: with the anon
+           -- key in service_role_key nothing would ever go, and nothing else would say so.
+           when h.content ~ '^\s*\[\s*\]\s*$' then
+             'the Storage API deleted none of the names it was sent (is service_role_key the service_role key?)'
          end
     from net._http_response h
    where h.id = request_id and h.created >= sent_at - interval '1 second'
@@ -79,7 +83,7 @@ as $$
    limit 1
 $$;
 comment on function private.storage_delete_problem(bigint, timestamptz) is
-  'API: Private. Why a Storage delete request sent at sent_at failed (an error, a timeout or a non-2xx answer, from net._http_response), or null.';
+  'API: Private. Why a Storage delete request sent at sent_at failed (an error, a timeout, a non-2xx answer, or a 2xx that deleted none of the names, from net._http_response), or null.';
 
 -- ---------------------------------------------------------------------------------------------
 -- Storage purges that outlive the user: one durable row per folder to empty
@@ -210,15 +214,16 @@ begin
        where p.id = purge.id;
       continue;
     end if;
-    -- Backoff 30 s, 1 min, 2 min ... capped at 1 hour, counted from the last time the folder
-    -- shrank: a first name other than the last request's means that request deleted something.
+    -- Backoff 30 s, 1 min, 2 min ... counted from the last time the folder shrank (a first name
+    -- other than the last request's means that request deleted something), capped at 50 minutes
+    -- so the last request's answer is still in net._http_response (kept an hour) for last_error.
     stalled := case when purge.last_first_name is distinct from names[1] then 0 else purge.stalled_attempts end;
     update private.storage_purges p
        set attempts = p.attempts + 1,
            stalled_attempts = stalled + 1,
            last_first_name = names[1],
            last_error = private.storage_delete_problem(purge.last_request_id, purge.last_request_at),
-           next_attempt_at = at + least(interval '1 hour', interval '30 seconds' * power(2, least(stalled, 10))),
+           next_attempt_at = at + least(interval '50 minutes', interval '30 seconds' * power(2, least(stalled, 10))),
            last_request_id = request,
            last_request_at = at
      where p.id = purge.id;
@@ -243,7 +248,7 @@ create view private.pending_storage_purges with (security_invoker = true) as
     from private.storage_purges p
    where p.done_at is null;
 comment on view private.pending_storage_purges is
-  'API: Private. Operators: Storage deletions not finished yet, one row per target: a job''s results (job_deleted, job_expired: the folder <user_id>/<job_id>/), a deleted account''s folder (account_deleted), an expired upload (upload_expired). attempts counts requests sent; last_error says why none could be sent (missing Vault secrets).';
+  'API: Private. Operators: Storage deletions not finished yet, one row per target: a job''s results (job_deleted, job_expired: the folder <user_id>/<job_id>/), a deleted account''s folder (account_deleted); later migrations add expired uploads. attempts counts requests sent; last_error says why none could be sent (missing Vault secrets) or how the previous request failed.';
 
 -- ---------------------------------------------------------------------------------------------
 -- The scheduled job runs it after the result purges

@@ -13,33 +13,39 @@
 -- hours at 1000 a minute), which is how much later than its retention an upload may go.
 
 -- ---------------------------------------------------------------------------------------------
--- The setting, validated when written
+-- The setting, validated when written (with the deleted accounts' watch)
 -- ---------------------------------------------------------------------------------------------
 insert into private.settings (key, value, description) values
   ('uploads.retention_days', '7',
    'Days an input photo in user-uploads is kept after it was uploaded (or last replaced); then it is deleted, unless an unfinished job lists it. A whole number from 1 to 3650.')
 on conflict (key) do nothing;
 
-create function private.check_upload_retention_setting()
+create function private.check_storage_setting()
 returns trigger
 language plpgsql volatile
 set search_path = pg_catalog, pg_temp
 as $$
+declare
+  -- uploads.retention_days: 1 day to 10 years; storage.deleted_account_watch_seconds: up to a
+  -- week, GoTrue's longest JWT expiry.
+  low numeric := case new.key when 'uploads.retention_days' then 1 else 0 end;
+  high numeric := case new.key when 'uploads.retention_days' then 3650 else 604800 end;
 begin
   if pg_catalog.jsonb_typeof(new.value) is distinct from 'number'
-     or (new.value #>> '{}')::numeric not between 1 and 3650
+     or (new.value #>> '{}')::numeric not between low and high
      or (new.value #>> '{}')::numeric <> pg_catalog.trunc((new.value #>> '{}')::numeric) then
     perform private.raise_error('KL053', 'invalid setting',
-      pg_catalog.format('%s must be a whole number of days from 1 to 3650, got %s', new.key, pg_catalog.left(new.value::text, 100)), null);
+      pg_catalog.format('%s must be a whole number from %s to %s, got %s', new.key, low, high, pg_catalog.left(new.value::text, 100)), null);
   end if;
   return new;
 end
 $$;
-comment on function private.check_upload_retention_setting() is
-  'API: Private. Trigger: refuses (KL053) a value of uploads.retention_days that is not a whole number from 1 to 3650.';
+comment on function private.check_storage_setting() is
+  'API: Private. Trigger: refuses (KL053) a value of uploads.retention_days that is not a whole number from 1 to 3650, or of storage.deleted_account_watch_seconds that is not one from 0 to 604800.';
 
-create trigger settings_upload_retention_valid before insert or update on private.settings
-  for each row when (new.key = 'uploads.retention_days') execute function private.check_upload_retention_setting();
+create trigger settings_storage_values_valid before insert or update on private.settings
+  for each row when (new.key in ('uploads.retention_days', 'storage.deleted_account_watch_seconds'))
+  execute function private.check_storage_setting();
 
 -- ---------------------------------------------------------------------------------------------
 -- Which uploads unfinished jobs still need
@@ -87,7 +93,8 @@ as $$
    cross join lateral (select private.upload_path_in_url(u.url) as path) p
    cross join lateral (values (private.percent_decode(p.path)), (pg_catalog.convert_to(p.path, 'UTF8'))) as k (key)
    where j.status in ('pending', 'generating') and p.path is not null
-     and pg_catalog.convert_from(k.key, 'UTF8') like j.user_id::text || '/%'
+     -- Compared as bytes: a decoded %FF is no UTF-8, and converting it would fail the tick.
+     and pg_catalog.substr(k.key, 1, 37) = pg_catalog.convert_to(j.user_id::text || '/', 'UTF8')
 $$;
 comment on function private.upload_keys_in_use() is
   'API: Private. The user-uploads object names (UTF-8 bytes, decoded and as written) that pending or generating jobs list in input_image_urls, each in its job owner''s folder.';
@@ -122,6 +129,8 @@ comment on column private.storage_purges.path is
   'account_deleted: the folder <user_id>/ (everything under it goes). upload_expired: the exact object name in user-uploads.';
 comment on column private.storage_purges.reason is
   'account_deleted: the user''s profile was deleted (auth.admin.deleteUser cascades to it). upload_expired: an input photo past uploads.retention_days that no unfinished job lists.';
+comment on view private.pending_storage_purges is
+  'API: Private. Operators: Storage deletions not finished yet, one row per target: a job''s results (job_deleted, job_expired: the folder <user_id>/<job_id>/), a deleted account''s folder (account_deleted), an expired upload (upload_expired). attempts counts requests sent; last_error says why none could be sent (missing Vault secrets) or how the previous request failed.';
 -- Finished upload purges are forgotten after a while (there is one per upload).
 create index storage_purges_done_idx on private.storage_purges (done_at) where done_at is not null;
 
@@ -261,7 +270,7 @@ begin
      set attempts = p.attempts + 1,
          stalled_attempts = p.stalled_attempts + 1,
          last_error = private.storage_delete_problem(p.last_request_id, p.last_request_at),
-         next_attempt_at = at + least(interval '1 hour', interval '30 seconds' * power(2, least(p.stalled_attempts, 10))),
+         next_attempt_at = at + least(interval '50 minutes', interval '30 seconds' * power(2, least(p.stalled_attempts, 10))),
          last_request_id = request,
          last_request_at = at
    where p.id = any (due_ids) and p.done_at is null;
@@ -279,10 +288,10 @@ as $$
 declare
   part text;
   problem text;
+  failures jsonb := '[]';
 begin
-  -- Each part in its own subtransaction: one that fails (a bad row, a bucket an operator
-  -- removed) raises the retention_error alert and the others still run, this minute and every
-  -- next one.
+  -- Each part in its own subtransaction: one that fails (a row or a setting it cannot read)
+  -- rolls back only its own work, and the others still run, this minute and every next one.
   foreach part in array array['expire_results', 'purge_results', 'purge_account_storage', 'expire_uploads', 'purge_expired_uploads'] loop
     begin
       case part
@@ -294,15 +303,24 @@ begin
       end case;
     exception when others then
       get stacked diagnostics problem = message_text;
-      perform private.raise_alert('retention_error',
-        pg_catalog.format('private.%s failed: %s', part, pg_catalog.left(problem, 300)), false,
-        pg_catalog.jsonb_build_object('part', part, 'sqlstate', sqlstate), at);
+      failures := failures || pg_catalog.jsonb_build_array(
+        pg_catalog.jsonb_build_object('part', part, 'sqlstate', sqlstate, 'message', pg_catalog.left(problem, 300)));
     end;
   end loop;
+  -- One alert for every part that failed this run; a run where all of them ran clears it.
+  if pg_catalog.jsonb_array_length(failures) > 0 then
+    perform private.raise_alert('retention_error',
+      pg_catalog.format('Storage retention: %s failed: %s',
+        (select pg_catalog.string_agg('private.' || (f ->> 'part'), ', ') from pg_catalog.jsonb_array_elements(failures) f),
+        failures -> 0 ->> 'message'),
+      false, pg_catalog.jsonb_build_object('parts', failures), at);
+  else
+    update private.alerts a set cleared_at = at where a.key = 'retention_error' and a.cleared_at is null;
+  end if;
 end
 $$;
 comment on function private.results_retention_tick(timestamptz) is
-  'API: Private. The scheduled job: expire results past retention and purge what is due, empty the folders of deleted accounts, find expired uploads and delete them; a part that fails raises the retention_error alert and the others run.';
+  'API: Private. The scheduled job: expire results past retention and purge what is due, empty the folders of deleted accounts, find expired uploads and delete them. The parts that fail are named in the retention_error alert (details.parts) while the others run; a run where every part ran clears it.';
 
 comment on table private.alerts is
   'API: Private. Operator alerts (kie_account, kie_low_balance, missing_secret, reconcile_error, retention_error). Active while cleared_at is null; clear with private.clear_alert(key).';

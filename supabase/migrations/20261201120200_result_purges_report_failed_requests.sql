@@ -1,8 +1,9 @@
 -- Why: a job's result purge kept sending its delete request with growing backoff when the
 -- Storage API refused it (a rotated service key, a 4xx), with last_error empty: operators saw
 -- attempts grow and nothing else. It now sends through private.send_storage_delete, as the
--- account and upload purges do, and keeps how the previous request failed in last_error. The
--- no-argument private.storage_delete_target(), whose only caller this was, goes.
+-- account and upload purges do, and keeps how the previous request failed in last_error; its
+-- backoff stops at 50 minutes instead of an hour, so that answer is still kept when it looks.
+-- The no-argument private.storage_delete_target(), whose only caller this was, goes.
 
 alter table private.result_purges add column last_request_at timestamptz;
 comment on column private.result_purges.last_request_at is 'When the last delete request was queued (to read its answer in net._http_response).';
@@ -47,11 +48,13 @@ begin
        where r.job_id = purge.job_id;
       continue;
     end if;
-    -- Backoff 30 s, 1 min, 2 min ... capped at 1 hour; the next visit checks the folder again.
+    -- Backoff 30 s, 1 min, 2 min ... capped at 50 minutes (it was an hour), so the last
+    -- request's answer is still in net._http_response (kept an hour) for last_error; the next
+    -- visit checks the folder again.
     update private.result_purges r
        set attempts = r.attempts + 1,
            last_error = private.storage_delete_problem(purge.last_request_id, purge.last_request_at),
-           next_attempt_at = at + least(interval '1 hour', interval '30 seconds' * power(2, least(purge.attempts, 10))),
+           next_attempt_at = at + least(interval '50 minutes', interval '30 seconds' * power(2, least(purge.attempts, 10))),
            last_request_id = request,
            last_request_at = at
      where r.job_id = purge.job_id;

@@ -20,7 +20,8 @@ insert into cases values
   ('lit%41.png',         '30 days', 'pending',    'lit%41.png',         false),  -- a literal %41 written unencoded
   ('pctx.png',           '30 days', null,         null,                 true),   -- matches pct%.png as a LIKE pattern
   ('photo.png.old',      '30 days', null,         null,                 true),   -- a listed name is a prefix of it
-  ('photo.png',          '30 days', 'pending',    'photo.png',          false);
+  ('photo.png',          '30 days', 'pending',    'photo.png',          false),
+  ('latin1.png',         '30 days', null,         null,                 true);   -- beside a job listing %FF%C3.png (no UTF-8 once decoded)
 select pg_temp.put_object('user-uploads', :'owner' || '/' || name, age) from cases;
 -- Replaced (upserted) two days ago, first uploaded a month ago: counted from the last write.
 insert into storage.objects (bucket_id, name, created_at, updated_at)
@@ -33,6 +34,10 @@ select pg_temp.job_listing('ur_owner', c.listed_by, array[
 select pg_temp.job_listing('ur_owner', 'pending', array[
   'https://ref.supabase.co/storage/v1/object/public/user-uploads/' || :'owner' || '/photo.png',
   'https://img.test/elsewhere.png']);
+-- Bytes that are no UTF-8 once decoded (a Latin-1 file name, or a client's probe) must not stop
+-- the walk for everyone.
+select pg_temp.job_listing('ur_owner', 'pending', array[
+  format('https://ref.supabase.co/storage/v1/object/sign/user-uploads/%s/%%FF%%C3.png?token=x', :'owner')]);
 
 select is(private.expire_uploads(now()), (select count(*)::int from cases where expired), 'one purge per expired upload');
 select results_eq(

@@ -1,7 +1,8 @@
 -- uploads.retention_days: 7 by default, a whole number of days from 1 to 3650; anything else is
--- refused with KL053 and changes nothing; the walk reads it on each run.
+-- refused with KL053 and changes nothing; the walk reads it on each run. The deleted accounts'
+-- watch (storage.deleted_account_watch_seconds) is checked the same way.
 begin;
-select plan(11);
+select plan(14);
 \ir storage_purge_fixture.sql
 
 select is(private.setting('uploads.retention_days'), '7'::jsonb, 'uploads are kept 7 days by default');
@@ -40,6 +41,14 @@ select is(private.expire_uploads(now()), 0, 'without the setting the walk record
 select is(private.purge_expired_uploads(now()), 0, 'and the purge sends no request');
 select is((select count(*)::int from private.storage_purges where user_id = :'owner' and done_at is null), 0,
   'the open purge of the upload is withdrawn');
+
+-- The deleted accounts' watch is checked the same way: whole seconds, up to a week.
+select throws_ok($$ update private.settings set value = '"an hour"' where key = 'storage.deleted_account_watch_seconds' $$,
+  'KL053', 'invalid setting', 'the deleted accounts'' watch refuses a string');
+select throws_ok($$ update private.settings set value = '604801' where key = 'storage.deleted_account_watch_seconds' $$,
+  'KL053', 'invalid setting', 'and more than a week');
+select lives_ok($$ update private.settings set value = '0' where key = 'storage.deleted_account_watch_seconds' $$,
+  'no watch at all is accepted');
 
 select * from finish();
 rollback;
