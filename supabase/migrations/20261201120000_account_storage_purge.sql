@@ -59,6 +59,19 @@ $$;
 comment on function private.send_storage_delete(text, text[]) is
   'API: Private. Queues DELETE <project_url>/storage/v1/object/<bucket> with {"prefixes": names} (1 to 1000 names, the API''s limit; else KL052) through pg_net with the service key; returns the request id, or null while the Vault secrets project_url and service_role_key are missing.';
 
+-- The wait after a delete request, by how many requests before it changed nothing: 30 s,
+-- 1 min, 2 min ... at most 50 minutes, so the last request's answer is still in
+-- net._http_response (kept an hour) when the next visit reads it for last_error.
+create function private.storage_purge_backoff(unproductive_requests integer)
+returns interval
+language sql immutable strict
+set search_path = pg_catalog, pg_temp
+as $$
+  select least(interval '50 minutes', interval '30 seconds' * power(2, least(greatest(unproductive_requests, 0), 10)))
+$$;
+comment on function private.storage_purge_backoff(integer) is
+  'API: Private. The wait before a Storage purge looks again, after a request that followed that many unproductive ones: 30 s doubling, at most 50 minutes.';
+
 -- What went wrong with an earlier delete request, read from pg_net's response (while it keeps
 -- it): null when it succeeded or has no answer. The response must be newer than the request, so
 -- an id that pg_net reused after a crash is not read as this request's.
@@ -115,7 +128,7 @@ comment on column private.storage_purges.user_id is 'Whose files these are (the 
 comment on column private.storage_purges.reason is 'account_deleted: the user''s profile was deleted (auth.admin.deleteUser cascades to it).';
 comment on column private.storage_purges.requested_at is 'When the purge was decided.';
 comment on column private.storage_purges.attempts is 'Delete requests sent to the Storage API so far.';
-comment on column private.storage_purges.stalled_attempts is 'Requests sent since the target last shrank; the backoff grows with these only, so a big folder that empties 1000 objects a visit is visited every 30 s.';
+comment on column private.storage_purges.stalled_attempts is 'Folders: requests sent since the folder last shrank; the backoff grows with these only, so a big folder that empties 1000 objects a visit is visited every 30 s. (A one-object purge backs off by attempts.)';
 comment on column private.storage_purges.last_request_at is 'When the last delete request was queued (to read its answer in net._http_response).';
 comment on column private.storage_purges.last_first_name is 'The first object name the last request asked for: another one at the next visit means that request deleted something.';
 comment on column private.storage_purges.next_attempt_at is 'When the purge tick looks at this target next (backoff after each request).';
@@ -214,16 +227,15 @@ begin
        where p.id = purge.id;
       continue;
     end if;
-    -- Backoff 30 s, 1 min, 2 min ... counted from the last time the folder shrank (a first name
-    -- other than the last request's means that request deleted something), capped at 50 minutes
-    -- so the last request's answer is still in net._http_response (kept an hour) for last_error.
+    -- The backoff counts from the last time the folder shrank: a first name other than the last
+    -- request's means that request deleted something.
     stalled := case when purge.last_first_name is distinct from names[1] then 0 else purge.stalled_attempts end;
     update private.storage_purges p
        set attempts = p.attempts + 1,
            stalled_attempts = stalled + 1,
            last_first_name = names[1],
            last_error = private.storage_delete_problem(purge.last_request_id, purge.last_request_at),
-           next_attempt_at = at + least(interval '50 minutes', interval '30 seconds' * power(2, least(stalled, 10))),
+           next_attempt_at = at + private.storage_purge_backoff(stalled),
            last_request_id = request,
            last_request_at = at
      where p.id = purge.id;

@@ -264,13 +264,12 @@ begin
      where p.id = any (due_ids) and p.done_at is null;
     return 0;
   end if;
-  -- Each row backs off by its own attempts (an upload purge's target is one object, so every
-  -- attempt on it is a stalled one), and keeps how its previous request failed, if it did.
+  -- Each row backs off by its own attempts (its target is one object: no request before this
+  -- one deleted anything of it), and keeps how its previous request failed, if it did.
   update private.storage_purges p
      set attempts = p.attempts + 1,
-         stalled_attempts = p.stalled_attempts + 1,
          last_error = private.storage_delete_problem(p.last_request_id, p.last_request_at),
-         next_attempt_at = at + least(interval '50 minutes', interval '30 seconds' * power(2, least(p.stalled_attempts, 10))),
+         next_attempt_at = at + private.storage_purge_backoff(p.attempts),
          last_request_id = request,
          last_request_at = at
    where p.id = any (due_ids) and p.done_at is null;

@@ -48,13 +48,12 @@ begin
        where r.job_id = purge.job_id;
       continue;
     end if;
-    -- Backoff 30 s, 1 min, 2 min ... capped at 50 minutes (it was an hour), so the last
-    -- request's answer is still in net._http_response (kept an hour) for last_error; the next
-    -- visit checks the folder again.
+    -- private.storage_purge_backoff: at most 50 minutes (it was an hour); the next visit checks
+    -- the folder again.
     update private.result_purges r
        set attempts = r.attempts + 1,
            last_error = private.storage_delete_problem(purge.last_request_id, purge.last_request_at),
-           next_attempt_at = at + least(interval '50 minutes', interval '30 seconds' * power(2, least(purge.attempts, 10))),
+           next_attempt_at = at + private.storage_purge_backoff(purge.attempts),
            last_request_id = request,
            last_request_at = at
      where r.job_id = purge.job_id;

@@ -3,7 +3,7 @@
 -- request, a Storage outage) it asks again after a backoff that grows only while the folder does
 -- not shrink; a folder that empties 1000 objects a visit is visited every 30 s.
 begin;
-select plan(12);
+select plan(13);
 \ir storage_purge_fixture.sql
 
 select tests.sign_up_as_auth_service('apb_gone') as gone \gset
@@ -43,6 +43,13 @@ select pg_temp.storage_deletes('user-uploads', :'gone' || '/%');
 select is(private.purge_account_storage(:'t0'::timestamptz + interval '2 hours'), 0, 'found empty after the watch');
 select is((select count(*)::int from private.pending_storage_purges where user_id = :'gone'), 0,
   'both purges are done once their folders are found empty after the watch');
+
+-- The wait itself: 30 s doubling, at most 50 minutes (pg_net keeps an answer an hour, and the
+-- next visit reads the last one for last_error).
+select is(array[private.storage_purge_backoff(0), private.storage_purge_backoff(1), private.storage_purge_backoff(6),
+                private.storage_purge_backoff(7), private.storage_purge_backoff(100)],
+  array[interval '30 seconds', interval '1 minute', interval '32 minutes', interval '50 minutes', interval '50 minutes'],
+  'the backoff: 30 s, 1 min ... 32 min, then 50 minutes at most');
 
 select * from finish();
 rollback;

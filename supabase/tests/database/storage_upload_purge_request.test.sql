@@ -38,9 +38,10 @@ select is(private.purge_expired_uploads(:'t0'::timestamptz + interval '29 second
 select pg_temp.storage_deletes('user-uploads', :'owner' || '/a.png');
 select is(private.purge_expired_uploads(:'t0'::timestamptz + interval '30 seconds'), 1, 'after the backoff, it asks again');
 select results_eq(
-  format($$ select substr(path, 38), done_at is not null, attempts from private.storage_purges where user_id = '%s' order by 1 $$, :'owner'),
-  $$ values ('a.png', true, 1), ('b.png', false, 2) $$,
-  'the upload found gone is done; the one still there is asked for again, with its backoff');
+  format($$ select substr(path, 38), done_at is not null, attempts, case when done_at is null then next_attempt_at end
+              from private.storage_purges where user_id = '%s' order by 1 $$, :'owner'),
+  format($$ values ('a.png', true, 1, null::timestamptz), ('b.png', false, 2, '%s'::timestamptz + interval '30 seconds' + interval '60 seconds') $$, :'t0'),
+  'the upload found gone is done; the one still there is asked for again, and its backoff doubles');
 
 select * from finish();
 rollback;

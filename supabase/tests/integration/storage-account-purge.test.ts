@@ -2,15 +2,12 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { SupabaseClient } from "@supabase/supabase-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LOCAL_SERVICE_ROLE_KEY } from "../../../scripts/dev-stack/gateway/keys.ts";
 import { connect } from "./support/db.ts";
-import { type NetWorker, startNetWorker } from "./support/net-worker.ts";
+import { type PurgeStack, startPurgeStack, waitFor, waitForResponse } from "./support/storage-purge.ts";
 import {
   completedJob,
   createUser,
   png,
-  serviceClient,
-  startTestGateway,
   type TestGateway,
   userClient,
 } from "./support/gateway.ts";
@@ -22,8 +19,7 @@ import {
 const sql = connect({ max: 3 });
 let stack: TestGateway;
 let service: SupabaseClient;
-let worker: NetWorker | undefined;
-let savedSecrets: { name: string; secret: string }[];
+let purge: PurgeStack | undefined;
 
 async function upload(client: SupabaseClient, bucket: string, path: string): Promise<void> {
   const { error } = await client.storage.from(bucket).upload(path, new Blob([png(3)], { type: "image/png" }), { upsert: true });
@@ -39,13 +35,6 @@ async function folderPurges(userId: string) {
   return await sql`select * from private.storage_purges where user_id = ${userId} and reason = 'account_deleted' order by bucket_id`;
 }
 
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** Runs folder purge visits at `at` until both of the user's purges are done, waiting for each request's response. */
 async function purgeUntilDone(userId: string, at: Date): Promise<void> {
@@ -55,7 +44,7 @@ async function purgeUntilDone(userId: string, at: Date): Promise<void> {
     const rows = await folderPurges(userId);
     if (rows.every((r) => r.done_at)) return;
     for (const row of rows.filter((r) => !r.done_at && r.last_request_id)) {
-      await waitFor(async () => (await sql`select 1 from net._http_response where id = ${row.last_request_id}`).length > 0);
+      await waitForResponse(sql, row.last_request_id);
     }
     // One millisecond past the latest backoff: Postgres keeps microseconds, a Date does not.
     const next = Math.max(...rows.filter((r) => !r.done_at).map((r) => (r.next_attempt_at as Date).getTime()));
@@ -65,21 +54,13 @@ async function purgeUntilDone(userId: string, at: Date): Promise<void> {
 }
 
 beforeAll(async () => {
-  stack = await startTestGateway();
-  service = serviceClient(stack.gateway.url);
-  savedSecrets = await sql`select name, secret from vault.secrets where name in ('project_url', 'service_role_key')` as never;
-  for (const [name, value] of [["project_url", stack.gateway.url], ["service_role_key", LOCAL_SERVICE_ROLE_KEY]]) {
-    await sql`delete from vault.secrets where name = ${name}`;
-    await sql`select vault.create_secret(${value}, ${name})`;
-  }
-  worker = await startNetWorker();
+  purge = await startPurgeStack(sql);
+  stack = purge.gateway;
+  service = purge.service;
 });
 
 afterAll(async () => {
-  await worker?.stop();
-  await sql`delete from vault.secrets where name in ('project_url', 'service_role_key')`;
-  for (const { name, secret } of savedSecrets ?? []) await sql`select vault.create_secret(${secret}, ${name})`;
-  await stack?.stop();
+  await purge?.stop();
   await sql.end();
 });
 
@@ -112,7 +93,7 @@ describe("account deletion", () => {
       return (await folderPurges(gone.id)).every((r) => r.last_request_id !== null);
     });
     for (const row of await folderPurges(gone.id)) {
-      await waitFor(async () => (await sql`select 1 from net._http_response where id = ${row.last_request_id}`).length > 0);
+      await waitForResponse(sql, row.last_request_id);
       // The stand-in answers with the rows it deleted: exactly the folder's objects.
       const [response] = await sql`select status_code, content::jsonb as content from net._http_response where id = ${row.last_request_id}`;
       expect(response.status_code).toBe(200);

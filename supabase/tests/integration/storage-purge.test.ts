@@ -3,10 +3,9 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { SupabaseClient } from "@supabase/supabase-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LOCAL_SERVICE_ROLE_KEY } from "../../../scripts/dev-stack/gateway/keys.ts";
 import { connect, databaseUrl } from "./support/db.ts";
-import { type NetWorker, startNetWorker } from "./support/net-worker.ts";
-import { createUser, png, serviceClient, startTestGateway, type TestGateway } from "./support/gateway.ts";
+import { type PurgeStack, startPurgeStack, waitFor, waitForResponse } from "./support/storage-purge.ts";
+import { createUser, png, type TestGateway } from "./support/gateway.ts";
 
 // Deleting a generation end to end: the SQL decides what goes and asks the Storage API (pg_net,
 // service key from Vault) to delete the job's folder; the stand-in deletes the rows and the
@@ -16,8 +15,7 @@ import { createUser, png, serviceClient, startTestGateway, type TestGateway } fr
 const sql = connect({ max: 3 });
 let stack: TestGateway;
 let service: SupabaseClient;
-let worker: NetWorker | undefined;
-let savedSecrets: { name: string; secret: string }[];
+let purge: PurgeStack | undefined;
 
 async function asUser<T>(userId: string, fn: (tx: typeof sql) => Promise<T>): Promise<T> {
   return (await sql.begin(async (tx) => {
@@ -62,7 +60,7 @@ async function purgeUntilDone(jobId: string, at: Date): Promise<void> {
     const row = await purgeRow(jobId);
     if (row.done_at) return;
     if (row.last_request_id) {
-      await waitFor(async () => (await sql`select 1 from net._http_response where id = ${row.last_request_id}`).length > 0);
+      await waitForResponse(sql, row.last_request_id);
     }
     // One millisecond past the backoff: Postgres keeps microseconds, a Date does not.
     at = new Date((row.next_attempt_at as Date).getTime() + 1);
@@ -70,30 +68,15 @@ async function purgeUntilDone(jobId: string, at: Date): Promise<void> {
   throw new Error(`purge of ${jobId} did not finish`);
 }
 
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 beforeAll(async () => {
-  stack = await startTestGateway();
-  service = serviceClient(stack.gateway.url);
-  savedSecrets = await sql`select name, secret from vault.secrets where name in ('project_url', 'service_role_key')` as never;
-  for (const [name, value] of [["project_url", stack.gateway.url], ["service_role_key", LOCAL_SERVICE_ROLE_KEY]]) {
-    await sql`delete from vault.secrets where name = ${name}`;
-    await sql`select vault.create_secret(${value}, ${name})`;
-  }
-  worker = await startNetWorker();
+  purge = await startPurgeStack(sql);
+  stack = purge.gateway;
+  service = purge.service;
 });
 
 afterAll(async () => {
-  await worker?.stop();
-  await sql`delete from vault.secrets where name in ('project_url', 'service_role_key')`;
-  for (const { name, secret } of savedSecrets ?? []) await sql`select vault.create_secret(${secret}, ${name})`;
-  await stack?.stop();
+  await purge?.stop();
   await sql.end();
 });
 
@@ -113,7 +96,7 @@ describe("delete_generation", () => {
     // pg_cron runs the same tick every minute; whichever visit sent the request, wait for it.
     await waitFor(async () => (await purgeRow(jobId)).last_request_id !== null);
     const { last_request_id } = await purgeRow(jobId);
-    await waitFor(async () => (await sql`select 1 from net._http_response where id = ${last_request_id}`).length > 0);
+    await waitForResponse(sql, last_request_id);
     // The request's body named exactly this job's objects: the stand-in returns the rows it deleted.
     const [response] = await sql`select status_code, content::jsonb as content from net._http_response where id = ${last_request_id}`;
     expect(response.status_code).toBe(200);
