@@ -22,7 +22,7 @@ import {
   uploadPhoto,
 } from "./demo/app.ts";
 import { follow, type Tracked } from "./demo/follow.ts";
-import { type DemoOptions, parseOptions, USAGE, UsageError } from "./demo/options.ts";
+import { DEFAULT_STACK_DIR, type DemoOptions, parseOptions, USAGE, UsageError } from "./demo/options.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 // A seeded image-to-image template (supabase/seed.sql) whose inputs all have defaults.
@@ -57,6 +57,7 @@ function stackEnv(o: DemoOptions): NodeJS.ProcessEnv {
     KILN_STACK_DB_PORT: String(o.dbPort),
     KILN_STACK_GATEWAY_PORT: String(o.gatewayPort),
     KILN_STACK_KIE_PORT: String(o.kiePort),
+    KILN_STACK_REBUILD_STALE: o.stackDir === DEFAULT_STACK_DIR ? "1" : "",
   };
 }
 

@@ -70,9 +70,34 @@ stop_worker() {
   rm -f "$pidfile"
 }
 
+# The cluster's preloads were chosen when it was made: a stack made with the look-alike has no
+# pg_net worker under the real extension (and no look-alike worker is started then), so every job
+# would wait forever; one made with the real extension cannot start without it. Prints why the
+# stack in STACK_DIR does not fit the pg_net installed here, or nothing.
+pg_net_mismatch() {
+  [ -f "$STACK_DIR/data/postgresql.conf" ] || return 0
+  local preloads
+  preloads=$(grep -E '^shared_preload_libraries' "$STACK_DIR/data/postgresql.conf" | tail -1)
+  if has_real_pg_net && [[ $preloads != *pg_net* ]]; then
+    echo "the stack in $STACK_DIR was made with the pg_net look-alike, but the real pg_net is installed"
+  elif ! has_real_pg_net && [[ $preloads == *pg_net* ]]; then
+    echo "the stack in $STACK_DIR was made with the real pg_net, which is not installed here"
+  fi
+}
+
 up() {
   ensure_dependencies
   mkdir -p "$STACK_DIR"
+  local stale
+  stale=$(pg_net_mismatch)
+  if [ -n "$stale" ]; then
+    # The demo's own throwaway stack is made again; anyone else's data is left to its owner.
+    if [ "${KILN_STACK_REBUILD_STALE:-}" != 1 ] || cluster_running; then
+      die "$stale: KILN_STACK_DIR=$STACK_DIR npm run stack:reset"
+    fi
+    log "$stale: making it again"
+    rm -rf "$STACK_DIR/data"
+  fi
   if [ ! -d "$STACK_DIR/data" ]; then
     port_in_use $PORT && die "port $PORT is taken by something else"
     log "initialising a cluster in $STACK_DIR"

@@ -3,6 +3,9 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 
+/** The demo's own stack, made again when it no longer fits the installed pg_net. */
+export const DEFAULT_STACK_DIR = join(tmpdir(), "kiln-demo");
+
 export const USAGE = `usage: npm run demo -- [--keep] [--out DIR] [--kie-key KEY --public-url URL]
 
 Brings up the local stack, acts as the app does (a user with credits, an upload, one template
@@ -79,7 +82,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): DemoOption
     timeoutSeconds: values.timeout,
     kieKey: values["kie-key"] ?? (env.KIE_API_KEY || undefined),
     publicUrl: values["public-url"] ?? (env.KILN_DEMO_PUBLIC_URL || undefined),
-    stackDir: env.KILN_STACK_DIR || join(tmpdir(), "kiln-demo"),
+    stackDir: env.KILN_STACK_DIR || DEFAULT_STACK_DIR,
     dbPort: env.KILN_STACK_DB_PORT || 54322,
     gatewayPort: env.KILN_STACK_GATEWAY_PORT || 54321,
     kiePort: env.KILN_STACK_KIE_PORT || 54329,
