@@ -1,8 +1,11 @@
 import { afterAll, describe, expect, it } from "vitest";
+import { asUser, signUp } from "./support/concurrency.ts";
 import { connect } from "./support/db.ts";
+import { waitFor } from "./support/storage-purge.ts";
 
 // Two runs of the retention tick at once (pg_cron's and an operator's, or a slow run overlapping
 // the next): each part skips what the other holds instead of waiting for it or doing it twice.
+// And a start racing the delete of the photo it lists: the purge waits for it.
 const sql = connect({ max: 4 });
 
 afterAll(async () => {
@@ -70,6 +73,50 @@ describe("overlapping retention runs", () => {
       expect(row.done_at).toBeNull();
     } finally {
       await sql`delete from private.storage_purges where id = ${purge.id}`;
+    }
+  });
+});
+
+describe("a start racing the delete of its photo", () => {
+  it("the purge waits for a start in progress, then keeps the photo that start's job lists", async () => {
+    const userId = await signUp(sql, "upload-race");
+    const name = `${userId}/old.jpg`;
+    const url = `http://127.0.0.1:54321/storage/v1/object/sign/user-uploads/${name}?token=t`;
+    const [template] = await sql<{ id: string }[]>`
+      select id from public.templates where is_active and not is_premium and min_images <= 1 and max_images >= 1 order by name limit 1`;
+    await sql`
+      insert into storage.objects (bucket_id, name, created_at, updated_at)
+      values ('user-uploads', ${name}, now() - interval '30 days', now() - interval '30 days')`;
+    try {
+      let purge!: Promise<unknown>;
+      let purgeEnded = false;
+      await sql.begin(async (start) => {
+        await asUser(start, userId);
+        await start`select public.start_generation(template_id => ${template.id}, image_urls => ${[url]}::text[])`;
+        // The walk over the bucket ran meanwhile and could not see the uncommitted job: it
+        // recorded the photo as expired, due now.
+        await sql`
+          insert into private.storage_purges (bucket_id, path, user_id, reason, requested_at, next_attempt_at)
+          values ('user-uploads', ${name}, ${userId}, 'upload_expired', now(), '-infinity')`;
+        purge = sql`select private.purge_expired_uploads(now(), 1000)`.execute();
+        purge.then(() => (purgeEnded = true), () => (purgeEnded = true));
+        const waitingOnLock = async () =>
+          (await sql`
+            select 1 from pg_stat_activity
+             where wait_event_type = 'Lock' and query like '%purge_expired_uploads%' and pid <> pg_backend_pid()`).length > 0;
+        await waitFor(async () => purgeEnded || (await waitingOnLock()));
+        expect(purgeEnded, "the purge ran while the start's transaction was open").toBe(false);
+      });
+      await purge;
+      const purges = await sql`select id from private.storage_purges where path = ${name} and done_at is null`;
+      expect(purges, "the purge saw the committed job and withdrew its decision").toEqual([]);
+    } finally {
+      await sql`delete from auth.users where id = ${userId}`;
+      await sql`delete from private.storage_purges where user_id = ${userId}`;
+      await sql.begin(async (tx) => {
+        await tx`select set_config('storage.allow_delete_query', 'true', true)`;
+        await tx`delete from storage.objects where bucket_id = 'user-uploads' and name = ${name}`;
+      });
     }
   });
 });
