@@ -1,10 +1,14 @@
 -- Why: a Storage delete that keeps failing (a rotated service key answers 403 to every request,
 -- the Vault secrets are gone, Storage is down) only made each purge back off, up to every 50
 -- minutes, with the reason in its last_error. Nobody was told, and deleted accounts, deleted
--- generations and expired uploads stayed in Storage. The retention tick now raises one alert,
--- storage_purge_failing, while any unfinished purge has been open for more than
--- storage.purge_alert_after_seconds (15 minutes) and its last visit failed. The alert names how
--- many and the newest reason. A run that finds none clears it.
+-- generations and expired uploads stayed in Storage.
+--
+-- Each purge now records since when its visits fail (failing_since: set when last_error is set
+-- and was not, cleared when it clears). The retention tick raises one alert,
+-- storage_purge_failing, while any unfinished purge has been failing for longer than
+-- storage.purge_alert_after_seconds (15 minutes). A single failed visit of a long purge (an
+-- account's folder is watched for an hour) raises nothing. The alert names how many, since when,
+-- and the latest reason. A run that finds none clears it.
 
 insert into private.settings (key, value, description) values
   ('storage.purge_alert_after_seconds', '900',
@@ -40,20 +44,65 @@ create trigger settings_storage_values_valid before insert or update on private.
   for each row when (new.key in ('uploads.retention_days', 'storage.deleted_account_watch_seconds', 'storage.purge_alert_after_seconds'))
   execute function private.check_storage_setting();
 
--- The purges that are failing at `at`: unfinished, open longer than the setting, last visit failed.
+-- Since when a purge's visits fail, kept by a trigger so that every place that sets last_error
+-- (the three purge functions, the missing-secrets path) keeps it without knowing about it.
+alter table private.result_purges add column failing_since timestamptz;
+alter table private.storage_purges add column failing_since timestamptz;
+comment on column private.result_purges.failing_since is 'Since when the visits fail: set when last_error is set, cleared with it.';
+comment on column private.storage_purges.failing_since is 'Since when the visits fail: set when last_error is set, cleared with it.';
+update private.result_purges set failing_since = now() where done_at is null and last_error is not null;
+update private.storage_purges set failing_since = now() where done_at is null and last_error is not null;
+
+create function private.track_purge_failing_since()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  new.failing_since := case when new.last_error is null then null
+                            when tg_op = 'UPDATE' and old.last_error is not null then old.failing_since
+                            else pg_catalog.now() end;
+  return new;
+end
+$$;
+comment on function private.track_purge_failing_since() is
+  'API: Private. Trigger on private.result_purges and private.storage_purges: failing_since is when last_error was set after a visit without one, null while last_error is null.';
+
+create trigger result_purges_failing_since before insert or update of last_error on private.result_purges
+  for each row execute function private.track_purge_failing_since();
+create trigger storage_purges_failing_since before insert or update of last_error on private.storage_purges
+  for each row execute function private.track_purge_failing_since();
+
+-- The operators' view, with both new facts at the end.
+create or replace view private.pending_storage_purges with (security_invoker = true) as
+  select 'generated-images'::text as bucket_id, r.user_id::text || '/' || r.job_id::text || '/' as path, r.user_id,
+         'job_' || r.reason as reason, r.requested_at, r.attempts, r.next_attempt_at, r.last_request_id, r.last_error,
+         r.last_request_at, r.failing_since
+    from private.result_purges r
+   where r.done_at is null
+  union all
+  select p.bucket_id, p.path, p.user_id, p.reason, p.requested_at, p.attempts, p.next_attempt_at, p.last_request_id, p.last_error,
+         p.last_request_at, p.failing_since
+    from private.storage_purges p
+   where p.done_at is null;
+comment on view private.pending_storage_purges is
+  'API: Private. Operators: Storage deletions not finished yet, one row per target: a job''s results (job_deleted, job_expired: the folder <user_id>/<job_id>/), a deleted account''s folder (account_deleted), an expired upload (upload_expired). attempts counts requests sent; last_error says why none could be sent (missing Vault secrets) or how the previous request failed, and failing_since since when the visits fail.';
+
+-- The purges failing at `at` for longer than the setting (15 minutes when it is missing: deleting
+-- the setting must not silence the alert).
 create function private.failing_storage_purges(at timestamptz default now())
-returns table (purges integer, oldest_requested_at timestamptz, newest_error text)
+returns table (purges integer, failing_since timestamptz, last_error text)
 language sql stable
 set search_path = pg_catalog, pg_temp
 as $$
-  select pg_catalog.count(*)::integer, pg_catalog.min(p.requested_at),
-         (pg_catalog.array_agg(p.last_error order by p.next_attempt_at desc))[1]
+  select pg_catalog.count(*)::integer, pg_catalog.min(p.failing_since),
+         (pg_catalog.array_agg(p.last_error order by coalesce(p.last_request_at, p.failing_since) desc))[1]
     from private.pending_storage_purges p
-   where p.last_error is not null
-     and p.requested_at < at - pg_catalog.make_interval(secs => private.setting_number('storage.purge_alert_after_seconds')::double precision)
+   where p.failing_since < at - pg_catalog.make_interval(
+           secs => (select coalesce(private.setting_number('storage.purge_alert_after_seconds'), 900))::double precision)
 $$;
 comment on function private.failing_storage_purges(timestamptz) is
-  'API: Private. Operators: how many unfinished Storage purges have been open longer than storage.purge_alert_after_seconds with a failed last visit (last_error), the oldest request time, and the reason of the one visited last.';
+  'API: Private. Operators: how many unfinished Storage purges have been failing for longer than storage.purge_alert_after_seconds (900 when unset), since when the first of them, and the error of the one that sent its last request latest.';
 
 create or replace function private.results_retention_tick(at timestamptz default now())
 returns void
@@ -82,11 +131,11 @@ begin
           select * into failing from private.failing_storage_purges(at);
           if failing.purges > 0 then
             perform private.raise_alert('storage_purge_failing',
-              pg_catalog.format('Storage deletes are failing: %s purge(s) unfinished, the oldest since %s; last error: %s',
-                failing.purges, failing.oldest_requested_at, pg_catalog.left(failing.newest_error, 200)),
+              pg_catalog.format('Storage deletes are failing: %s purge(s), failing since %s; last error: %s',
+                failing.purges, failing.failing_since, pg_catalog.left(failing.last_error, 200)),
               false,
-              pg_catalog.jsonb_build_object('purges', failing.purges, 'oldest_requested_at', failing.oldest_requested_at,
-                                            'last_error', failing.newest_error, 'see', 'private.pending_storage_purges'),
+              pg_catalog.jsonb_build_object('purges', failing.purges, 'failing_since', failing.failing_since,
+                                            'last_error', failing.last_error, 'see', 'private.pending_storage_purges'),
               at);
           else
             update private.alerts a set cleared_at = at where a.key = 'storage_purge_failing' and a.cleared_at is null;

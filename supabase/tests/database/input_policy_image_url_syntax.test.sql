@@ -1,8 +1,9 @@
--- Image URL policy, syntax: ports, schemes, user info and the characters a URL may carry. The
+-- Image URL policy, syntax: ports, schemes, user info, the characters a URL may carry and a
+-- path that names its object plainly (no dot or empty segments, no needless escapes). The
 -- host list accepts any public DNS name ("*"), so only these rules refuse (KL013). Both sides,
 -- through start_generation as the app calls it.
 begin;
-select plan(51);
+select plan(62);
 
 \ir input_policy_fixture.sql
 update private.settings set value = '["*"]' where key = 'images.allowed_hosts';
@@ -56,7 +57,13 @@ select throws_ok(
     ('https://-photos.example.com/a.png', 'a label starting with a hyphen'),
     ('https://' || repeat('a', 64) || '.example.com/a.png', 'a label over 63 characters'),
     ('https://photos.example.com/' || repeat('a', 2030), 'over 2048 characters'),
-    (null, 'a null element')
+    (null, 'a null element'),
+    ('https://photos.example.com/u/./a.png', 'a "." segment'),
+    ('https://photos.example.com/x/../u/a.png', 'a ".." segment'),
+    ('https://photos.example.com/x/%2e%2E/u/a.png', 'a percent-encoded ".." segment'),
+    ('https://photos.example.com/u//a.png', 'an empty segment'),
+    ('https://photos.example.com/user%2Duploads/a.png', 'a percent-encoded hyphen'),
+    ('https://photos.example.com/u/%61.png', 'a percent-encoded letter')
   ) as refused(url, why);
 
 select lives_ok(
@@ -68,7 +75,9 @@ select lives_ok(
     ('https://photos.example.com:8443/a.png', 'an accepted port'),
     ('https://photos.example.com/a%20b.png?sig=a%2Fb&x=(1)*,;=!$~#frag', 'percent escapes, query and fragment'),
     ('https://photos.example.com', 'no path'),
-    ('https://photos.example.com/' || repeat('a', 2021), 'exactly 2048 characters')
+    ('https://photos.example.com/' || repeat('a', 2021), 'exactly 2048 characters'),
+    ('https://photos.example.com/a..b/.hidden/c.png.', 'dots inside segments'),
+    ('https://photos.example.com/a.png?next=//x/../%61', 'dot segments and escapes in the query')
   ) as accepted(url, why);
 
 
@@ -80,7 +89,10 @@ select is(tests.refusal(format('select public.start_generation(template_id => %L
     ('https://user@photos.example.com/a.png', 'user names and passwords (user@host) are not accepted'),
     ('http://photos.example.com:443/a.png', 'http URLs are not accepted'),
     ('https://photos.example.com:99999/a.png', 'the port must be a number from 1 to 65535'),
-    ('https://photos.example.com/a b.png', 'the URL has spaces, quotes or other characters that must be percent-encoded')
+    ('https://photos.example.com/a b.png', 'the URL has spaces, quotes or other characters that must be percent-encoded'),
+    ('https://photos.example.com/x/%2E/a.png', 'the URL path has a "." or ".." segment'),
+    ('https://photos.example.com/x//a.png', 'the URL path has an empty segment (//)'),
+    ('https://photos.example.com/x/%7E.png', 'the URL path percent-encodes a letter, a digit or one of - . _ ~ (they need no encoding)')
   ) as reasons(url, reason);
 
 select * from finish();

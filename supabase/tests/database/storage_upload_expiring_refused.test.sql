@@ -1,10 +1,10 @@
--- A job may not list an upload whose delete is decided (an open upload_expired purge): the start
--- is refused with KL013, names the image, and changes nothing. Otherwise the job would reach KIE
--- after its photo was deleted, fail, and be refunded. Through start_generation and
--- retry_generation; the lock that closes the race with the purge is raced in
--- supabase/tests/integration/storage-purge-concurrency.test.ts.
+-- A job may not list an upload of its owner's whose delete is decided (an open upload_expired
+-- purge): the start is refused with KL013, names the image, and changes nothing. Otherwise the
+-- job would reach KIE after its photo was deleted, fail, and be refunded. Through
+-- start_generation and retry_generation; the lock that closes the race with the purge is raced
+-- in supabase/tests/integration/storage-purge-concurrency.test.ts.
 begin;
-select plan(11);
+select plan(12);
 
 \ir input_policy_fixture.sql
 update private.storage_purges set done_at = now() where done_at is null;
@@ -20,8 +20,12 @@ create function pg_temp.purge(name text, done boolean default false) returns voi
 $$;
 select pg_temp.purge('old.jpg');
 select pg_temp.purge('a b%.jpg');
-select pg_temp.purge('lit%41.jpg');
+select pg_temp.purge('x%20y.jpg');
 select pg_temp.purge('gone.jpg', done => true);
+-- Another user's upload with an open purge, under a name this user lists.
+insert into private.storage_purges (bucket_id, path, user_id, reason, requested_at, next_attempt_at)
+values ('user-uploads', '5a5a0000-0000-4000-8000-00000000fa02/old.jpg', '5a5a0000-0000-4000-8000-00000000fa02',
+        'upload_expired', now(), 'infinity');
 grant execute on function pg_temp.upload_url(text) to authenticated;
 
 set local role authenticated;
@@ -40,15 +44,20 @@ select is(
   'the name is matched percent-decoded, and the error names the second image');
 select is(
   tests.refusal($$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-00000000f001',
-                       image_urls => array[pg_temp.upload_url('lit%41.jpg')]) $$),
+                       image_urls => array[pg_temp.upload_url('x%20y.jpg')]) $$),
   'KL013: image 1: the upload is past its retention and is being deleted',
-  'and as written (an object named with a literal %41)');
+  'and as written (an object named with a literal %20)');
 select is(tests.footprint('5a5a0000-0000-4000-8000-00000000fa01'::uuid), :'before', 'the refusals changed nothing');
 
 select lives_ok(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-00000000f001',
        image_urls => array[pg_temp.upload_url('new.jpg'), pg_temp.upload_url('gone.jpg'), pg_temp.upload_url('old.jpg.v2')]) $$,
   'an upload without a purge, one whose purge is done, and a name that only starts like a purged one are accepted');
+
+select lives_ok(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-00000000f001',
+       image_urls => array['http://127.0.0.1:54321/storage/v1/object/sign/user-uploads/5a5a0000-0000-4000-8000-00000000fa02/old.jpg?token=t']) $$,
+  'a URL into another user''s folder is not refused: a start tells nobody about another user''s uploads');
 
 -- A retry replays the failed job's request: its photo has expired since.
 select (public.start_generation(template_id => '5a5a0000-0000-4000-8000-00000000f001',

@@ -1,11 +1,11 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { asUser, signUp } from "./support/concurrency.ts";
 import { connect } from "./support/db.ts";
-import { waitFor } from "./support/storage-purge.ts";
 
 // Two runs of the retention tick at once (pg_cron's and an operator's, or a slow run overlapping
 // the next): each part skips what the other holds instead of waiting for it or doing it twice.
-// And a start racing the delete of the photo it lists: the purge waits for it.
+// And a start racing the delete of the photo it lists: the purge leaves its owner's uploads alone
+// until it has committed.
 const sql = connect({ max: 4 });
 
 afterAll(async () => {
@@ -77,46 +77,73 @@ describe("overlapping retention runs", () => {
   });
 });
 
+/** Removes what a test user left: the user (and profile, jobs), its purge rows and uploads. */
+async function removeUser(userId: string): Promise<void> {
+  await sql`delete from auth.users where id = ${userId}`;
+  await sql`delete from private.storage_purges where user_id = ${userId}`;
+  await sql.begin(async (tx) => {
+    await tx`select set_config('storage.allow_delete_query', 'true', true)`;
+    await tx`delete from storage.objects where bucket_id = 'user-uploads' and name like ${`${userId}/%`}`;
+  });
+}
+
+/** An upload last written 30 days ago, with a due purge decided for it. */
+async function expiredUpload(userId: string, file: string): Promise<string> {
+  const name = `${userId}/${file}`;
+  await sql`
+    insert into storage.objects (bucket_id, name, created_at, updated_at)
+    values ('user-uploads', ${name}, now() - interval '30 days', now() - interval '30 days')`;
+  await sql`
+    insert into private.storage_purges (bucket_id, path, user_id, reason, requested_at, next_attempt_at)
+    values ('user-uploads', ${name}, ${userId}, 'upload_expired', now(), '-infinity')`;
+  return name;
+}
+
 describe("a start racing the delete of its photo", () => {
-  it("the purge waits for a start in progress, then keeps the photo that start's job lists", async () => {
+  const visit = (name: string) =>
+    sql<{ attempts: number; last_error: string | null; waiting: boolean }[]>`
+      select attempts, last_error, next_attempt_at = '-infinity' as waiting
+        from private.storage_purges where path = ${name} and done_at is null`;
+
+  it("a start in progress keeps the purge off its owner's uploads; the next run sees its job and keeps the photo", async () => {
     const userId = await signUp(sql, "upload-race");
-    const name = `${userId}/old.jpg`;
-    const url = `http://127.0.0.1:54321/storage/v1/object/sign/user-uploads/${name}?token=t`;
     const [template] = await sql<{ id: string }[]>`
       select id from public.templates where is_active and not is_premium and min_images <= 1 and max_images >= 1 order by name limit 1`;
-    await sql`
-      insert into storage.objects (bucket_id, name, created_at, updated_at)
-      values ('user-uploads', ${name}, now() - interval '30 days', now() - interval '30 days')`;
     try {
-      let purge!: Promise<unknown>;
-      let purgeEnded = false;
       await sql.begin(async (start) => {
         await asUser(start, userId);
+        const url = `http://127.0.0.1:54321/storage/v1/object/sign/user-uploads/${userId}/old.jpg?token=t`;
         await start`select public.start_generation(template_id => ${template.id}, image_urls => ${[url]}::text[])`;
         // The walk over the bucket ran meanwhile and could not see the uncommitted job: it
         // recorded the photo as expired, due now.
-        await sql`
-          insert into private.storage_purges (bucket_id, path, user_id, reason, requested_at, next_attempt_at)
-          values ('user-uploads', ${name}, ${userId}, 'upload_expired', now(), '-infinity')`;
-        purge = sql`select private.purge_expired_uploads(now(), 1000)`.execute();
-        purge.then(() => (purgeEnded = true), () => (purgeEnded = true));
-        const waitingOnLock = async () =>
-          (await sql`
-            select 1 from pg_stat_activity
-             where wait_event_type = 'Lock' and query like '%purge_expired_uploads%' and pid <> pg_backend_pid()`).length > 0;
-        await waitFor(async () => purgeEnded || (await waitingOnLock()));
-        expect(purgeEnded, "the purge ran while the start's transaction was open").toBe(false);
+        const name = await expiredUpload(userId, "old.jpg");
+        await withoutWaiting((tx) => tx`select private.purge_expired_uploads(now(), 1000)`);
+        expect(await visit(name), "left for the next run, untouched").toEqual([{ attempts: 0, last_error: null, waiting: true }]);
       });
-      await purge;
-      const purges = await sql`select id from private.storage_purges where path = ${name} and done_at is null`;
-      expect(purges, "the purge saw the committed job and withdrew its decision").toEqual([]);
+      await sql`select private.purge_expired_uploads(now(), 1000)`;
+      expect(await visit(`${userId}/old.jpg`), "the next run saw the committed job and withdrew the decision").toEqual([]);
     } finally {
-      await sql`delete from auth.users where id = ${userId}`;
-      await sql`delete from private.storage_purges where user_id = ${userId}`;
-      await sql.begin(async (tx) => {
-        await tx`select set_config('storage.allow_delete_query', 'true', true)`;
-        await tx`delete from storage.objects where bucket_id = 'user-uploads' and name = ${name}`;
+      await removeUser(userId);
+    }
+  });
+
+  it("an owner whose profile row is locked (a grant left open) holds up no other owner's uploads", async () => {
+    const busy = await signUp(sql, "upload-busy");
+    const free = await signUp(sql, "upload-free");
+    try {
+      const busyName = await expiredUpload(busy, "a.jpg");
+      const freeName = await expiredUpload(free, "a.jpg");
+      await whileHeld((tx) => tx`select 1 from public.profiles where id = ${busy} for update`, async () => {
+        await withoutWaiting((tx) => tx`select private.purge_expired_uploads(now(), 1000)`);
       });
+      expect(await visit(busyName), "the locked owner's upload waits for the next run").toEqual([
+        { attempts: 0, last_error: null, waiting: true },
+      ]);
+      const [visited] = await visit(freeName);
+      expect(visited?.waiting ?? false, "the other owner's upload was visited").toBe(false);
+    } finally {
+      await removeUser(busy);
+      await removeUser(free);
     }
   });
 });
