@@ -10,12 +10,16 @@
 --   keeps the photo. An owner whose row is locked right now (a start, a grant left open) is not
 --   waited for: that owner's uploads wait for the next run, so one open transaction stalls neither
 --   the tick nor anybody's starts, and the locks cannot deadlock.
--- - A start that comes after finds the purge committed. A job may not list an upload of its
---   owner's that has an open purge (KL013): the app is asked to upload the photo again. The check
---   runs on the job's insert, so it covers start_generation and retry_generation alike.
--- - A purge whose upload is no longer expired (replaced under the same name since) is withdrawn
---   only once the delete request it sent before is settled: answered, or neither queued nor
---   answered a minute after it was sent. Until then that request may still delete the name.
+-- - A start that comes after finds the purge committed. A job may not list the upload of its
+--   owner's that an open purge decided to delete (KL013): the app is asked to upload the photo
+--   again under a new name. The check runs on the job's insert, so it covers start_generation
+--   and retry_generation alike.
+-- - A delete request acts on a name, not on a version: a request sent before the photo was
+--   uploaded again under the same name deletes the new photo too. So a purge stays open until
+--   its last request is settled (answered, or neither queued nor answered a minute after it was
+--   sent), whether the photo was replaced (then it is withdrawn) or is gone (then it is done).
+--   Meanwhile a start listing that name is refused; once settled, a photo uploaded after the
+--   decision is accepted.
 -- - The URL a job lists must name its object plainly (private.image_url_problem): no "." or ".."
 --   segment, no empty segment, no percent-encoded letter, digit, "-", ".", "_" or "~". A fetcher
 --   resolves those, so a URL spelled another way would reach the photo while naming another one.
@@ -56,33 +60,42 @@ as $$
 declare
   expiring_index bigint;
 begin
-  -- Only names in the owner's own folder, through storage_purges_one_open_per_target: one index
-  -- probe per name.
+  -- Only names in the owner's own folder, each through storage_purges_one_open_per_target. An
+  -- open purge refuses its name while the object there is the one it decided on (written before
+  -- the decision) or is gone, and, whatever is there now, while a request it sent can still act.
+  -- A photo uploaded again under the same name after the decision is the app's new photo: once
+  -- no request can touch it, the purge's next visit withdraws.
   select u.position into expiring_index
     from pg_catalog.unnest(new.input_image_urls) with ordinality as u (url, position)
    where exists (select from private.storage_purges p
                   where p.bucket_id = 'user-uploads' and p.reason = 'upload_expired' and p.done_at is null
                     and p.path = any (private.upload_names_in_url(u.url))
-                    and pg_catalog.starts_with(p.path, new.user_id::text || '/'))
+                    and pg_catalog.starts_with(p.path, new.user_id::text || '/')
+                    and (not private.storage_request_settled(p.last_request_id, p.last_request_at, pg_catalog.now())
+                         or not exists (select from storage.objects o
+                                         where o.bucket_id = 'user-uploads' and o.name = p.path
+                                           and greatest(o.created_at, o.updated_at) >= p.requested_at)))
    order by u.position
    limit 1;
   if found then
     perform private.raise_error('KL013', 'image URL not accepted',
       pg_catalog.format('image %s: the upload is past its retention and is being deleted', expiring_index),
-      'Upload the photo again and start a new generation with its URL.');
+      'Upload the photo again, under a new name, and start with its URL.');
   end if;
   return new;
 end
 $$;
 comment on function private.refuse_expiring_uploads() is
-  'API: Private. Trigger on public.generation_jobs (insert of a job with images): refuses (KL013) an image URL that names an object in the owner''s user-uploads folder with an open upload_expired purge, whose delete is decided and may already be on its way.';
+  'API: Private. Trigger on public.generation_jobs (insert of a job with images): refuses (KL013) an image URL that names an object in the owner''s user-uploads folder with an open upload_expired purge, while that object is the one the purge decided on (or is gone) or a delete request it sent can still act.';
 
 create trigger generation_jobs_refuse_expiring_uploads before insert on public.generation_jobs
   for each row when (pg_catalog.cardinality(new.input_image_urls) > 0)
   execute function private.refuse_expiring_uploads();
 
--- Whether a Storage delete request can still act: false while it waits in pg_net's queue, or has
--- left it less than a minute ago without an answer (in the worker's hands; its timeout is 10 s).
+-- Whether a Storage delete request can still act. pg_net removes a request from its queue in the
+-- transaction that stores its answer, so one that is queued may still run, and one that is
+-- neither queued nor answered was lost (a crash empties the unlogged queue). The minute after
+-- sending is a margin for a worker that drops a request before storing its answer.
 create function private.storage_request_settled(request_id bigint, sent_at timestamptz, at timestamptz)
 returns boolean
 language sql stable
@@ -94,7 +107,7 @@ as $$
           and sent_at < at - interval '1 minute')
 $$;
 comment on function private.storage_request_settled(bigint, timestamptz, timestamptz) is
-  'API: Private. True when that Storage delete request (pg_net id, queued at sent_at) can no longer delete anything at `at`: none was sent, it was answered, or it is out of pg_net''s queue and a minute old.';
+  'API: Private. True when that Storage delete request (pg_net id, queued at sent_at) can no longer delete anything at `at`: none was sent, it was answered, or it is out of pg_net''s queue and was sent over a minute ago.';
 
 -- The purge: as before, except for the owners' profile rows, share-locked before the check of
 -- which uploads are still in use, and a withdrawal that waits for the request sent before.
@@ -130,10 +143,12 @@ begin
   if due_ids is null then
     return 0;
   end if;
-  -- Gone: done.
+  -- Gone: done, once no request sent for it can still act (it would delete a photo uploaded again
+  -- under the name, which a start may then list). Until then it is visited again below.
   update private.storage_purges p set done_at = at, last_error = null
    where p.id = any (due_ids)
-     and not exists (select 1 from storage.objects o where o.bucket_id = 'user-uploads' and o.name = p.path);
+     and not exists (select 1 from storage.objects o where o.bucket_id = 'user-uploads' and o.name = p.path)
+     and private.storage_request_settled(p.last_request_id, p.last_request_at, at);
   -- A start holds its user's profile row until it commits (create_generation_job locks it for
   -- update). Once the owner's row is share-locked here, every start that could list these
   -- uploads has either committed its job, which the check below then sees, or will start after
@@ -154,9 +169,10 @@ begin
     return 0;
   end if;
   names := array(select private.expired_uploads(due_names, at) order by 1);
-  -- Still there but no longer expired (replaced since, or a job started with it before the walk
-  -- saw it): the decision is withdrawn, and the walk records it again once it expires. Not while
-  -- the request sent for it before can still act: it would delete the name a job may list.
+  -- No longer expired (replaced since, or a job started with it before the walk saw it), or gone
+  -- while a request can still act: the decision is withdrawn, and the walk records it again once
+  -- it expires. Not while the request sent for it before can still act: it would delete the name
+  -- a job may list.
   delete from private.storage_purges p
    where p.id = any (due_ids) and p.done_at is null and not (p.path = any (names))
      and private.storage_request_settled(p.last_request_id, p.last_request_at, at);

@@ -1,21 +1,26 @@
 -- Why: a Storage delete that keeps failing (a rotated service key answers 403 to every request,
--- the Vault secrets are gone, Storage is down) only made each purge back off, up to every 50
--- minutes, with the reason in its last_error. Nobody was told, and deleted accounts, deleted
--- generations and expired uploads stayed in Storage.
+-- the Vault secrets are gone, Storage is down, pg_net is stuck) only made each purge back off, up
+-- to every 50 minutes, with the reason in its last_error. Nobody was told, and deleted accounts,
+-- deleted generations and expired uploads stayed in Storage.
 --
--- Each purge now records since when its visits fail (failing_since: set when last_error is set
--- and was not, cleared when it clears). The retention tick raises one alert,
--- storage_purge_failing, while any unfinished purge has been failing for longer than
--- storage.purge_alert_after_seconds (15 minutes). A single failed visit of a long purge (an
--- account's folder is watched for an hour) raises nothing. The alert names how many, since when,
--- and the latest reason. A run that finds none clears it.
+-- - Each purge now records since when its visits fail (failing_since: set when last_error is
+--   set and was not, cleared when it clears).
+-- - A request that got no answer counts as failed. It may still be waiting in pg_net's queue, or
+--   pg_net may have lost it. It used to read as a success, so a stuck pg_net cleared last_error.
+--   pg_net's answers must therefore be kept longer than the purges' longest backoff:
+--   housekeeping.net_response_retention_seconds is at least 3000 (it is 3600).
+-- - The retention tick raises one alert, storage_purge_failing, while any unfinished purge has
+--   been failing for longer than storage.purge_alert_after_seconds (15 minutes). A single failed
+--   visit of a long purge (an account's folder is watched for an hour) raises nothing. The alert
+--   names how many, since when, and the latest reason. A run that finds none clears it.
 
 insert into private.settings (key, value, description) values
   ('storage.purge_alert_after_seconds', '900',
    'Seconds a Storage purge (results, a deleted account''s folder, an expired upload) may stay unfinished with a failed last visit before the storage_purge_failing alert is raised. A whole number from 60 to 604800.')
 on conflict (key) do nothing;
 
--- The storage settings' validation, with the new key.
+-- The storage settings' validation, with the new key, and pg_net's answers kept long enough for
+-- the purges to read them.
 create or replace function private.check_storage_setting()
 returns trigger
 language plpgsql volatile
@@ -23,8 +28,13 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   -- uploads.retention_days: 1 day to 10 years; storage.deleted_account_watch_seconds: up to a
-  -- week, GoTrue's longest JWT expiry; storage.purge_alert_after_seconds: a minute to a week.
-  low numeric := case new.key when 'uploads.retention_days' then 1 when 'storage.purge_alert_after_seconds' then 60 else 0 end;
+  -- week, GoTrue's longest JWT expiry; storage.purge_alert_after_seconds: a minute to a week;
+  -- housekeeping.net_response_retention_seconds: from the purges' longest backoff (50 minutes)
+  -- to a week.
+  low numeric := case new.key when 'uploads.retention_days' then 1
+                              when 'storage.purge_alert_after_seconds' then 60
+                              when 'housekeeping.net_response_retention_seconds' then 3000
+                              else 0 end;
   high numeric := case new.key when 'uploads.retention_days' then 3650 else 604800 end;
 begin
   if pg_catalog.jsonb_typeof(new.value) is distinct from 'number'
@@ -37,12 +47,46 @@ begin
 end
 $$;
 comment on function private.check_storage_setting() is
-  'API: Private. Trigger: refuses (KL053) a value of uploads.retention_days that is not a whole number from 1 to 3650, of storage.deleted_account_watch_seconds that is not one from 0 to 604800, or of storage.purge_alert_after_seconds that is not one from 60 to 604800.';
+  'API: Private. Trigger: refuses (KL053) a value that is not a whole number within its bounds: uploads.retention_days 1 to 3650, storage.deleted_account_watch_seconds 0 to 604800, storage.purge_alert_after_seconds 60 to 604800, housekeeping.net_response_retention_seconds 3000 to 604800.';
 
 drop trigger settings_storage_values_valid on private.settings;
 create trigger settings_storage_values_valid before insert or update on private.settings
-  for each row when (new.key in ('uploads.retention_days', 'storage.deleted_account_watch_seconds', 'storage.purge_alert_after_seconds'))
+  for each row when (new.key in ('uploads.retention_days', 'storage.deleted_account_watch_seconds', 'storage.purge_alert_after_seconds',
+                                 'housekeeping.net_response_retention_seconds'))
   execute function private.check_storage_setting();
+
+-- What went wrong with an earlier delete request, read from pg_net: its answer (an error, a
+-- timeout, a non-2xx status, a 2xx that deleted nothing), or no answer at all. The answer must be
+-- newer than the request, so an id that pg_net reused after a crash is not read as this request's.
+create or replace function private.storage_delete_problem(request_id bigint, sent_at timestamptz)
+returns text
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select case
+           when request_id is null then null
+           when h.id is null then
+             case when exists (select from net.http_request_queue q where q.id = request_id)
+                  then 'the last delete request is still waiting in pg_net''s queue'
+                  else 'the last delete request got no answer (pg_net lost it)' end
+           when h.timed_out or h.error_msg is not null then
+             pg_catalog.format('the last delete request failed: %s', pg_catalog.left(coalesce(h.error_msg, 'timed out'), 200))
+           when h.status_code not between 200 and 299 then
+             pg_catalog.format('the Storage API answered the last delete request with %s: %s', h.status_code, pg_catalog.left(h.content, 200))
+           -- The API leaves out, with a 200, every name the key may not delete: with the anon
+           -- key in service_role_key nothing would ever go, and nothing else would say so.
+           when h.content ~ '^\s*\[\s*\]\s*$' then
+             'the Storage API deleted none of the names it was sent (is service_role_key the service_role key?)'
+         end
+    from (select) one
+    left join lateral (select r.id, r.timed_out, r.error_msg, r.status_code, r.content
+                         from net._http_response r
+                        where r.id = request_id and r.created >= sent_at - interval '1 second'
+                        order by r.created desc
+                        limit 1) h on true
+$$;
+comment on function private.storage_delete_problem(bigint, timestamptz) is
+  'API: Private. Why a Storage delete request sent at sent_at failed (an error, a timeout, a non-2xx answer, a 2xx that deleted none of the names, from net._http_response; or no answer: still queued, or lost), or null when it succeeded or none was sent.';
 
 -- Since when a purge's visits fail, kept by a trigger so that every place that sets last_error
 -- (the three purge functions, the missing-secrets path) keeps it without knowing about it.
@@ -53,6 +97,7 @@ comment on column private.storage_purges.failing_since is 'Since when the visits
 update private.result_purges set failing_since = now() where done_at is null and last_error is not null;
 update private.storage_purges set failing_since = now() where done_at is null and last_error is not null;
 
+-- An audit time, like updated_at: the time of the visit that set last_error (a tick passes now()).
 create function private.track_purge_failing_since()
 returns trigger
 language plpgsql

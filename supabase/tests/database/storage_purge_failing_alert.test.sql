@@ -2,9 +2,10 @@
 -- unfinished purge of any kind whose visits have been failing (failing_since, kept with
 -- last_error) for longer than storage.purge_alert_after_seconds (15 minutes). One failed visit of
 -- a long purge raises nothing; a run that finds none clears it. The setting is validated like the
--- other storage settings (KL053), and a missing one counts as 15 minutes.
+-- other storage settings (KL053), and a missing one counts as 15 minutes; pg_net's answers are
+-- kept long enough for the purges to read them.
 begin;
-select plan(17);
+select plan(19);
 \ir storage_purge_fixture.sql
 delete from private.alerts where key = 'storage_purge_failing';
 
@@ -88,6 +89,13 @@ select throws_ok($$ update private.settings set value = '59' where key = 'storag
 select throws_ok($$ update private.settings set value = '"900"' where key = 'storage.purge_alert_after_seconds' $$, 'KL053', 'invalid setting',
   'so is a string');
 select lives_ok($$ update private.settings set value = '604800' where key = 'storage.purge_alert_after_seconds' $$, 'a week is accepted');
+
+-- pg_net's answers are kept at least as long as the purges' longest backoff (50 minutes), so the
+-- next visit finds the answer to the last request instead of reading it as lost.
+select throws_ok($$ update private.settings set value = '2999' where key = 'housekeeping.net_response_retention_seconds' $$,
+  'KL053', 'invalid setting', 'net responses kept under 50 minutes are refused');
+select lives_ok($$ update private.settings set value = '3000' where key = 'housekeeping.net_response_retention_seconds' $$,
+  '50 minutes are accepted');
 
 select * from finish();
 rollback;

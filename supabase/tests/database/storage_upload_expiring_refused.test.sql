@@ -4,7 +4,7 @@
 -- start_generation and retry_generation; the lock that closes the race with the purge is raced
 -- in supabase/tests/integration/storage-purge-concurrency.test.ts.
 begin;
-select plan(12);
+select plan(15);
 
 \ir input_policy_fixture.sql
 update private.storage_purges set done_at = now() where done_at is null;
@@ -26,6 +26,18 @@ select pg_temp.purge('gone.jpg', done => true);
 insert into private.storage_purges (bucket_id, path, user_id, reason, requested_at, next_attempt_at)
 values ('user-uploads', '5a5a0000-0000-4000-8000-00000000fa02/old.jpg', '5a5a0000-0000-4000-8000-00000000fa02',
         'upload_expired', now(), 'infinity');
+-- Objects now in the bucket, against purges decided a minute ago: the photo decided on (written
+-- before the decision), and two written again since, one of them while the request sent for it
+-- is still in pg_net's queue (it deletes by name, so it would delete the new photo too).
+insert into storage.objects (bucket_id, name, created_at, updated_at) values
+  ('user-uploads', '5a5a0000-0000-4000-8000-00000000fa01/decided.jpg', now() - interval '9 days', now() - interval '9 days'),
+  ('user-uploads', '5a5a0000-0000-4000-8000-00000000fa01/again.jpg', now() - interval '9 days', now()),
+  ('user-uploads', '5a5a0000-0000-4000-8000-00000000fa01/inflight.jpg', now() - interval '9 days', now());
+insert into private.storage_purges (bucket_id, path, user_id, reason, requested_at, next_attempt_at, last_request_id, last_request_at)
+select 'user-uploads', '5a5a0000-0000-4000-8000-00000000fa01/' || name, '5a5a0000-0000-4000-8000-00000000fa01', 'upload_expired',
+       now() - interval '1 minute', 'infinity', request, now() - interval '30 seconds'
+  from (values ('decided.jpg', null::bigint), ('again.jpg', null),
+               ('inflight.jpg', net.http_delete('https://project.example.test/storage/v1/object/user-uploads'))) v (name, request);
 grant execute on function pg_temp.upload_url(text) to authenticated;
 
 set local role authenticated;
@@ -58,6 +70,21 @@ select lives_ok(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-00000000f001',
        image_urls => array['http://127.0.0.1:54321/storage/v1/object/sign/user-uploads/5a5a0000-0000-4000-8000-00000000fa02/old.jpg?token=t']) $$,
   'a URL into another user''s folder is not refused: a start tells nobody about another user''s uploads');
+
+select is(
+  tests.refusal($$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-00000000f001',
+                       image_urls => array[pg_temp.upload_url('decided.jpg')]) $$),
+  'KL013: image 1: the upload is past its retention and is being deleted',
+  'the photo the purge decided on, still there, is refused');
+select is(
+  tests.refusal($$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-00000000f001',
+                       image_urls => array[pg_temp.upload_url('inflight.jpg')]) $$),
+  'KL013: image 1: the upload is past its retention and is being deleted',
+  'a photo uploaded again since, while a delete request for its name is still queued, is refused');
+select lives_ok(
+  $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-00000000f001',
+       image_urls => array[pg_temp.upload_url('again.jpg')]) $$,
+  'a photo uploaded again since, with no request that can still delete it, is accepted');
 
 -- A retry replays the failed job's request: its photo has expired since.
 select (public.start_generation(template_id => '5a5a0000-0000-4000-8000-00000000f001',

@@ -2,8 +2,9 @@
 -- delete request was queued is withdrawn only once that request is settled: while it waits in
 -- pg_net's queue, or left it less than a minute ago unanswered, it may still delete the name, so
 -- the purge stays open (and a start listing the photo is refused) and no new request is sent.
+-- Likewise a purge whose upload is gone is done only once its request is settled.
 begin;
-select plan(9);
+select plan(11);
 \ir storage_purge_fixture.sql
 
 select tests.create_supabase_user('upw_owner') as owner \gset
@@ -36,6 +37,20 @@ insert into net._http_response (id, status_code, content, created) values (:r1, 
 select is(private.purge_expired_uploads(:'t0'::timestamptz + interval '60 seconds'), 0, 'still no request');
 select is((select count(*)::int from private.storage_purges where path = :'owner' || '/r.png' and done_at is null), 0,
   'withdrawn once its request is answered');
+
+-- Deleted (by the owner, or by an earlier request) while the last request is still queued: not
+-- done until that request is settled, since it would delete a photo uploaded again under the name.
+select pg_temp.put_object('user-uploads', :'owner' || '/s.png', '10 days');
+select private.expire_uploads(:'t0'::timestamptz + interval '2 minutes');
+select private.purge_expired_uploads(:'t0'::timestamptz + interval '2 minutes');
+select pg_temp.storage_deletes('user-uploads', :'owner' || '/s.png');
+select private.purge_expired_uploads(:'t0'::timestamptz + interval '3 minutes');
+select is((select done_at from private.storage_purges where path = :'owner' || '/s.png'), null,
+  'gone while its request is queued: not done yet');
+insert into net._http_response (id, status_code, content, created)
+select last_request_id, 200, '[]', :'t0'::timestamptz + interval '2 minutes 1 second' from private.storage_purges where path = :'owner' || '/s.png';
+select private.purge_expired_uploads(:'t0'::timestamptz + interval '4 minutes');
+select isnt((select done_at from private.storage_purges where path = :'owner' || '/s.png'), null, 'done once it is answered');
 
 -- When a request counts as settled.
 select net.http_delete('https://project.example.test/queued') as queued \gset
