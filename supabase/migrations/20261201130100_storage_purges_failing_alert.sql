@@ -3,16 +3,13 @@
 -- to every 50 minutes, with the reason in its last_error. Nobody was told, and deleted accounts,
 -- deleted generations and expired uploads stayed in Storage.
 --
--- - Each purge now records since when its visits fail (failing_since: set when last_error is
---   set and was not, cleared when it clears).
--- - A request that got no answer counts as failed. It may still be waiting in pg_net's queue, or
---   pg_net may have lost it. It used to read as a success, so a stuck pg_net cleared last_error.
---   pg_net's answers must therefore be kept longer than the purges' longest backoff:
---   housekeeping.net_response_retention_seconds is at least 3000 (it is 3600).
+-- - Each purge records since when its visits fail (failing_since, kept with last_error).
+-- - A request that got no answer now counts as failed (still queued, or lost), where it used to
+--   read as a success. pg_net's answers are kept at least an hour
+--   (housekeeping.net_response_retention_seconds), longer than the 50-minute backoff.
 -- - The retention tick raises one alert, storage_purge_failing, while any unfinished purge has
---   been failing for longer than storage.purge_alert_after_seconds (15 minutes). A single failed
---   visit of a long purge (an account's folder is watched for an hour) raises nothing. The alert
---   names how many, since when, and the latest reason. A run that finds none clears it.
+--   been failing for over storage.purge_alert_after_seconds (15 minutes), and clears it when none
+--   is. One failed visit of a long purge raises nothing.
 
 insert into private.settings (key, value, description) values
   ('storage.purge_alert_after_seconds', '900',
@@ -29,11 +26,11 @@ as $$
 declare
   -- uploads.retention_days: 1 day to 10 years; storage.deleted_account_watch_seconds: up to a
   -- week, GoTrue's longest JWT expiry; storage.purge_alert_after_seconds: a minute to a week;
-  -- housekeeping.net_response_retention_seconds: from the purges' longest backoff (50 minutes)
-  -- to a week.
+  -- housekeeping.net_response_retention_seconds: an hour (longer than the purges' 50-minute
+  -- backoff plus a tick) to a week.
   low numeric := case new.key when 'uploads.retention_days' then 1
                               when 'storage.purge_alert_after_seconds' then 60
-                              when 'housekeeping.net_response_retention_seconds' then 3000
+                              when 'housekeeping.net_response_retention_seconds' then 3600
                               else 0 end;
   high numeric := case new.key when 'uploads.retention_days' then 3650 else 604800 end;
 begin
@@ -47,7 +44,7 @@ begin
 end
 $$;
 comment on function private.check_storage_setting() is
-  'API: Private. Trigger: refuses (KL053) a value that is not a whole number within its bounds: uploads.retention_days 1 to 3650, storage.deleted_account_watch_seconds 0 to 604800, storage.purge_alert_after_seconds 60 to 604800, housekeeping.net_response_retention_seconds 3000 to 604800.';
+  'API: Private. Trigger: refuses (KL053) a value that is not a whole number within its bounds: uploads.retention_days 1 to 3650, storage.deleted_account_watch_seconds 0 to 604800, storage.purge_alert_after_seconds 60 to 604800, housekeeping.net_response_retention_seconds 3600 to 604800.';
 
 drop trigger settings_storage_values_valid on private.settings;
 create trigger settings_storage_values_valid before insert or update on private.settings
@@ -56,8 +53,10 @@ create trigger settings_storage_values_valid before insert or update on private.
   execute function private.check_storage_setting();
 
 -- What went wrong with an earlier delete request, read from pg_net: its answer (an error, a
--- timeout, a non-2xx status, a 2xx that deleted nothing), or no answer at all. The answer must be
--- newer than the request, so an id that pg_net reused after a crash is not read as this request's.
+-- timeout, a non-2xx status, a 2xx that deleted nothing), or no answer at all. The first answer
+-- after the request was sent is read: pg_net's ids restart after a crash, so an earlier answer
+-- under the id is another request's (a later one may be too, for as long as that lasts). An answer
+-- older than pg_net's answer retention may already be deleted: unknown, not a failure.
 create or replace function private.storage_delete_problem(request_id bigint, sent_at timestamptz)
 returns text
 language sql stable
@@ -67,7 +66,10 @@ as $$
            when request_id is null then null
            when h.id is null then
              case when exists (select from net.http_request_queue q where q.id = request_id)
-                  then 'the last delete request is still waiting in pg_net''s queue'
+                    then 'the last delete request is still waiting in pg_net''s queue'
+                  when sent_at < pg_catalog.now() - pg_catalog.make_interval(
+                         secs => coalesce(private.setting_number('housekeeping.net_response_retention_seconds'), 3600)::double precision)
+                    then null
                   else 'the last delete request got no answer (pg_net lost it)' end
            when h.timed_out or h.error_msg is not null then
              pg_catalog.format('the last delete request failed: %s', pg_catalog.left(coalesce(h.error_msg, 'timed out'), 200))
@@ -82,11 +84,16 @@ as $$
     left join lateral (select r.id, r.timed_out, r.error_msg, r.status_code, r.content
                          from net._http_response r
                         where r.id = request_id and r.created >= sent_at - interval '1 second'
-                        order by r.created desc
+                        order by r.created
                         limit 1) h on true
 $$;
 comment on function private.storage_delete_problem(bigint, timestamptz) is
-  'API: Private. Why a Storage delete request sent at sent_at failed (an error, a timeout, a non-2xx answer, a 2xx that deleted none of the names, from net._http_response; or no answer: still queued, or lost), or null when it succeeded or none was sent.';
+  'API: Private. Why a Storage delete request sent at sent_at failed (an error, a timeout, a non-2xx answer, a 2xx that deleted none of the names, from net._http_response; or no answer: still queued, or lost), or null when it succeeded, none was sent, or its answer is older than pg_net''s answer retention.';
+
+comment on column private.result_purges.last_error is
+  'Why the last visit could not send a request (missing Vault secrets), or how the previous request failed or that it got no answer (from net._http_response and pg_net''s queue).';
+comment on column private.storage_purges.last_error is
+  'Why the last visit could not send a request (missing Vault secrets), or how the previous request failed or that it got no answer (from net._http_response and pg_net''s queue).';
 
 -- Since when a purge's visits fail, kept by a trigger so that every place that sets last_error
 -- (the three purge functions, the missing-secrets path) keeps it without knowing about it.
@@ -100,7 +107,7 @@ update private.storage_purges set failing_since = now() where done_at is null an
 -- An audit time, like updated_at: the time of the visit that set last_error (a tick passes now()).
 create function private.track_purge_failing_since()
 returns trigger
-language plpgsql
+language plpgsql volatile
 set search_path = pg_catalog, pg_temp
 as $$
 begin
@@ -117,6 +124,8 @@ create trigger result_purges_failing_since before insert or update of last_error
   for each row execute function private.track_purge_failing_since();
 create trigger storage_purges_failing_since before insert or update of last_error on private.storage_purges
   for each row execute function private.track_purge_failing_since();
+comment on trigger result_purges_failing_since on private.result_purges is 'Keeps failing_since with last_error.';
+comment on trigger storage_purges_failing_since on private.storage_purges is 'Keeps failing_since with last_error.';
 
 -- The operators' view, with both new facts at the end.
 create or replace view private.pending_storage_purges with (security_invoker = true) as

@@ -4,7 +4,7 @@
 -- purged like any other; a job protects only uploads in its owner's folder; finished upload
 -- purges are forgotten after the request log's retention; one request names 1 to 1000 objects.
 begin;
-select plan(16);
+select plan(17);
 \ir storage_purge_fixture.sql
 select now() as t0 \gset
 
@@ -44,6 +44,8 @@ select is(private.storage_delete_problem(:first_request, :'t0'::timestamptz + in
 delete from net.http_request_queue where id = :first_request;
 select is(private.storage_delete_problem(:first_request, :'t0'::timestamptz + interval '1 hour'),
   'the last delete request got no answer (pg_net lost it)', 'a request neither queued nor answered was lost');
+select is(private.storage_delete_problem(-1, now() - interval '61 minutes'), null,
+  'unless it was sent longer ago than pg_net keeps answers (an hour): its answer may be gone, so nothing is known');
 
 -- A name that ends in a slash (the real Storage API accepts it) is an upload like any other.
 select pg_temp.storage_deletes('user-uploads', '%');

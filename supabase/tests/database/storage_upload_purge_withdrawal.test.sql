@@ -4,7 +4,7 @@
 -- the purge stays open (and a start listing the photo is refused) and no new request is sent.
 -- Likewise a purge whose upload is gone is done only once its request is settled.
 begin;
-select plan(11);
+select plan(12);
 \ir storage_purge_fixture.sql
 
 select tests.create_supabase_user('upw_owner') as owner \gset
@@ -62,6 +62,10 @@ select is(
   array[true, false, false, true],
   'none sent: settled; still queued: not, however old; out of the queue unanswered: not for a minute, then settled');
 select is(private.storage_request_settled(:r1, now(), now()), true, 'answered: settled');
+insert into net._http_response (id, timed_out, error_msg, created) values (-2, true, 'Timeout of 10000 ms reached', now());
+select is(array[private.storage_request_settled(-2, now() - interval '10 seconds', now()),
+                private.storage_request_settled(-2, now() - interval '61 seconds', now())],
+  array[false, true], 'timed out: not settled for a minute (the Storage server may still be deleting), then settled');
 
 select * from finish();
 rollback;
