@@ -114,6 +114,7 @@ declare
   settled_requests bigint[];
   locked_owners uuid[];
   names text[];
+  problems jsonb;
   request bigint;
 begin
   if max_objects is null or max_objects < 1 or max_objects > 1000 then
@@ -138,10 +139,12 @@ begin
   end if;
   -- The last requests that can no longer act, worked out once per request: the rows of one run
   -- share one, and each lookup reads pg_net's answers by time.
+  -- (Materialized, or the planner pushes the check below the distinct: once per row again.)
   settled_requests := array(
-    select r.last_request_id
-      from (select distinct p.last_request_id, p.last_request_at from private.storage_purges p
-             where p.id = any (due_ids) and p.last_request_id is not null) r
+    with requests as materialized (
+      select distinct p.last_request_id, p.last_request_at from private.storage_purges p
+       where p.id = any (due_ids) and p.last_request_id is not null)
+    select r.last_request_id from requests r
      where private.storage_request_settled(r.last_request_id, r.last_request_at, at));
   -- Gone: done, once no request sent for it can still act (it would delete a photo uploaded
   -- again under the name, which a start may then list). Until then it is visited again below.
@@ -188,21 +191,23 @@ begin
      where p.id = any (due_ids) and p.done_at is null and p.path = any (names);
     return 0;
   end if;
+  -- How each previous request failed, if it did, read once per request.
+  select coalesce(pg_catalog.jsonb_object_agg(r.last_request_id::text, private.storage_delete_problem(r.last_request_id, r.last_request_at)), '{}')
+    into problems
+    from (select distinct on (x.last_request_id) x.last_request_id, x.last_request_at
+            from private.storage_purges x
+           where x.id = any (due_ids) and x.done_at is null and x.path = any (names) and x.last_request_id is not null
+           order by x.last_request_id, x.last_request_at desc
+          offset 0) r;
   -- Each row backs off by its own attempts (its target is one object: no request before this
-  -- one deleted anything of it), and keeps how its previous request failed, if it did (read once
-  -- per request).
+  -- one deleted anything of it), and keeps how its previous request failed.
   update private.storage_purges p
      set attempts = p.attempts + 1,
-         last_error = previous.problem,
+         last_error = problems ->> p.last_request_id::text,
          next_attempt_at = at + private.storage_purge_backoff(p.attempts),
          last_request_id = request,
          last_request_at = at
-    from (select r.last_request_id, r.last_request_at, private.storage_delete_problem(r.last_request_id, r.last_request_at) as problem
-            from (select distinct x.last_request_id, x.last_request_at from private.storage_purges x
-                   where x.id = any (due_ids) and x.done_at is null and x.path = any (names)) r) previous
-   where p.id = any (due_ids) and p.done_at is null and p.path = any (names)
-     and p.last_request_id is not distinct from previous.last_request_id
-     and p.last_request_at is not distinct from previous.last_request_at;
+   where p.id = any (due_ids) and p.done_at is null and p.path = any (names);
   return 1;
 end
 $$;
