@@ -64,17 +64,34 @@ trap 'exit 130' INT TERM
 
 ensure_dependencies || exit 1
 
-PORT=${KILN_TEST_PORT:-}
-if [ -z "$PORT" ]; then
+# The first free port from 54330. A port free when checked can still be taken before postgres
+# binds it (the system may give it to another program's outgoing connection as its local port):
+# then the next one is tried.
+start_on_a_free_port() {
+  local candidate
   for candidate in $(seq 54330 54399); do
-    port_in_use "$candidate" || { PORT=$candidate; break; }
+    port_in_use "$candidate" && continue
+    log "starting a throwaway cluster on 127.0.0.1:$candidate"
+    cluster_init "$WORK" "$candidate" || exit 1
+    if as_pg_owner "$PG_BINDIR/pg_ctl" -D "$WORK/data" -l "$WORK/postgres.log" -w -t 60 start >/dev/null; then
+      PORT=$candidate
+      return 0
+    fi
+    grep -q "Address already in use" "$WORK/postgres.log" || { tail -20 "$WORK/postgres.log" >&2; die "postgres did not start"; }
+    log "port $candidate was taken before postgres bound it; trying the next"
+    rm -rf "$WORK/data" "$WORK/postgres.log"
   done
-fi
-[ -n "$PORT" ] || die "no free port in 54330-54399"
+  die "no free port in 54330-54399"
+}
 
-log "starting a throwaway cluster on 127.0.0.1:$PORT"
-cluster_init "$WORK" "$PORT" || exit 1
-cluster_start "$WORK" || exit 1
+PORT=${KILN_TEST_PORT:-}
+if [ -n "$PORT" ]; then
+  log "starting a throwaway cluster on 127.0.0.1:$PORT"
+  cluster_init "$WORK" "$PORT" || exit 1
+  cluster_start "$WORK" || exit 1
+else
+  start_on_a_free_port
+fi
 # Suites connect as `postgres`, the project owner's non-superuser role, as on hosted Supabase.
 # The superuser's URL is exported only for what stands in for the platform's own processes.
 DB_URL=$(db_url "$PORT")
