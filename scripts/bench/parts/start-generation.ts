@@ -94,15 +94,23 @@ export const startGeneration: Part = {
       await admin`analyze`;
 
       const runs = new Map<string, PgbenchRun[]>();
+      // WAL written per transaction: with durable commits every commit waits for its WAL to reach
+      // disk, so the bytes a subject writes bound its rate at high client counts. Read from the
+      // WAL position around each run (autovacuum's writes during the run included).
+      const walPerTransaction = new Map<string, number[]>();
+      const walPosition = async () => String((await admin`select pg_current_wal_lsn()::text as lsn`)[0].lsn);
       let starts = 0, created = 0, queuedCreates = 0, errors = 0;
       for (const clients of clientCounts) {
         for (let round = 1; round <= rounds; round++) {
           for (const subject of SUBJECTS) {
             await admin`call bench.finish_active()`;
             const before = await counts();
+            const walBefore = await walPosition();
             const result = await bench(subject.id, clients, seconds);
+            const [{ bytes }] = await admin`select pg_wal_lsn_diff(pg_current_wal_lsn(), ${walBefore}::pg_lsn)::float8 as bytes`;
             const key = `${subject.id}/${clients}`;
             runs.set(key, [...(runs.get(key) ?? []), result]);
+            walPerTransaction.set(key, [...(walPerTransaction.get(key) ?? []), Number(bytes) / Math.max(result.transactions, 1)]);
             errors += result.failed + result.abortedClients;
             if (subject.id === "start-generation") {
               const after = await counts();
@@ -124,17 +132,19 @@ export const startGeneration: Part = {
         };
         const one = m("one-update"), wrapper = m("wrapper-only"), floor = m("floor"), start = m("start-generation");
         const floorOneStatement = m("floor-one-statement");
+        const wal = (id: SubjectId) => `WAL ${Math.round(median(walPerTransaction.get(`${id}/${clients}`) ?? [0]))} B per transaction`;
         const base = { part: "1 start_generation", case: `${clients} client${clients > 1 ? "s" : ""}`, unit: "TPS" };
-        rows.push({ ...base, subject: "one-update baseline", value: one.tps, p50Ms: one.p50, p99Ms: one.p99 });
+        rows.push({ ...base, subject: "one-update baseline", value: one.tps, p50Ms: one.p50, p99Ms: one.p99, note: wal("one-update") });
         rows.push({ ...base, subject: "PostgREST wrapper only", value: wrapper.tps, p50Ms: wrapper.p50, p99Ms: wrapper.p99,
-                    baseline: { name: "one-update", value: one.tps }, note: "ceiling of any RPC called this way; it writes nothing, so its commit flushes nothing" });
+                    baseline: { name: "one-update", value: one.tps },
+                    note: `ceiling of any RPC called this way; it writes nothing, so its commit flushes nothing; ${wal("wrapper-only")}` });
         rows.push({ ...base, subject: "floor baseline, one statement", value: floorOneStatement.tps, p50Ms: floorOneStatement.p50,
                     p99Ms: floorOneStatement.p99, baseline: { name: "one-update", value: one.tps },
-                    note: "autocommit, user passed in: no PostgREST transaction" });
+                    note: `autocommit, user passed in: no PostgREST transaction; ${wal("floor-one-statement")}` });
         rows.push({ ...base, subject: "floor baseline", value: floor.tps, p50Ms: floor.p50, p99Ms: floor.p99,
-                    baseline: { name: "one-update", value: one.tps } });
+                    baseline: { name: "one-update", value: one.tps }, note: wal("floor") });
         rows.push({ ...base, subject: "start_generation", value: start.tps, p50Ms: start.p50, p99Ms: start.p99,
-                    baseline: { name: "one-update", value: one.tps } });
+                    baseline: { name: "one-update", value: one.tps }, note: wal("start-generation") });
         rows.push({ ...base, subject: "start_generation", value: start.tps, baseline: { name: "floor", value: floor.tps },
                     note: "ratio to the floor" });
         rows.push({ ...base, subject: "start_generation", value: start.tps, baseline: { name: "wrapper", value: wrapper.tps },
