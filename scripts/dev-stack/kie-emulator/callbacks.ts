@@ -35,7 +35,15 @@ export function scheduleCallbacks(state: EmulatorState, task: Task): void {
   }
   const delay = state.config.callbackDelayMs + (fault?.kind === "late" ? fault.ms : 0);
   const deliveries = fault?.kind === "duplicate" ? 2 : 1;
-  state.timers.after(delay, () => deliver(state, task, url, 1, 1, deliveries));
+  // The delay counts from completeTime. Node may run a timer a millisecond before Date.now()
+  // reaches its due time, so an early wake waits out the rest: late:MS means at least MS.
+  const dueAt = (task.completeTime ?? Date.now()) + delay;
+  const fire = () => {
+    const left = dueAt - Date.now();
+    if (left > 0) state.timers.after(left, fire);
+    else deliver(state, task, url, 1, 1, deliveries);
+  };
+  state.timers.after(Math.max(0, dueAt - Date.now()), fire);
 }
 
 /** One attempt; on failure the next after the retry schedule, then give up. */
