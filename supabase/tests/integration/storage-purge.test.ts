@@ -68,7 +68,6 @@ async function purgeUntilDone(jobId: string, at: Date): Promise<void> {
   throw new Error(`purge of ${jobId} did not finish`);
 }
 
-
 beforeAll(async () => {
   purge = await startPurgeStack(sql);
   stack = purge.gateway;
