@@ -119,11 +119,14 @@ export function photo(size = 256): Buffer {
   return PNG.sync.write(png);
 }
 
-/** Uploads the photo to user-uploads/<uid>/ with the user's JWT and signs it, as the app does. */
+/**
+ * Uploads the photo to user-uploads/<uid>/ with the user's JWT and signs it, as the app does. A
+ * new name per upload, never an upsert: a retention delete of an old name cannot take it.
+ */
 export async function uploadPhoto(client: SupabaseClient, userId: string): Promise<{ path: string; signedUrl: string }> {
   const bucket = client.storage.from("user-uploads");
-  const path = `${userId}/portrait.png`;
-  const upload = await bucket.upload(path, photo(), { contentType: "image/png", upsert: true });
+  const path = `${userId}/portrait-${randomUUID()}.png`;
+  const upload = await bucket.upload(path, photo(), { contentType: "image/png" });
   if (upload.error) throw new Error(`upload refused: ${upload.error.message}`);
   const signed = await bucket.createSignedUrl(path, 3600);
   if (signed.error || !signed.data) throw new Error(`signing the upload failed: ${signed.error?.message}`);
