@@ -2,52 +2,16 @@
 -- million uploads took about 17 hours a pass, and that is how late a photo could outlive its
 -- retention. Walking faster meant scheduling a pg_cron job of one's own.
 --
--- - uploads.walk_per_run (1000; a whole number from 100 to 20000, else KL053) is how many names
---   each run of the walk reads. The tick's runs and a call without max_objects use it.
+-- - uploads.walk_per_run (1000) is how many names each run of the walk reads. The tick's runs and
+--   a call without max_objects use it. Its values are checked with every other setting's, in the
+--   next migration (100 to 20000: with 200,000 uploads, a fifth of them expired, a run of 20,000
+--   takes about a second).
 -- - A call with max_objects (an operator's own job) still reads exactly that many.
 
 insert into private.settings (key, value, description) values
   ('uploads.walk_per_run', '1000',
    'How many user-uploads names the retention tick reads per run (once a minute) looking for expired uploads: a pass over N uploads takes N / walk_per_run minutes. A whole number from 100 to 20000.')
 on conflict (key) do nothing;
-
-create or replace function private.check_storage_setting()
-returns trigger
-language plpgsql volatile
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-  -- uploads.retention_days: 1 day to 10 years; storage.deleted_account_watch_seconds: up to a
-  -- week, GoTrue's longest JWT expiry; storage.purge_alert_after_seconds: a minute to a week;
-  -- housekeeping.net_response_retention_seconds: an hour (longer than the purges' 50-minute
-  -- backoff plus a tick) to a week; uploads.walk_per_run: 100 names (a million uploads in a
-  -- week) to 20000 (about a second a run with 200,000 uploads, a fifth of them expired).
-  low numeric := case new.key when 'uploads.retention_days' then 1
-                              when 'storage.purge_alert_after_seconds' then 60
-                              when 'housekeeping.net_response_retention_seconds' then 3600
-                              when 'uploads.walk_per_run' then 100
-                              else 0 end;
-  high numeric := case new.key when 'uploads.retention_days' then 3650
-                               when 'uploads.walk_per_run' then 20000
-                               else 604800 end;
-begin
-  if pg_catalog.jsonb_typeof(new.value) is distinct from 'number'
-     or (new.value #>> '{}')::numeric not between low and high
-     or (new.value #>> '{}')::numeric <> pg_catalog.trunc((new.value #>> '{}')::numeric) then
-    perform private.raise_error('KL053', 'invalid setting',
-      pg_catalog.format('%s must be a whole number from %s to %s, got %s', new.key, low, high, pg_catalog.left(new.value::text, 100)), null);
-  end if;
-  return new;
-end
-$$;
-comment on function private.check_storage_setting() is
-  'API: Private. Trigger: refuses (KL053) a value that is not a whole number within its bounds: uploads.retention_days 1 to 3650, storage.deleted_account_watch_seconds 0 to 604800, storage.purge_alert_after_seconds 60 to 604800, housekeeping.net_response_retention_seconds 3600 to 604800, uploads.walk_per_run 100 to 20000.';
-
-drop trigger settings_storage_values_valid on private.settings;
-create trigger settings_storage_values_valid before insert or update on private.settings
-  for each row when (new.key in ('uploads.retention_days', 'storage.deleted_account_watch_seconds', 'storage.purge_alert_after_seconds',
-                                 'housekeeping.net_response_retention_seconds', 'uploads.walk_per_run'))
-  execute function private.check_storage_setting();
 
 -- max_objects now defaults to null, read as the setting (1000 while the row is missing).
 create or replace function private.expire_uploads(at timestamptz default now(), max_objects integer default null)

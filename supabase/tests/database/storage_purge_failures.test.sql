@@ -106,7 +106,7 @@ select pg_temp.put_object('user-uploads', :'after_owner' || '/old.png', '8 days'
 update private.upload_sweep set after_name = null, pass_started_at = null;
 -- Unreadable settings make the folder purge and the upload purge fail (the trigger refuses
 -- such values; a superuser bypassing it stands in for any row or setting a part cannot read).
-alter table private.settings disable trigger settings_storage_values_valid;
+alter table private.settings disable trigger settings_values_valid;
 update private.settings set value = '"an hour"' where key = 'storage.deleted_account_watch_seconds';
 update private.settings set value = '"a month"' where key = 'housekeeping.request_log_retention_seconds';
 select private.results_retention_tick(:'t0'::timestamptz + interval '1 minute');
@@ -117,7 +117,7 @@ select is((select count(*)::int from private.storage_purges where path = :'after
   'and the walk between them still ran');
 update private.settings set value = '3600' where key = 'storage.deleted_account_watch_seconds';
 update private.settings set value = '2592000' where key = 'housekeeping.request_log_retention_seconds';
-alter table private.settings enable trigger settings_storage_values_valid;
+alter table private.settings enable trigger settings_values_valid;
 select private.results_retention_tick(:'t0'::timestamptz + interval '2 minutes');
 select is_empty($$ select 1 from private.alerts where key = 'retention_error' and cleared_at is null $$,
   'a run where every part ran clears the alert');
