@@ -34,6 +34,8 @@ select is((select count(*)::int from private.rate_slots where bucket = 'create' 
 do $$ begin perform vault.create_secret('test-kie-key', 'kie_api_key'); end $$;
 update private.rate_slots set available_at = '3000-01-01' where bucket = 'create';
 
+-- The two jobs already waiting are backing off (not due), so they do not go before new starts.
+update private.job_pipeline set next_run_at = now() + interval '1 hour' where job_id in (select job_id from waiting);
 update private.rate_slots set available_at = '-infinity' where bucket = 'create' and slot <= 2;
 insert into waiting select pg_temp.start_job('bk_user') from generate_series(1, 3);
 update private.rate_slots set available_at = '3000-01-01' where bucket = 'create';

@@ -5,11 +5,10 @@ begin;
 select plan(9);
 \ir dispatch_fixture.sql
 
-update private.rate_slots set available_at = '3000-01-01' where bucket = 'create';
-create temp table jobs as select 'waiting' as label, pg_temp.start_job('dl_user') as job_id;
-update private.rate_slots set available_at = '-infinity' where bucket = 'create';
-insert into jobs select 'at-kie', pg_temp.start_job('dl_user');
+create temp table jobs as select 'at-kie' as label, pg_temp.start_job('dl_user') as job_id;
 insert into jobs select 'finishes', pg_temp.start_job('dl_user');
+update private.rate_slots set available_at = '3000-01-01' where bucket = 'create';
+insert into jobs select 'waiting', pg_temp.start_job('dl_user');
 select pg_temp.respond(job_id, 'create', 200, format('{"code": 200, "data": {"taskId": "task-%s"}}', label)) from jobs where label <> 'waiting';
 select private.reconcile_tick('2030-01-01 00:00:00+00');
 update private.job_pipeline set deadline_at = '2030-01-01 00:15:00+00' where job_id in (select job_id from jobs);
