@@ -48,7 +48,9 @@ insert into private.setting_rules (key, shape, min_value, max_value, may_be_dele
   ('housekeeping.cron_history_retention_seconds', 'whole_number', 3600, 31536000, false),
   -- The Storage purges read the answer to their last request up to 50 minutes later.
   ('housekeeping.net_response_retention_seconds', 'whole_number', 3600, 604800, false),
-  ('housekeeping.request_log_retention_seconds',  'whole_number', 86400, 31536000, false),
+  -- Longer than the longest job (deadline up to a day, plus the final grace): the callback needs its
+  -- create request's row while the job runs.
+  ('housekeeping.request_log_retention_seconds',  'whole_number', 172800, 31536000, false),
   ('jobs.deadline_seconds',                       'whole_number', 30, 86400, false),
   ('kie.create_timeout_ms',                       'whole_number', 100, 60000, false),
   ('kie.poll_timeout_ms',                         'whole_number', 100, 60000, false),
