@@ -115,12 +115,15 @@ select throws_ok($$ insert into private.settings (key, value, description) value
   'KL053', 'invalid setting', 'a key without a rule cannot be inserted');
 select throws_ok($$ delete from private.settings where key = 'jobs.deadline_seconds' $$,
   'KL053', 'invalid setting', 'a setting the pipeline needs cannot be deleted');
-select throws_ok($$ update private.settings set key = 'jobs.deadline' where key = 'jobs.deadline_seconds' $$,
+-- Renamed to a key that has a rule and takes the value (its own row deleted first): only the
+-- rename itself is refused.
+delete from private.settings where key = 'uploads.walk_per_run';
+select throws_ok($$ update private.settings set key = 'uploads.walk_per_run' where key = 'jobs.deadline_seconds' $$,
   'KL053', 'invalid setting', 'nor renamed away');
 select is((select count(*)::int from private.settings where key = 'jobs.deadline_seconds'), 1, 'it is still there');
-select lives_ok($$ delete from private.settings where key = 'uploads.walk_per_run' $$,
+select lives_ok($$ delete from private.settings where key = 'storage.purge_alert_after_seconds' $$,
   'a setting with a default may be deleted');
-select lives_ok($$ insert into private.settings (key, value, description) values ('uploads.walk_per_run', '2000', 'put back') $$,
+select lives_ok($$ insert into private.settings (key, value, description) values ('storage.purge_alert_after_seconds', '1800', 'put back') $$,
   'and inserted again, its value checked');
 select throws_ok($$ insert into private.settings (key, value, description) values ('storage.purge_alert_after_seconds', '59', 'x')
                     on conflict (key) do update set value = excluded.value $$,
