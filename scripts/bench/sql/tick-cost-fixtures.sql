@@ -135,3 +135,27 @@ begin
     from generate_series(101, 150) g;
 end
 $$;
+
+-- KIE is down: every waiting job backs off (due an hour from now), and n more jobs join them, as
+-- the create retries of an outage leave them. They belong to every user alike (20 each per 100k,
+-- under the plan's 50 active jobs).
+create procedure bench.add_backing_off(n integer, t timestamptz)
+language plpgsql set search_path = pg_catalog
+as $$
+declare
+  base bigint := (select count(*) from public.generation_jobs);
+  due_at timestamptz := greatest(t, now()) + interval '1 hour';
+begin
+  set local session_replication_role = replica;
+  update private.job_pipeline set next_run_at = due_at, deadline_at = due_at where stage = 'waiting';
+  create temp table b on commit drop as
+  select gen_random_uuid() as id, bench.user_id(((base + g) % 5000 + 1)::integer) as user_id, base + g as seq,
+         'pending' as status, t - interval '10 minutes' + g * interval '1 millisecond' as created_at
+    from generate_series(1, n) g;
+  call bench.write_jobs(t);
+  insert into private.job_pipeline (job_id, stage, priority, attempt, retries, next_run_at, deadline_at, last_error, created_at)
+  select b.id, 'waiting', case when bench.long_retention(b.user_id) then 101 else 100 end, 1, 1, due_at, due_at,
+         'createTask answered 500', b.created_at
+    from b;
+end
+$$;

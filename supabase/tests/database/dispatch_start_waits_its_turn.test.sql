@@ -2,7 +2,7 @@
 -- plan is waiting and due: otherwise it waits, and the dispatch tick sends the queue in its order
 -- (higher plans first, then oldest). A job backing off (not due yet) holds nobody back.
 begin;
-select plan(7);
+select plan(8);
 \ir dispatch_fixture.sql
 
 create function pg_temp.stage_of(job uuid) returns text language sql as $$
@@ -39,6 +39,14 @@ select pg_temp.start_job('tw_free_3') as third_free_job \gset
 select is(pg_temp.stage_of(:'third_free_job'), 'creating', 'with only jobs backing off in line, a start is sent at once');
 select is((select count(*)::int from private.requests r where r.kind = 'create' and r.job_id in (:'free_job', :'second_free_job')), 0,
   'and the jobs that waited were never sent');
+
+-- A due job past its deadline is the deadline tick's to fail, not the dispatcher's to send: it holds
+-- nobody back either.
+update private.job_pipeline set next_run_at = now() - interval '1 second', deadline_at = now() - interval '1 second'
+ where job_id in (:'free_job', :'second_free_job');
+select pg_temp.free_tokens(1);
+select pg_temp.start_job('tw_free_4') as fourth_free_job \gset
+select is(pg_temp.stage_of(:'fourth_free_job'), 'creating', 'with only jobs past their deadline in line, a start is sent at once');
 
 select * from finish();
 rollback;
