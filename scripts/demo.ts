@@ -97,9 +97,10 @@ const dbUrl = (o: DemoOptions, role = "postgres") => `postgresql://${role}@127.0
 
 /** With --kie-key: the real KIE, and a public origin for its callbacks and the photo download. */
 async function pointAtRealKie(sql: Sql, o: DemoOptions) {
-  const host = new URL(o.publicUrl!).host;
+  // The origin, not the host: a public URL with a port is an exact scheme://host:port entry.
+  const origin = new URL(o.publicUrl!).origin;
   await sql`update private.settings set value = '"https://api.kie.ai"' where key = 'kie.base_url'`;
-  await sql`update private.settings set value = value || ${sql.json(host)} where key = 'images.allowed_hosts' and not value ? ${host}`;
+  await sql`update private.settings set value = value || ${sql.json(origin)} where key = 'images.allowed_hosts' and not value ? ${origin}`;
   await sql`select vault.update_secret(id, ${o.kieKey!}) from vault.secrets where name = 'kie_api_key'`;
   await sql`select vault.update_secret(id, ${`${o.publicUrl}/functions/v1`}) from vault.secrets where name = 'functions_base_url'`;
 }
