@@ -5,7 +5,7 @@
 -- The test brings its own catalog (models, styles, templates) and plan limits, so it depends on
 -- neither the shipped prices nor the seed.
 begin;
-select plan(123);
+select plan(124);
 
 -- =============================================================================================
 -- Fixtures (as the owner)
@@ -493,6 +493,17 @@ select * from tests.refused($$ select * from public.recent_prompts(null) $$, 'KL
 select tests.authenticate_as('sg_other');
 select is_empty($$ select 1 from public.recent_prompts(100) where prompt in ('sunset over the sea', 'a quiet forest') $$,
   'recent_prompts shows only my own prompts');
+-- Recent means among the latest 1,000 text-to-image jobs: 1,000 newer ones push the others out.
+select tests.act_as_owner();
+insert into public.generation_jobs (user_id, mode, prompt, status, stage, aspect_ratio, model_key, quality, credits_charged,
+                                    request, request_fingerprint, completed_at)
+select tests.get_supabase_uid('sg_recent'), 'text-to-image', 'a filler prompt', 'completed', 'completed', '1:1',
+       (select model_key from public.generation_jobs where id = (select (job).id from results where label = 'recent-2')),
+       'fast', 0, '{"prompt": "a filler prompt"}', 'filler', now()
+  from generate_series(1, 1000);
+select tests.authenticate_as('sg_recent');
+select results_eq($$ select prompt from public.recent_prompts(100) $$, $$ values ('a filler prompt'::text) $$,
+  'recent_prompts reads the latest 1,000 text-to-image jobs only');
 
 -- =============================================================================================
 -- Details: model photo minimum, style joining, null inputs, symbol terms, refund guard

@@ -1,9 +1,9 @@
--- delete_generation: the owner deletes one finished generation; it disappears from their jobs at
--- once, its references go, and a purge of its stored images is queued. Everything else refuses
--- with a code and changes nothing. Jobs are made through the app's own RPCs (a cancelled job is
--- a finished one).
+-- delete_generation: the owner deletes one finished generation; it disappears from their jobs (and
+-- its prompt from recent_prompts) at once, its references go, and a purge of its stored images is
+-- queued. Everything else refuses with a code and changes nothing. Jobs are made through the app's
+-- own RPCs (a cancelled job is a finished one).
 begin;
-select plan(14);
+select plan(16);
 
 select tests.create_supabase_user('dg_owner');
 select tests.create_supabase_user('dg_other');
@@ -31,7 +31,11 @@ select is((select count(*)::int from private.result_purges where job_id in (:'do
 
 -- Success
 select tests.authenticate_as('dg_owner');
+select isnt_empty($$ select 1 from public.recent_prompts(100) where prompt = 'a red kite over the sea' $$,
+  'before: the job''s prompt is among the owner''s recent prompts');
 select lives_ok(format($$ select public.delete_generation('%s') $$, :'done_job'), 'the owner deletes a finished job');
+select is_empty($$ select 1 from public.recent_prompts(100) where prompt = 'a red kite over the sea' $$,
+  'its prompt leaves the recent prompts');
 select is_empty(format($$ select 1 from public.generation_jobs where id = '%s' $$, :'done_job'), 'the deleted job is gone from the owner''s jobs');
 select isnt_empty(format($$ select 1 from public.generation_jobs where id = '%s' $$, :'pending_job'), 'their other jobs remain');
 select * from tests.refused(format($$ select public.delete_generation('%s') $$, :'done_job'), 'KL050',
