@@ -1,8 +1,9 @@
 -- Every setting is checked when written (private.setting_rules): a value its rule does not allow,
--- a key without a rule and deleting a setting the pipeline needs are refused with KL053, and a
--- refusal changes nothing. The values the migrations and the local stack store pass their rules.
+-- a key without a rule, deleting a setting the pipeline needs, truncating, and a rule change that
+-- would leave a stored value outside its rule are refused with KL053, and a refusal changes
+-- nothing. The values the migrations and the local stack store pass their rules.
 begin;
-select plan(17);
+select plan(23);
 
 select is((select count(*)::int from private.settings s where not exists (select from private.setting_rules r where r.key = s.key)), 0,
   'every setting has a rule');
@@ -146,6 +147,18 @@ select lives_ok($$ insert into private.settings (key, value, description) values
 select throws_ok($$ insert into private.settings (key, value, description) values ('storage.purge_alert_after_seconds', '59', 'x')
                     on conflict (key) do update set value = excluded.value $$,
   'KL053', 'invalid setting', 'an upsert is checked too');
+
+-- Around the row checks: truncating, and changing the rules under stored values.
+select throws_ok($$ truncate private.settings $$, 'KL053', 'invalid setting', 'the settings cannot be truncated');
+select throws_ok($$ truncate private.setting_rules $$, 'KL053', 'invalid setting', 'nor their rules');
+select throws_ok($$ delete from private.setting_rules where key = 'jobs.deadline_seconds' $$,
+  'KL053', 'invalid setting', 'the rule of a stored setting cannot be deleted');
+select throws_ok($$ update private.setting_rules set max_value = 600 where key = 'jobs.deadline_seconds' $$,
+  'KL053', 'invalid setting', 'nor changed so that the stored value (900) breaks it');
+select lives_ok($$ update private.setting_rules set max_value = 7200 where key = 'jobs.deadline_seconds' $$,
+  'a change the stored value still meets is allowed');
+select is((select (r.min_value, r.max_value)::text from private.setting_rules r where r.key = 'jobs.deadline_seconds'), '(30,7200)',
+  'and the refused changes changed nothing');
 
 -- What the checks protect: a start reads these settings in its own transaction.
 select tests.create_supabase_user('sr_user') as uid \gset
