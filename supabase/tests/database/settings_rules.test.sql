@@ -3,7 +3,7 @@
 -- would leave a stored value outside its rule are refused with KL053, and a refusal changes
 -- nothing. The values the migrations and the local stack store pass their rules.
 begin;
-select plan(23);
+select plan(31);
 
 select is((select count(*)::int from private.settings s where not exists (select from private.setting_rules r where r.key = s.key)), 0,
   'every setting has a rule');
@@ -75,6 +75,15 @@ insert into cases values
   ('images.allowed_hosts', '["."]', 'KL053'),
   ('images.allowed_hosts', (select jsonb_agg('host' || g || '.example.com') from generate_series(1, 200) g), 'accepted'),
   ('images.allowed_hosts', (select jsonb_agg('host' || g || '.example.com') from generate_series(1, 201) g), 'KL053'),
+  -- Entries the image URL check can never match: a zero-led port, private and dotless hosts.
+  ('images.allowed_hosts', '["https://photos.example.com:08443"]', 'KL053'),
+  ('images.allowed_hosts', '["localhost"]', 'KL053'),
+  ('images.allowed_hosts', '["http://localhost:54321"]', 'KL053'),
+  ('images.allowed_hosts', '["storage"]', 'KL053'),
+  ('images.allowed_hosts', '["http://storage:5000"]', 'KL053'),
+  ('images.allowed_hosts', '["*.internal"]', 'KL053'),
+  ('images.allowed_hosts', '["photos.corp"]', 'KL053'),
+  ('images.allowed_hosts', '["203.0.113.7", "https://203.0.113.7:8443"]', 'accepted'),
   ('results.allowed_hosts', '"kie.test"', 'KL053'),
   ('results.allowed_hosts', '["*.kie.test"]', 'KL053'),
   ('results.allowed_hosts', '["ftp://kie.test"]', 'KL053'),
@@ -82,6 +91,14 @@ insert into cases values
   ('results.allowed_hosts', '["https://files.kie.test:65536"]', 'KL053'),
   ('results.allowed_hosts', '["https://files.kie.test:8443"]', 'accepted'),
   ('results.allowed_hosts', '["tempfile.aiquickdraw.com", "http://127.0.0.1:18100"]', 'accepted'),
+  -- Host entries the result URL check refuses before it reads the list; as origins they work.
+  ('results.allowed_hosts', '["https://files.kie.test:08443"]', 'KL053'),
+  ('results.allowed_hosts', '["localhost"]', 'KL053'),
+  ('results.allowed_hosts', '["files.internal"]', 'KL053'),
+  ('results.allowed_hosts', '["203.0.113.7"]', 'KL053'),
+  ('results.allowed_hosts', '["127-0-0-1.nip.io"]', 'KL053'),
+  ('results.allowed_hosts', '["http://localhost:54329", "https://203.0.113.7", "kie"]', 'accepted'),
+  ('kie.base_url', '"https://api.kie.ai:0443"', 'KL053'),
   ('images.allowed_schemes', '["https", "ftp"]', 'KL053'),
   ('images.allowed_schemes', '["HTTPS"]', 'KL053'),
   ('images.allowed_schemes', '["http", "https"]', 'accepted'),
@@ -128,6 +145,9 @@ select is(pg_temp.detail_of($$ update private.settings set value = '0' where key
 select is(pg_temp.detail_of($$ update private.settings set value = '[{"every_seconds": 3, "until_seconds": 30}]' where key = 'poll.cadence' $$),
   'poll.cadence the last entry must have until_seconds null (the interval for tasks older than every other entry), got [{"every_seconds": 3, "until_seconds": 30}]',
   'and what a shape needs');
+select is(pg_temp.detail_of($$ update private.settings set value = '["img.test", "localhost"]' where key = 'images.allowed_hosts' $$),
+  'images.allowed_hosts has an entry that names a private network host, which the image URL check refuses even when listed: "localhost", got ["img.test", "localhost"]',
+  'and why a list entry could never match');
 
 -- Unknown keys and deletions.
 select throws_ok($$ insert into private.settings (key, value, description) values ('jobs.deadline_second', '900', 'typo') $$,
@@ -159,6 +179,38 @@ select lives_ok($$ update private.setting_rules set max_value = 7200 where key =
   'a change the stored value still meets is allowed');
 select is((select (r.min_value, r.max_value)::text from private.setting_rules r where r.key = 'jobs.deadline_seconds'), '(30,7200)',
   'and the refused changes changed nothing');
+
+select throws_ok($$ update private.setting_rules set key = 'jobs.deadline_secs' where key = 'jobs.deadline_seconds' $$,
+  'KL053', 'invalid setting', 'nor renamed');
+
+-- A change of shape, which no value survives, by the hint's recipe: may_be_deleted on, the
+-- setting out, the rule changed, the new value in, may_be_deleted off.
+select lives_ok($$
+  update private.setting_rules set may_be_deleted = true where key = 'uploads.retention_days';
+  delete from private.settings where key = 'uploads.retention_days';
+  update private.setting_rules set shape = 'ports', min_value = null, max_value = null where key = 'uploads.retention_days';
+  insert into private.settings (key, value, description) values ('uploads.retention_days', '[443]', 'new shape');
+  update private.setting_rules set may_be_deleted = false where key = 'uploads.retention_days' $$,
+  'a change of shape works by the recipe the refusal hints');
+select is((select value from private.settings where key = 'uploads.retention_days'), '[443]'::jsonb, 'and leaves the new value');
+
+-- A rule that may not be deleted needs its setting by commit (checked at commit: set immediate
+-- here, as the test never commits).
+set constraints private.setting_rules_required_have_a_value immediate;
+select throws_ok($$ insert into private.setting_rules (key, shape, min_value, max_value, may_be_deleted)
+                    values ('test.required', 'whole_number', 0, 10, false) $$,
+  'KL053', 'invalid setting', 'a required rule without its setting is refused');
+delete from private.settings where key = 'storage.purge_alert_after_seconds';
+select throws_ok($$ update private.setting_rules set may_be_deleted = false where key = 'storage.purge_alert_after_seconds' $$,
+  'KL053', 'invalid setting', 'and so is making a rule required while its setting is missing');
+-- The setting deleted first, its rule may go.
+select lives_ok($$ delete from private.setting_rules where key = 'storage.purge_alert_after_seconds' $$,
+  'the rule of a deleted setting may be deleted');
+set constraints private.setting_rules_required_have_a_value deferred;
+insert into private.setting_rules (key, shape, min_value, max_value, may_be_deleted) values ('test.required', 'whole_number', 0, 10, false);
+insert into private.settings (key, value, description) values ('test.required', '5', 'added with its rule');
+select lives_ok($$ set constraints private.setting_rules_required_have_a_value immediate $$,
+  'a required rule and its setting inserted in one transaction pass at commit');
 
 -- What the checks protect: a start reads these settings in its own transaction.
 select tests.create_supabase_user('sr_user') as uid \gset
