@@ -4,7 +4,8 @@
  * transaction that is rolled back so every size sees the same work to do; the ratio to the 10k
  * time should stay near 1. The plans of the largest size come from auto_explain (nested
  * statements, actual rows and buffers). Last, one start with a free create token beside 0, 10k and
- * 100k jobs backing off (quick: 0 and 10k): the start's queue check must read only due jobs.
+ * 100k jobs backing off (quick: 0 and 10k), then beside as many more due jobs of a lower plan: the
+ * start's queue check must read only due jobs of its own plan rank or higher.
  */
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
@@ -90,12 +91,16 @@ export const tickCost: Part = {
         }
       }
       const [none] = backlog;
-      for (const { size, ms } of backlog) {
+      for (const { size, ms, lowerRankDue, lastOfSeries } of backlog) {
         rows.push({
-          part: "4 cost growth", case: `${size ? label(size) : "no"} jobs backing off`, subject: "start_generation, create token free",
+          part: "4 cost growth",
+          case: lowerRankDue
+            ? `${label(size)} due jobs of a lower plan waiting, beside the jobs backing off`
+            : `${size ? label(size) : "no"} jobs backing off`,
+          subject: "start_generation, create token free",
           unit: "ms", value: ms,
           baseline: size ? { name: "none backing off", value: none.ms } : undefined,
-          note: size === backlog[backlog.length - 1].size && size ? `ratio ${label(size)} / none` : undefined,
+          note: size && lastOfSeries ? `ratio ${label(size)} / none` : undefined,
         });
       }
       const sections = [{
@@ -127,37 +132,44 @@ export const tickCost: Part = {
 
 /**
  * One start with a free create token, the path that checks the queue before sending, beside a
- * growing backlog of jobs backing off (KIE down). Each start runs as the app's user in a transaction
+ * growing backlog of jobs backing off (KIE down), then beside a growing number of due jobs of a
+ * lower plan (a burst of free users' starts). Each start runs as the app's user in a transaction
  * rolled back afterwards; it must have been sent at once, or the timed path is not this one.
  */
 async function startBesideBacklog(context: Context, admin: postgres.Sql, owner: postgres.Sql, t: Date, repeats: number) {
   const sizes = context.quick ? [0, 10_000] : [0, 10_000, 100_000];
   const claims = JSON.stringify({ sub: (await admin`select bench.user_id(5000) as id`)[0].id, role: "authenticated" });
-  const out: { size: number; ms: number }[] = [];
-  let added = 0;
-  for (const size of sizes) {
-    await admin`call bench.add_backing_off(${size - added}, ${t})`;
-    added = size;
-    await admin.unsafe("vacuum analyze public.generation_jobs, private.job_pipeline, public.credit_ledger");
-    const samples: number[] = [];
-    for (let i = 0; i < repeats; i++) {
-      const reserved = await owner.reserve();
-      try {
-        await reserved`begin`;
-        await reserved`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', ${claims}, true)`;
-        const s0 = performance.now();
-        const [{ id }] = await reserved`select (public.start_generation(prompt => 'a lighthouse at dusk')).id`;
-        samples.push(performance.now() - s0);
-        await reserved`reset role`;
-        const [{ stage }] = await reserved`select stage from private.job_pipeline where job_id = ${id}`;
-        if (stage !== "creating") throw new Error(`start beside a backlog: the job is ${stage}, not sent at once`);
-      } finally {
-        await reserved`rollback`;
-        reserved.release();
+  const out: { size: number; ms: number; lowerRankDue: boolean; lastOfSeries: boolean }[] = [];
+  const series = [
+    { lowerRankDue: false, sizes, add: (n: number) => admin`call bench.add_backing_off(${n}, ${t})` },
+    { lowerRankDue: true, sizes: sizes.slice(1), add: (n: number) => admin`call bench.add_due_lower_rank(${n}, ${t})` },
+  ];
+  for (const { lowerRankDue, sizes, add } of series) {
+    let added = 0;
+    for (const size of sizes) {
+      await add(size - added);
+      added = size;
+      await admin.unsafe("vacuum analyze public.generation_jobs, private.job_pipeline, public.credit_ledger");
+      const samples: number[] = [];
+      for (let i = 0; i < repeats; i++) {
+        const reserved = await owner.reserve();
+        try {
+          await reserved`begin`;
+          await reserved`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', ${claims}, true)`;
+          const s0 = performance.now();
+          const [{ id }] = await reserved`select (public.start_generation(prompt => 'a lighthouse at dusk')).id`;
+          samples.push(performance.now() - s0);
+          await reserved`reset role`;
+          const [{ stage }] = await reserved`select stage from private.job_pipeline where job_id = ${id}`;
+          if (stage !== "creating") throw new Error(`start beside a backlog: the job is ${stage}, not sent at once`);
+        } finally {
+          await reserved`rollback`;
+          reserved.release();
+        }
       }
+      context.log(`tick cost: a start beside ${size} ${lowerRankDue ? "due jobs of a lower plan" : "jobs backing off"}`);
+      out.push({ size, ms: median(samples), lowerRankDue, lastOfSeries: size === sizes[sizes.length - 1] });
     }
-    context.log(`tick cost: a start beside ${size} jobs backing off`);
-    out.push({ size, ms: median(samples) });
   }
   return out;
 }

@@ -159,3 +159,24 @@ begin
     from b;
 end
 $$;
+
+-- A burst of starts on a lower plan (rank 0, below every bench plan): n more jobs waiting and due,
+-- their turn still to come. They belong to users 1 to 4999 (user 5000 times the start), 20 each
+-- per 100k.
+create procedure bench.add_due_lower_rank(n integer, t timestamptz)
+language plpgsql set search_path = pg_catalog
+as $$
+declare
+  base bigint := (select count(*) from public.generation_jobs);
+begin
+  set local session_replication_role = replica;
+  create temp table b on commit drop as
+  select gen_random_uuid() as id, bench.user_id(((base + g) % 4999 + 1)::integer) as user_id, base + g as seq,
+         'pending' as status, least(t, now()) - interval '5 minutes' + g * interval '1 millisecond' as created_at
+    from generate_series(1, n) g;
+  call bench.write_jobs(t);
+  insert into private.job_pipeline (job_id, stage, priority, attempt, next_run_at, deadline_at, created_at)
+  select b.id, 'waiting', 0, 0, b.created_at, greatest(t, now()) + interval '1 hour', b.created_at
+    from b;
+end
+$$;

@@ -1,8 +1,9 @@
 -- A start is sent at once only when a create token is free and no job of the same or a higher
 -- plan is waiting and due: otherwise it waits, and the dispatch tick sends the queue in its order
--- (higher plans first, then oldest). A job backing off (not due yet) holds nobody back.
+-- (higher plans first, then oldest). A job backing off (not due yet) holds nobody back, nor does a
+-- due job of a lower plan.
 begin;
-select plan(8);
+select plan(9);
 \ir dispatch_fixture.sql
 
 create function pg_temp.stage_of(job uuid) returns text language sql as $$
@@ -47,6 +48,16 @@ update private.job_pipeline set next_run_at = now() - interval '1 second', deadl
 select pg_temp.free_tokens(1);
 select pg_temp.start_job('tw_free_4') as fourth_free_job \gset
 select is(pg_temp.stage_of(:'fourth_free_job'), 'creating', 'with only jobs past their deadline in line, a start is sent at once');
+
+-- Ranks are walked from the start's own up, past one whose waiting jobs are all backing off: a
+-- due pro job holds a free start back.
+update private.rate_slots set available_at = '3000-01-01' where bucket = 'create';
+select pg_temp.start_job('tw_pro_2', 'a red fox', 'fast', 'pro') as waiting_pro_job \gset
+update private.job_pipeline set next_run_at = now() + interval '1 minute', deadline_at = now() + interval '1 hour'
+ where job_id in (:'free_job', :'second_free_job');
+select pg_temp.free_tokens(1);
+select pg_temp.start_job('tw_free_5') as fifth_free_job \gset
+select is(pg_temp.stage_of(:'fifth_free_job'), 'waiting', 'a free start waits behind a due pro job, its own rank all backing off');
 
 select * from finish();
 rollback;
