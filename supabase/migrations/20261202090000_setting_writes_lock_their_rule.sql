@@ -7,8 +7,11 @@
 -- The settings trigger now reads the rule with `for share`: a rule change in flight makes the
 -- settings write wait and then check against the rule as committed; a settings write in flight
 -- makes the rule change wait (update and delete conflict with the share lock), and the rule
--- trigger then reads the value as committed. (Two transactions that each change both a rule and
--- its setting may deadlock: one is refused and changes nothing.)
+-- trigger then reads the value as committed. That last read needs read committed (the default):
+-- under repeatable read or serializable the rule trigger would still read its snapshot from
+-- before the wait, so a rule change is refused at those levels. (A settings write at those levels
+-- that meets a concurrent rule change fails with a serialization error and changes nothing. Two
+-- transactions that each change both a rule and its setting may deadlock: one is refused.)
 --
 -- Also: a rule that may not be deleted could be inserted, or have may_be_deleted turned off, with
 -- no setting stored under its key, and every reader of that setting then failed. That is now
@@ -76,6 +79,12 @@ begin
       format('%s cannot be truncated: the pipeline reads every setting on every run', tg_table_name),
       'Change one row at a time with update.');
   end if;
+  -- Only read committed sees a settings write it waited for (see the header).
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform private.raise_error('KL053', 'invalid setting',
+      format('setting rules are changed under read committed only, not %s', current_setting('transaction_isolation')),
+      'Run the change in a read committed transaction (the default).');
+  end if;
   if tg_op in ('DELETE', 'UPDATE') and (tg_op = 'DELETE' or new.key <> old.key)
      and exists (select 1 from private.settings s where s.key = old.key) then
     perform private.raise_error('KL053', 'invalid setting',
@@ -98,6 +107,9 @@ begin
   return new;
 end
 $$;
+
+comment on function private.check_setting_rule() is
+  'API: Private. Trigger on private.setting_rules and private.settings: refuses (KL053) truncating either table, deleting or renaming the rule of a stored setting, a rule its stored value would break, and a rule change outside read committed.';
 
 create function private.check_required_setting_stored()
 returns trigger

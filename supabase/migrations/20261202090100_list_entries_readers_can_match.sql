@@ -1,10 +1,12 @@
 -- Why: some list entries still passed their rule (20261201150100) though their readers can never
 -- match them, so they silently did nothing:
 -- - a port with a leading zero (https://files.kie.test:08443): the readers compare the port as
---   written without zeros, so the entry never matches; kie.base_url took :0443 the same way.
+--   written without zeros, so the entry never matches. (kie.base_url with :0443 did work, as curl
+--   reads the port as a number; it is refused too, so every port in the settings is written one way.)
 -- - images.allowed_hosts entries naming a private network host (localhost, *.internal,
 --   http://storage.local:8080) or a host without a dot (storage): the image URL check refuses
---   those hosts even when listed exactly.
+--   those hosts even when listed exactly; and wildcards whose every host reads as an IP address
+--   (*.1, *.10-0-0-1.nip.io), which it refuses before it reads the wildcards.
 -- - results.allowed_hosts host entries that are private names or IP addresses: the result URL
 --   check refuses those unless listed as an origin (http(s)://host:port).
 -- Each list entry is now checked by private.list_entry_problem, which says why an entry cannot
@@ -76,6 +78,12 @@ begin
     end if;
     if parts[1] is distinct from '*.' and host !~ '\.' then
       return 'names a host without a dot, which the image URL check refuses even when listed';
+    end if;
+    -- A wildcard only ever matches hosts ending in its suffix: if every such host reads as an IP
+    -- address (a numeric last label) or spells one out (10-0-0-1.nip.io), none is accepted.
+    if parts[1] = '*.' and ('x.' || host ~ '(^|\.)([0-9]+|0x[0-9a-f]*)$'
+                            or 'x.' || host ~ '(^|[.-])([0-9]{1,3}[.-]){3}[0-9]{1,3}([.-]|$)') then
+      return 'is a wildcard whose every host reads as an IP address, which the image URL check refuses';
     end if;
   elsif parts[1] is null then
     -- A result host entry (not an origin) is only compared after the IP and private-name checks.

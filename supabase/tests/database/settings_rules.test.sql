@@ -84,6 +84,11 @@ insert into cases values
   ('images.allowed_hosts', '["*.internal"]', 'KL053'),
   ('images.allowed_hosts', '["photos.corp"]', 'KL053'),
   ('images.allowed_hosts', '["203.0.113.7", "https://203.0.113.7:8443"]', 'accepted'),
+  ('images.allowed_hosts', '["*.1"]', 'KL053'),
+  ('images.allowed_hosts', '["*.0x1f"]', 'KL053'),
+  ('images.allowed_hosts', '["*.10.0.0.1"]', 'KL053'),
+  ('images.allowed_hosts', '["*.10-0-0-1.nip.io"]', 'KL053'),
+  ('images.allowed_hosts', '["*.nip.io", "*.1.example.com", "*.203.example"]', 'accepted'),
   ('results.allowed_hosts', '"kie.test"', 'KL053'),
   ('results.allowed_hosts', '["*.kie.test"]', 'KL053'),
   ('results.allowed_hosts', '["ftp://kie.test"]', 'KL053'),
@@ -183,20 +188,20 @@ select is((select (r.min_value, r.max_value)::text from private.setting_rules r 
 select throws_ok($$ update private.setting_rules set key = 'jobs.deadline_secs' where key = 'jobs.deadline_seconds' $$,
   'KL053', 'invalid setting', 'nor renamed');
 
--- A change of shape, which no value survives, by the hint's recipe: may_be_deleted on, the
--- setting out, the rule changed, the new value in, may_be_deleted off.
-select lives_ok($$
-  update private.setting_rules set may_be_deleted = true where key = 'uploads.retention_days';
-  delete from private.settings where key = 'uploads.retention_days';
-  update private.setting_rules set shape = 'ports', min_value = null, max_value = null where key = 'uploads.retention_days';
-  insert into private.settings (key, value, description) values ('uploads.retention_days', '[443]', 'new shape');
-  update private.setting_rules set may_be_deleted = false where key = 'uploads.retention_days' $$,
-  'a change of shape works by the recipe the refusal hints');
-select is((select value from private.settings where key = 'uploads.retention_days'), '[443]'::jsonb, 'and leaves the new value');
-
 -- A rule that may not be deleted needs its setting by commit (checked at commit: set immediate
 -- here, as the test never commits).
 set constraints private.setting_rules_required_have_a_value immediate;
+-- A change of shape, which no value survives, by the hint's recipe, on a setting the pipeline
+-- needs: may_be_deleted on, the setting out, the rule changed, the new value in, may_be_deleted off.
+select lives_ok($$
+  update private.setting_rules set may_be_deleted = true where key = 'dispatch.batch_size';
+  delete from private.settings where key = 'dispatch.batch_size';
+  update private.setting_rules set shape = 'ports', min_value = null, max_value = null where key = 'dispatch.batch_size';
+  insert into private.settings (key, value, description) values ('dispatch.batch_size', '[443]', 'new shape');
+  update private.setting_rules set may_be_deleted = false where key = 'dispatch.batch_size' $$,
+  'a change of shape works by the recipe the refusal hints');
+select is((select value from private.settings where key = 'dispatch.batch_size'), '[443]'::jsonb, 'and leaves the new value');
+
 select throws_ok($$ insert into private.setting_rules (key, shape, min_value, max_value, may_be_deleted)
                     values ('test.required', 'whole_number', 0, 10, false) $$,
   'KL053', 'invalid setting', 'a required rule without its setting is refused');

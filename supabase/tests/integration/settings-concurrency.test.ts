@@ -93,6 +93,16 @@ describe("settings and their rules changed at the same time", () => {
     expect(await state()).toEqual({ value: 900, max: 1000 });
   });
 
+  it("a rule change outside read committed is refused: its trigger would read a snapshot from before any wait", async () => {
+    for (const level of ["repeatable read", "serializable"]) {
+      const outcome = await sql
+        .begin(`isolation level ${level}`, (tx) => tx.unsafe(`update private.setting_rules set max_value = 600 where key = '${KEY}'`))
+        .then(() => "committed", (error: { code?: string }) => String(error.code ?? error));
+      expect(outcome, level).toBe("KL053");
+    }
+    expect(await state()).toEqual({ value: 500, max: 1000 });
+  });
+
   it("a setting inserted while its rule is being deleted is refused as unknown", async () => {
     await sql`delete from private.settings where key = ${KEY}`;
     const outcome = await race(
