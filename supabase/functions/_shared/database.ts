@@ -4,7 +4,8 @@
  * Everything goes through service-only SQL functions in `private` (not exposed by the Data API,
  * so supabase-js could not reach them): the rules — what a KIE report means, when a job may
  * complete, retries and refunds — live there. Kysely over the `postgres` driver, connected
- * with `SUPABASE_DB_URL` as hosted Edge Functions receive it.
+ * with the URL the function passes in (`KILN_CALLBACK_DB_URL`, the narrow `kiln_callback` role;
+ * `SUPABASE_DB_URL`, which hosted Edge Functions receive, only where that is unset).
  */
 import {
   CompiledQuery,
