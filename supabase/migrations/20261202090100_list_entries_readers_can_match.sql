@@ -81,8 +81,8 @@ begin
     end if;
     -- A wildcard only ever matches hosts ending in its suffix: if every such host reads as an IP
     -- address (a numeric last label) or spells one out (10-0-0-1.nip.io), none is accepted.
-    if parts[1] = '*.' and ('x.' || host ~ '(^|\.)([0-9]+|0x[0-9a-f]*)$'
-                            or 'x.' || host ~ '(^|[.-])([0-9]{1,3}[.-]){3}[0-9]{1,3}([.-]|$)') then
+    if parts[1] = '*.' and (('x.' || host) ~ '(^|\.)([0-9]+|0x[0-9a-f]*)$'
+                            or ('x.' || host) ~ '(^|[.-])([0-9]{1,3}[.-]){3}[0-9]{1,3}([.-]|$)') then
       return 'is a wildcard whose every host reads as an IP address, which the image URL check refuses';
     end if;
   elsif parts[1] is null then
