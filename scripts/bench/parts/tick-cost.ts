@@ -139,36 +139,41 @@ export const tickCost: Part = {
 async function startBesideBacklog(context: Context, admin: postgres.Sql, owner: postgres.Sql, t: Date, repeats: number) {
   const sizes = context.quick ? [0, 10_000] : [0, 10_000, 100_000];
   const claims = JSON.stringify({ sub: (await admin`select bench.user_id(5000) as id`)[0].id, role: "authenticated" });
+  /** The median of `repeats` starts, each rolled back; each must have been sent at once. */
+  async function startMs(): Promise<number> {
+    const samples: number[] = [];
+    for (let i = 0; i < repeats; i++) {
+      const reserved = await owner.reserve();
+      try {
+        await reserved`begin`;
+        await reserved`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', ${claims}, true)`;
+        const s0 = performance.now();
+        const [{ id }] = await reserved`select (public.start_generation(prompt => 'a lighthouse at dusk')).id`;
+        samples.push(performance.now() - s0);
+        await reserved`reset role`;
+        const [{ stage }] = await reserved`select stage from private.job_pipeline where job_id = ${id}`;
+        if (stage !== "creating") throw new Error(`start beside a backlog: the job is ${stage}, not sent at once`);
+      } finally {
+        await reserved`rollback`;
+        reserved.release();
+      }
+    }
+    return median(samples);
+  }
   const out: { size: number; ms: number; lowerRankDue: boolean; lastOfSeries: boolean }[] = [];
   const series = [
-    { lowerRankDue: false, sizes, add: (n: number) => admin`call bench.add_backing_off(${n}, ${t})` },
-    { lowerRankDue: true, sizes: sizes.slice(1), add: (n: number) => admin`call bench.add_due_lower_rank(${n}, ${t})` },
+    { lowerRankDue: false, steps: sizes, add: (n: number) => admin`call bench.add_backing_off(${n}, ${t})` },
+    { lowerRankDue: true, steps: sizes.slice(1), add: (n: number) => admin`call bench.add_due_lower_rank(${n}, ${t})` },
   ];
-  for (const { lowerRankDue, sizes, add } of series) {
+  for (const { lowerRankDue, steps, add } of series) {
     let added = 0;
-    for (const size of sizes) {
+    for (const size of steps) {
       await add(size - added);
       added = size;
       await admin.unsafe("vacuum analyze public.generation_jobs, private.job_pipeline, public.credit_ledger");
-      const samples: number[] = [];
-      for (let i = 0; i < repeats; i++) {
-        const reserved = await owner.reserve();
-        try {
-          await reserved`begin`;
-          await reserved`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', ${claims}, true)`;
-          const s0 = performance.now();
-          const [{ id }] = await reserved`select (public.start_generation(prompt => 'a lighthouse at dusk')).id`;
-          samples.push(performance.now() - s0);
-          await reserved`reset role`;
-          const [{ stage }] = await reserved`select stage from private.job_pipeline where job_id = ${id}`;
-          if (stage !== "creating") throw new Error(`start beside a backlog: the job is ${stage}, not sent at once`);
-        } finally {
-          await reserved`rollback`;
-          reserved.release();
-        }
-      }
+      const ms = await startMs();
       context.log(`tick cost: a start beside ${size} ${lowerRankDue ? "due jobs of a lower plan" : "jobs backing off"}`);
-      out.push({ size, ms: median(samples), lowerRankDue, lastOfSeries: size === sizes[sizes.length - 1] });
+      out.push({ size, ms, lowerRankDue, lastOfSeries: size === steps[steps.length - 1] });
     }
   }
   return out;

@@ -136,6 +136,22 @@ begin
 end
 $$;
 
+-- n pending jobs in temp table b (the caller's transaction drops it) and written by write_jobs,
+-- owned by users 1 to `users` in turn, created 1 ms apart from first_at.
+create procedure bench.write_pending(n integer, users integer, first_at timestamptz, t timestamptz)
+language plpgsql set search_path = pg_catalog
+as $$
+declare
+  base bigint := (select count(*) from public.generation_jobs);
+begin
+  create temp table b on commit drop as
+  select gen_random_uuid() as id, bench.user_id(((base + g) % users + 1)::integer) as user_id, base + g as seq,
+         'pending' as status, first_at + g * interval '1 millisecond' as created_at
+    from generate_series(1, n) g;
+  call bench.write_jobs(t);
+end
+$$;
+
 -- KIE is down: every waiting job backs off (due an hour from now), and n more jobs join them, as
 -- the create retries of an outage leave them. They belong to every user alike (20 each per 100k,
 -- under the plan's 50 active jobs).
@@ -143,16 +159,11 @@ create procedure bench.add_backing_off(n integer, t timestamptz)
 language plpgsql set search_path = pg_catalog
 as $$
 declare
-  base bigint := (select count(*) from public.generation_jobs);
   due_at timestamptz := greatest(t, now()) + interval '1 hour';
 begin
   set local session_replication_role = replica;
   update private.job_pipeline set next_run_at = due_at, deadline_at = due_at where stage = 'waiting';
-  create temp table b on commit drop as
-  select gen_random_uuid() as id, bench.user_id(((base + g) % 5000 + 1)::integer) as user_id, base + g as seq,
-         'pending' as status, t - interval '10 minutes' + g * interval '1 millisecond' as created_at
-    from generate_series(1, n) g;
-  call bench.write_jobs(t);
+  call bench.write_pending(n, 5000, t - interval '10 minutes', t);
   insert into private.job_pipeline (job_id, stage, priority, attempt, retries, next_run_at, deadline_at, last_error, created_at)
   select b.id, 'waiting', case when bench.long_retention(b.user_id) then 101 else 100 end, 1, 1, due_at, due_at,
          'createTask answered 500', b.created_at
@@ -166,15 +177,9 @@ $$;
 create procedure bench.add_due_lower_rank(n integer, t timestamptz)
 language plpgsql set search_path = pg_catalog
 as $$
-declare
-  base bigint := (select count(*) from public.generation_jobs);
 begin
   set local session_replication_role = replica;
-  create temp table b on commit drop as
-  select gen_random_uuid() as id, bench.user_id(((base + g) % 4999 + 1)::integer) as user_id, base + g as seq,
-         'pending' as status, least(t, now()) - interval '5 minutes' + g * interval '1 millisecond' as created_at
-    from generate_series(1, n) g;
-  call bench.write_jobs(t);
+  call bench.write_pending(n, 4999, least(t, now()) - interval '5 minutes', t);
   insert into private.job_pipeline (job_id, stage, priority, attempt, next_run_at, deadline_at, created_at)
   select b.id, 'waiting', 0, 0, b.created_at, greatest(t, now()) + interval '1 hour', b.created_at
     from b;
