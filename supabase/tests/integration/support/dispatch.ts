@@ -1,25 +1,33 @@
 import type { Sql } from "postgres";
+import { pauseCronJobs } from "./cron.ts";
 import type { TestPlan } from "./plans.ts";
 
 type Db = Sql<Record<string, unknown>>;
 
 /**
  * What a file that drives dispatch over real connections sets up and takes down again: its own
- * `plan`, created first, and dispatch pointed nowhere (see dispatchGoesNowhere). `tearDown` puts
- * the settings and secrets back, drops the requests of the plan's users' jobs, then the users and
- * the plan.
+ * `plan`, created first, dispatch pointed nowhere (see dispatchGoesNowhere), and pg_cron's runs of
+ * the kiln ticks paused: the file runs the ticks itself. `tearDown` puts the settings and secrets
+ * back, drops the requests of the plan's users' jobs, then the users and the plan, and resumes the
+ * ticks last.
  */
 export function dispatchTestBed(sql: Db, plan: TestPlan, secrets: Record<string, string>) {
   let undo = async () => {};
+  let resumeCronJobs = async () => {};
   return {
     async setUp(): Promise<void> {
       await plan.create();
+      resumeCronJobs = await pauseCronJobs(sql, "kiln-%");
       undo = await dispatchGoesNowhere(sql, secrets);
     },
     async tearDown(): Promise<void> {
-      await undo();
-      await dropRequestsOf(sql, plan.users);
-      await plan.drop();
+      try {
+        await undo();
+        await dropRequestsOf(sql, plan.users);
+        await plan.drop();
+      } finally {
+        await resumeCronJobs();
+      }
     },
   };
 }

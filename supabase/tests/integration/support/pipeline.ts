@@ -15,6 +15,7 @@ import type postgres from "postgres";
 import { userJwt } from "../../../../scripts/dev-stack/gateway/keys.ts";
 import type { KieEmulatorOptions } from "../../../../scripts/dev-stack/kie-emulator/options.ts";
 import { type KieEmulator, startKieEmulator } from "../../../../scripts/dev-stack/kie-emulator/server.ts";
+import { pauseCronJobs } from "./cron.ts";
 import { connect, databaseUrl } from "./db.ts";
 import { startTestGateway, type TestGateway, userClient } from "./gateway.ts";
 import { type NetWorker, startNetWorker } from "./net-worker.ts";
@@ -77,7 +78,7 @@ export class Pipeline {
   readonly users: string[] = [];
   private savedSettings = new Map<string, unknown>();
   private savedSecrets: { name: string; secret: string; description: string }[] | null = null;
-  private pausedCronJobs: string[] = [];
+  private resumeCronJobs = async () => {};
   private runSettings = new Map<string, unknown>();
   readonly log: (line: string) => void;
 
@@ -120,9 +121,7 @@ export class Pipeline {
     await this.installSecrets();
     // pg_cron's own minute run of the account tick would read the balance behind a scenario's
     // back (and lift a 402 pause it is asserting); the suites run that tick when they mean to.
-    const paused = await sql<{ jobid: string }[]>`
-      select jobid::text, cron.alter_job(jobid, active => false) from cron.job where jobname = 'kiln-account' and active`;
-    this.pausedCronJobs = paused.map((r) => r.jobid);
+    this.resumeCronJobs = await pauseCronJobs(sql, "kiln-account");
     await sql`delete from private.alerts`;
 
     const [{ rank }] = await sql<{ rank: number }[]>`select coalesce(max(rank), 0) + 1 + floor(random() * 1000)::int as rank from public.plans`;
@@ -160,7 +159,7 @@ export class Pipeline {
     const { sql } = this;
     try {
       await this.stopWorker();
-      for (const jobid of this.pausedCronJobs) await sql`select cron.alter_job(${jobid}::bigint, active => true)`;
+      await this.resumeCronJobs();
       if (this.savedSecrets) {
         await sql`delete from vault.secrets where name = any(${SECRETS})`;
         for (const { name, secret, description } of this.savedSecrets) await sql`select vault.create_secret(${secret}, ${name}, ${description})`;
