@@ -70,6 +70,8 @@ async function oneJobPerModel(userId: string, tag: string): Promise<string[]> {
 
 describe("every model's happy path", () => {
   it("through the callback: all five models complete, with no finalize request", async () => {
+    // Only the callbacks: a poll on a slow machine would otherwise find a result first.
+    await p.setSetting("poll.first_after_seconds", 60);
     const user = await p.createUser(100);
     const ids = await oneJobPerModel(user, "by callback");
     const rows = await p.untilTerminal(ids);
@@ -177,7 +179,7 @@ describe("callback faults", () => {
 
   it("late and out-of-order callbacks: the later job completes first, the late one by poll; the late callback changes nothing", async () => {
     const user = await p.createUser(10);
-    const late = await start(user, { prompt: "slowpoke [kie:callback=late:2500]" });
+    const late = await start(user, { prompt: "slowpoke [kie:callback=late:6000]" });
     const onTime = await start(user, { prompt: "on time" });
     await p.untilTerminal([onTime]);
     expect((await p.job(late)).status).not.toBe("completed");

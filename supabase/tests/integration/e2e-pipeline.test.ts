@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { PNG } from "pngjs";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { userJwt } from "../../../scripts/dev-stack/gateway/keys.ts";
 import type { KieEmulator } from "../../../scripts/dev-stack/kie-emulator/server.ts";
 import { png, type TestGateway, userClient } from "./support/gateway.ts";
@@ -75,12 +75,18 @@ beforeAll(async () => {
   userId = await p.createUser(100);
 }, 60_000);
 
+afterEach(async () => {
+  await p.restoreScenario();
+});
+
 afterAll(async () => {
   await p?.stop();
 });
 
 describe("one job end to end on the local stack", () => {
   it("text-to-image: pending → generating → completed, its image in Storage as a PNG the owner can open", async () => {
+    // The callback must be what completes it: no poll may find the result first.
+    await p.setSetting("poll.first_after_seconds", 60);
     const id = await startJob(`a lighthouse at dusk [kie:hold] ${suffix}`);
     const seen: Status[] = [];
     await tickUntil(id, (row) => row.status === "generating", seen);

@@ -1,5 +1,6 @@
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { asUser, signUp } from "./support/concurrency.ts";
+import { pauseCronJobs } from "./support/cron.ts";
 import { connect } from "./support/db.ts";
 
 // Two runs of the retention tick at once (pg_cron's and an operator's, or a slow run overlapping
@@ -7,9 +8,19 @@ import { connect } from "./support/db.ts";
 // And a start racing the delete of the photo it lists: the purge leaves its owner's uploads alone
 // until it has committed.
 const sql = connect({ max: 4 });
+// The file plays both runs itself: pg_cron's minute run would be a third, visiting its rows.
+let resumeCronJobs = async () => {};
+
+beforeAll(async () => {
+  resumeCronJobs = await pauseCronJobs(sql, "kiln-results-retention");
+});
 
 afterAll(async () => {
-  await sql.end();
+  try {
+    await resumeCronJobs();
+  } finally {
+    await sql.end();
+  }
 });
 
 /** Runs `fn` on its own connection with a short statement timeout, so a wait shows as an error. */

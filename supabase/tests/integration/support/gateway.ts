@@ -89,7 +89,8 @@ export function png(extra = 0): Uint8Array<ArrayBuffer> {
 
 /**
  * A job of the user, started through start_generation and then marked completed with these
- * result paths (bucket first), as the callback function's completion leaves it.
+ * result paths (bucket first), as the callback function's completion leaves it: its pipeline row
+ * finished too, or a later file's dispatch tick would still send it.
  */
 export async function completedJob(sql: postgres.Sql, userId: string, resultPaths: (jobId: string) => string[]): Promise<string> {
   const jobId = (await sql.begin(async (tx) => {
@@ -101,5 +102,8 @@ export async function completedJob(sql: postgres.Sql, userId: string, resultPath
   await sql`update public.generation_jobs
                set status = 'completed', stage = 'completed', completed_at = now(), result_urls = ${resultPaths(jobId)}
              where id = ${jobId}`;
+  await sql`update private.job_pipeline
+               set stage = 'completed', task_id = ${`task-${jobId}`}, finished_at = now(), next_run_at = null
+             where job_id = ${jobId}`;
   return jobId;
 }

@@ -119,9 +119,10 @@ export class Pipeline {
     this.runSettings = new Map(current.map((r) => [r.key, r.value]));
     await sql`update private.rate_slots set available_at = '-infinity'`;
     await this.installSecrets();
-    // pg_cron's own minute run of the account tick would read the balance behind a scenario's
-    // back (and lift a 402 pause it is asserting); the suites run that tick when they mean to.
-    this.resumeCronJobs = await pauseCronJobs(sql, "kiln-account");
+    // pg_cron's own minute runs of the ticks would act behind a scenario's back (the account
+    // tick lifting a 402 pause it asserts, a poll tick holding the row a deadline tick must
+    // take); the suites run each tick when they mean to.
+    this.resumeCronJobs = await pauseCronJobs(sql, "kiln-%");
     await sql`delete from private.alerts`;
 
     const [{ rank }] = await sql<{ rank: number }[]>`select coalesce(max(rank), 0) + 1 + floor(random() * 1000)::int as rank from public.plans`;
@@ -159,7 +160,6 @@ export class Pipeline {
     const { sql } = this;
     try {
       await this.stopWorker();
-      await this.resumeCronJobs();
       if (this.savedSecrets) {
         await sql`delete from vault.secrets where name = any(${SECRETS})`;
         for (const { name, secret, description } of this.savedSecrets) await sql`select vault.create_secret(${secret}, ${name}, ${description})`;
@@ -170,9 +170,14 @@ export class Pipeline {
       await sql`delete from public.plans where id = ${this.planId}`;
       if (this.templateId) await sql`delete from public.templates where id = ${this.templateId}`;
     } finally {
-      await this.stack?.stop();
-      await this.kie?.close();
-      await sql.end({ timeout: 5 });
+      try {
+        // Last, once the settings and secrets are back: a minute run in between would act on the run's.
+        await this.resumeCronJobs();
+      } finally {
+        await this.stack?.stop();
+        await this.kie?.close();
+        await sql.end({ timeout: 5 });
+      }
     }
   }
 
