@@ -5,10 +5,16 @@
  * time should stay near 1. The plans of the largest size come from auto_explain (nested
  * statements, actual rows and buffers). Last, one start with a free create token beside 0, 10k and
  * 100k jobs backing off (quick: 0 and 10k), then beside as many more due jobs of a lower plan: the
- * start's queue check must read only due jobs of its own plan rank or higher.
+ * start's queue check must read only due jobs of its own plan rank or higher. And at each size, the
+ * WAL a start writes right after a checkpoint: a key that lands on random index pages makes each
+ * start write more whole pages the bigger the tables grow.
  */
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
+import { pgbench } from "../pgbench.ts";
 import type { Row } from "../results.ts";
 import { psqlFile } from "./psql.ts";
 import type { Context, Part, PartResult } from "./types.ts";
@@ -49,6 +55,7 @@ export const tickCost: Part = {
       await admin`call bench.add_active(${t})`;
 
       const times = new Map<string, number>(); // `${tick}/${size}` -> median ms
+      const wal = new Map<number, WalPerStart>();
       let finished = 0;
       let plans = "";
       for (const size of sizes) {
@@ -74,6 +81,8 @@ export const tickCost: Part = {
           times.set(`${tick.name}/${size}`, median(samples));
         }
         if (size === sizes[sizes.length - 1]) plans = await explainAll(context.adminUrl, ticks, t);
+        wal.set(size, await walPerStart(context, admin));
+        context.log(`tick cost: ${label(size)} finished jobs, ${Math.round(wal.get(size)?.bytes ?? 0)} B of WAL per start`);
       }
 
       const backlog = await startBesideBacklog(context, admin, owner, t, repeats);
@@ -89,6 +98,19 @@ export const tickCost: Part = {
             note: size === sizes[sizes.length - 1] && size !== sizes[0] ? `ratio ${label(size)} / ${label(sizes[0])}` : undefined,
           });
         }
+      }
+      const walBase = wal.get(sizes[0]);
+      for (const size of sizes) {
+        const w = wal.get(size);
+        if (!w || !walBase) continue;
+        const last = size === sizes[sizes.length - 1] && size !== sizes[0];
+        rows.push({
+          part: "4 cost growth", case: `${label(size)} finished + 1k active`, subject: "start_generation, WAL per start after a checkpoint",
+          unit: "B", value: w.bytes,
+          baseline: size === sizes[0] ? undefined : { name: `${label(sizes[0])} finished`, value: walBase.bytes },
+          note: `${last ? `ratio ${label(size)} / ${label(sizes[0])}; ` : ""}full-page images ${w.fpiPerStart.toFixed(2)} per start; ` +
+            `${w.starts} starts, 4 clients, each rolled back`,
+        });
       }
       const [none] = backlog;
       for (const { size, ms, lowerRankDue, lastOfSeries } of backlog) {
@@ -129,6 +151,41 @@ export const tickCost: Part = {
     }
   },
 };
+
+interface WalPerStart {
+  bytes: number;
+  fpiPerStart: number;
+  starts: number;
+}
+
+/**
+ * WAL per start in the first seconds after a checkpoint, when the first change to each page writes
+ * the whole page (full_page_writes). Part 1's pgbench script with ROLLBACK for its COMMIT, so every
+ * size sees the same jobs: a rolled-back start still writes its records and page images (only the
+ * commit record is missing). From pg_stat_wal, cluster-wide: nothing else runs meanwhile.
+ */
+async function walPerStart(context: Context, admin: postgres.Sql): Promise<WalPerStart> {
+  const dir = await mkdtemp(join(tmpdir(), "kiln-bench-wal-"));
+  try {
+    const script = join(dir, "start-generation-rolled-back.pgbench");
+    const text = await readFile(`${sqlDir}start-generation.pgbench`, "utf8");
+    if (!/^COMMIT;$/m.test(text)) throw new Error("start-generation.pgbench: no COMMIT line to replace");
+    await writeFile(script, text.replace(/^COMMIT;$/m, "ROLLBACK;"));
+    await admin`checkpoint`;
+    const stats = async () => (await admin`select wal_bytes::float8 as bytes, wal_fpi::float8 as fpi from pg_stat_wal`)[0];
+    const before = await stats();
+    const run = await pgbench({ databaseUrl: context.databaseUrl, script, clients: 4, seconds: context.quick ? 3 : 8, variables: { users: 5000 } });
+    const after = await stats();
+    if (run.failed + run.abortedClients > 0 || run.transactions === 0) throw new Error(`WAL per start: ${run.failed} failed, ${run.abortedClients} aborted`);
+    return {
+      bytes: (Number(after.bytes) - Number(before.bytes)) / run.transactions,
+      fpiPerStart: (Number(after.fpi) - Number(before.fpi)) / run.transactions,
+      starts: run.transactions,
+    };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
 
 /**
  * One start with a free create token, the path that checks the queue before sending, beside a
