@@ -53,7 +53,8 @@ cluster_start "$WORK"
 log "bootstrap, migrations, seed"
 db_prepare "$PORT"
 ADMIN_URL=$(db_url "$PORT" "$ADMIN_ROLE")
-psql_url "$ADMIN_URL" -c 'create extension if not exists pg_stat_statements with schema extensions' >/dev/null
+psql_url "$ADMIN_URL" -c 'create extension if not exists pg_stat_statements with schema extensions' \
+  -c 'create extension if not exists pg_walinspect with schema extensions' >/dev/null
 
 export DATABASE_URL ADMIN_DATABASE_URL=$ADMIN_URL
 DATABASE_URL=$(db_url "$PORT")

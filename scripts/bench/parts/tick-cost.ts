@@ -108,7 +108,7 @@ export const tickCost: Part = {
           part: "4 cost growth", case: `${label(size)} finished + 1k active`, subject: "start_generation, WAL per start after a checkpoint",
           unit: "B", value: w.bytes,
           baseline: size === sizes[0] ? undefined : { name: `${label(sizes[0])} finished`, value: walBase.bytes },
-          note: `${last ? `ratio ${label(size)} / ${label(sizes[0])}; ` : ""}full-page images ${w.fpiPerStart.toFixed(2)} per start; ` +
+          note: `${last ? `ratio ${label(size)} / ${label(sizes[0])}; ` : ""}full-page images ${Math.round(w.fpiBytes)} B of it; ` +
             `${w.starts} starts, 4 clients, each rolled back`,
         });
       }
@@ -154,7 +154,8 @@ export const tickCost: Part = {
 
 interface WalPerStart {
   bytes: number;
-  fpiPerStart: number;
+  /** Bytes of full-page images per start. */
+  fpiBytes: number;
   starts: number;
 }
 
@@ -162,7 +163,8 @@ interface WalPerStart {
  * WAL per start in the first seconds after a checkpoint, when the first change to each page writes
  * the whole page (full_page_writes). Part 1's pgbench script with ROLLBACK for its COMMIT, so every
  * size sees the same jobs: a rolled-back start still writes its records and page images (only the
- * commit record is missing). From pg_stat_wal, cluster-wide: nothing else runs meanwhile.
+ * commit record is missing). Read from the WAL itself between the two positions (pg_walinspect),
+ * so whatever else wrote meanwhile (autovacuum, the checkpointer) counts too.
  */
 async function walPerStart(context: Context, admin: postgres.Sql): Promise<WalPerStart> {
   const dir = await mkdtemp(join(tmpdir(), "kiln-bench-wal-"));
@@ -172,16 +174,21 @@ async function walPerStart(context: Context, admin: postgres.Sql): Promise<WalPe
     if (!/^COMMIT;$/m.test(text)) throw new Error("start-generation.pgbench: no COMMIT line to replace");
     await writeFile(script, text.replace(/^COMMIT;$/m, "ROLLBACK;"));
     await admin`checkpoint`;
-    const stats = async () => (await admin`select wal_bytes::float8 as bytes, wal_fpi::float8 as fpi from pg_stat_wal`)[0];
-    const before = await stats();
+    const [{ start }] = await admin`select pg_current_wal_lsn()::text as start`;
     const run = await pgbench({ databaseUrl: context.databaseUrl, script, clients: 4, seconds: context.quick ? 3 : 8, variables: { users: 5000 } });
-    const after = await stats();
-    if (run.failed + run.abortedClients > 0 || run.transactions === 0) throw new Error(`WAL per start: ${run.failed} failed, ${run.abortedClients} aborted`);
-    return {
-      bytes: (Number(after.bytes) - Number(before.bytes)) / run.transactions,
-      fpiPerStart: (Number(after.fpi) - Number(before.fpi)) / run.transactions,
-      starts: run.transactions,
-    };
+    if (run.failed + run.abortedClients > 0 || run.transactions === 0) {
+      throw new Error(`WAL per start: ${run.transactions} starts, ${run.failed} failed, ${run.abortedClients} clients aborted`);
+    }
+    // Rolled-back work is flushed by the WAL writer, not by a commit; pg_walinspect reads only
+    // flushed WAL, so wait for the flush to pass the end.
+    const [{ end }] = await admin`select pg_current_wal_insert_lsn()::text as end`;
+    for (let i = 0; i < 100 && !(await admin`select pg_current_wal_flush_lsn() >= ${end}::pg_lsn as ok`)[0].ok; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const [wal] = await admin`
+      select pg_wal_lsn_diff(${end}::pg_lsn, ${start}::pg_lsn)::float8 as bytes, sum(s.fpi_size)::float8 as fpi
+        from extensions.pg_get_wal_stats(${start}::pg_lsn, ${end}::pg_lsn) s`;
+    return { bytes: Number(wal.bytes) / run.transactions, fpiBytes: Number(wal.fpi) / run.transactions, starts: run.transactions };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

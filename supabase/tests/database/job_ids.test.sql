@@ -20,6 +20,7 @@ select floor(extract(epoch from clock_timestamp()) * 1000)::bigint as after_ms \
 select pg_sleep(0.002);
 select (public.start_generation(prompt => 'a paper plane')).id as second_job \gset
 select public.cancel_generation(:'first_job');
+select pg_sleep(0.002);
 select (public.retry_generation(:'first_job')).id as retry_job \gset
 select tests.act_as_owner();
 
