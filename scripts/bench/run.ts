@@ -109,7 +109,9 @@ async function main(): Promise<number> {
   };
   const summary: string[] = [];
   for (const part of PARTS.filter((p) => !options.only || options.only.includes(p.id))) {
+    const partStarted = Date.now();
     const result = await part.run(context);
+    context.log(`${part.id}: ${((Date.now() - partStarted) / 1000).toFixed(0)} s`);
     report.rows.push(...result.rows);
     report.sections.push(...result.sections);
     summary.push(...result.summary);

@@ -73,7 +73,7 @@ export const startGeneration: Part = {
   id: "start-generation",
   title: "start_generation throughput",
   async run(context: Context): Promise<PartResult> {
-    const seconds = context.quick ? 3 : 10;
+    const seconds = context.quick ? 2 : 10;
     const rounds = context.quick ? 1 : 3;
     const clientCounts = [1, 4, 8];
     const admin = postgres(context.adminUrl, { max: 1, onnotice: () => {} });

@@ -175,7 +175,7 @@ async function walPerStart(context: Context, admin: postgres.Sql): Promise<WalPe
     await writeFile(script, text.replace(/^COMMIT;$/m, "ROLLBACK;"));
     await admin`checkpoint`;
     const [{ start }] = await admin`select pg_current_wal_lsn()::text as start`;
-    const run = await pgbench({ databaseUrl: context.databaseUrl, script, clients: 4, seconds: context.quick ? 3 : 8, variables: { users: 5000 } });
+    const run = await pgbench({ databaseUrl: context.databaseUrl, script, clients: 4, seconds: context.quick ? 2 : 8, variables: { users: 5000 } });
     if (run.failed + run.abortedClients > 0 || run.transactions === 0) {
       throw new Error(`WAL per start: ${run.transactions} starts, ${run.failed} failed, ${run.abortedClients} clients aborted`);
     }
