@@ -5,7 +5,8 @@
  * time should stay near 1. The plans of the largest size come from auto_explain (nested
  * statements, actual rows and buffers). Last, one start with a free create token beside 0, 10k and
  * 100k jobs backing off (quick: 0 and 10k), then beside as many more due jobs of a lower plan: the
- * start's queue check must read only due jobs of its own plan rank or higher. And at each size, the
+ * start's queue check must read only due jobs of its own plan rank or higher; beside the jobs
+ * backing off, also the dispatch tick with none due (a KIE outage). And at each size, the
  * WAL a start writes right after a checkpoint: a key that lands on random index pages makes each
  * start write more whole pages the bigger the tables grow.
  */
@@ -113,6 +114,15 @@ export const tickCost: Part = {
         });
       }
       const [none] = backlog;
+      for (const { size, idleTickMs, lastOfSeries } of backlog) {
+        if (idleTickMs === undefined) continue;
+        rows.push({
+          part: "4 cost growth", case: `${size ? label(size) : "no"} jobs backing off, none due`, subject: "private.dispatch_tick",
+          unit: "ms", value: idleTickMs,
+          baseline: size ? { name: "none backing off", value: none.idleTickMs ?? Number.NaN } : undefined,
+          note: `${size && lastOfSeries ? `ratio ${label(size)} / none; ` : ""}one session, calls 6 to ${5 + repeats} (a generic plan may be used)`,
+        });
+      }
       for (const { size, ms, lowerRankDue, lastOfSeries } of backlog) {
         rows.push({
           part: "4 cost growth",
@@ -224,7 +234,31 @@ async function startBesideBacklog(context: Context, admin: postgres.Sql, owner: 
     }
     return median(samples);
   }
-  const out: { size: number; ms: number; lowerRankDue: boolean; lastOfSeries: boolean }[] = [];
+  /**
+   * The dispatch tick with nothing due, as the tick driver runs it: one session, calls 6 and on
+   * (PL/pgSQL may switch to a generic plan after five). The fixture's own waiting jobs are put off
+   * in the transaction, rolled back afterwards.
+   */
+  async function idleDispatchTickMs(): Promise<number> {
+    const reserved = await owner.reserve();
+    try {
+      await reserved`begin`;
+      await reserved`update private.job_pipeline set next_run_at = ${t}::timestamptz + interval '1 day'
+                      where stage = 'waiting' and next_run_at <= ${t}::timestamptz`;
+      const samples: number[] = [];
+      for (let i = 0; i < 5 + repeats; i++) {
+        const s0 = performance.now();
+        const [{ sent }] = await reserved`select private.dispatch_tick(${t}::timestamptz) as sent`;
+        if (i >= 5) samples.push(performance.now() - s0);
+        if (Number(sent) !== 0) throw new Error(`idle dispatch tick: it sent ${sent} jobs`);
+      }
+      return median(samples);
+    } finally {
+      await reserved`rollback`;
+      reserved.release();
+    }
+  }
+  const out: { size: number; ms: number; idleTickMs?: number; lowerRankDue: boolean; lastOfSeries: boolean }[] = [];
   const series = [
     { lowerRankDue: false, steps: sizes, add: (n: number) => admin`call bench.add_backing_off(${n}, ${t})` },
     { lowerRankDue: true, steps: sizes.slice(1), add: (n: number) => admin`call bench.add_due_lower_rank(${n}, ${t})` },
@@ -236,8 +270,9 @@ async function startBesideBacklog(context: Context, admin: postgres.Sql, owner: 
       added = size;
       await admin.unsafe("vacuum analyze public.generation_jobs, private.job_pipeline, public.credit_ledger");
       const ms = await startMs();
+      const idleTickMs = lowerRankDue ? undefined : await idleDispatchTickMs();
       context.log(`tick cost: a start beside ${size} ${lowerRankDue ? "due jobs of a lower plan" : "jobs backing off"}`);
-      out.push({ size, ms, lowerRankDue, lastOfSeries: size === steps[steps.length - 1] });
+      out.push({ size, ms, idleTickMs, lowerRankDue, lastOfSeries: size === steps[steps.length - 1] });
     }
   }
   return out;
