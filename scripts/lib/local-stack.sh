@@ -132,7 +132,8 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 EOF
-  # Trust on loopback TCP only; no other host can reach a cluster listening on 127.0.0.1.
+  # Trust on loopback TCP and on the socket in the cluster's own directory: no other host can
+  # reach a cluster listening on 127.0.0.1.
   cat >"$dir/data/pg_hba.conf" <<EOF
 local all all trust
 host all all 127.0.0.1/32 trust
