@@ -25,7 +25,7 @@ export const usage = `usage: npm run bench -- [--quick] [--only PART[,PART...]] 
 Starts a throwaway Postgres cluster (port KILN_BENCH_PORT, default 54351), prepares it like the
 test cluster, runs the benchmark parts, prints one table and writes it to bench/RESULTS.md.
 
-  --quick         short runs: under two minutes; the cost-growth part stops at 100k jobs
+  --quick         short runs: under two minutes; 1 and 8 clients, the cost-growth part stops at 100k jobs
   --only PARTS    run only these parts (${PARTS.map((p) => p.id).join(", ")})
   --out FILE      write the results here instead of bench/RESULTS.md
   --check-args    validate the arguments and exit (used by the wrapper before it starts a cluster)
