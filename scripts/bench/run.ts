@@ -12,12 +12,13 @@ import { callbackPath } from "./parts/callback-path.ts";
 import { dispatchBurst } from "./parts/dispatch-burst.ts";
 import { engineOverhead } from "./parts/engine-overhead.ts";
 import { memory } from "./parts/memory.ts";
+import { ruleCost } from "./parts/rule-cost.ts";
 import { startGeneration } from "./parts/start-generation.ts";
 import { tickCost } from "./parts/tick-cost.ts";
 import type { Part } from "./parts/types.ts";
 import { type Machine, renderMarkdown, renderText, type Report } from "./results.ts";
 
-export const PARTS: Part[] = [startGeneration, tickCost, dispatchBurst, engineOverhead, callbackPath, memory];
+export const PARTS: Part[] = [startGeneration, tickCost, dispatchBurst, engineOverhead, callbackPath, memory, ruleCost];
 const defaultOut = fileURLToPath(new URL("../../bench/RESULTS.md", import.meta.url));
 
 export const usage = `usage: npm run bench -- [--quick] [--only PART[,PART...]] [--out FILE]
@@ -26,7 +27,8 @@ Starts a throwaway Postgres cluster (port KILN_BENCH_PORT, default 54351), prepa
 test cluster, runs the benchmark parts, prints one table and writes it to bench/RESULTS.md.
 
   --quick         short runs: under two minutes; 1 and 8 clients, the cost-growth part stops at 100k jobs
-  --only PARTS    run only these parts (${PARTS.map((p) => p.id).join(", ")})
+  --only PARTS    run only these parts (${PARTS.map((p) => p.id).join(", ")});
+                  ${PARTS.filter((p) => p.optIn).map((p) => p.id).join(", ")} runs only when named here
   --out FILE      write the results here instead of bench/RESULTS.md
   --check-args    validate the arguments and exit (used by the wrapper before it starts a cluster)
   -h, --help      this text
@@ -55,6 +57,11 @@ export function parseArgs(argv: string[]): Options | "help" {
   const parsed = Options.safeParse(raw);
   if (!parsed.success) throw new Error(parsed.error.issues.map((e) => `${e.path.join(".")}: ${e.message}`).join("; "));
   return parsed.data;
+}
+
+/** The parts to run: the ones named with --only, in the listed order, or every part but the opt-in ones. */
+export function selectedParts(only?: string[]): Part[] {
+  return PARTS.filter((p) => (only ? only.includes(p.id) : !p.optIn));
 }
 
 async function machine(databaseUrl: string): Promise<Machine> {
@@ -108,7 +115,7 @@ async function main(): Promise<number> {
     sections: [],
   };
   const summary: string[] = [];
-  for (const part of PARTS.filter((p) => !options.only || options.only.includes(p.id))) {
+  for (const part of selectedParts(options.only)) {
     const partStarted = Date.now();
     const result = await part.run(context);
     context.log(`${part.id}: ${((Date.now() - partStarted) / 1000).toFixed(0)} s`);

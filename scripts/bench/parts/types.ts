@@ -20,5 +20,7 @@ export interface PartResult {
 export interface Part {
   id: string;
   title: string;
+  /** Left out of the default run; runs only when named with --only. */
+  optIn?: boolean;
   run(context: Context): Promise<PartResult>;
 }

@@ -5,6 +5,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { parseSummary } from "../../../scripts/bench/pgbench.ts";
+import { parseArgs, selectedParts } from "../../../scripts/bench/run.ts";
 import { COLUMNS, markdownTable, renderMarkdown, renderText, type Report } from "../../../scripts/bench/results.ts";
 
 const run = promisify(execFile);
@@ -29,7 +30,15 @@ describe("npm run bench", () => {
   it("prints its usage with --help, naming every part", async () => {
     const { stdout } = await run("npm", ["run", "--silent", "bench", "--", "--help"]);
     expect(stdout).toMatch(/^usage: npm run bench -- \[--quick\]/);
-    for (const part of ["start-generation", "tick-cost", "dispatch-burst", "engine-overhead", "callback-path", "memory"]) expect(stdout).toContain(part);
+    for (const part of ["start-generation", "tick-cost", "dispatch-burst", "engine-overhead", "callback-path", "memory", "rule-cost"]) expect(stdout).toContain(part);
+    expect(stdout).toContain("rule-cost runs only when named here");
+  });
+
+  it("runs the opt-in part only when it is named", () => {
+    expect(selectedParts().map((p) => p.id)).toEqual(["start-generation", "tick-cost", "dispatch-burst", "engine-overhead", "callback-path", "memory"]);
+    const options = parseArgs(["--only", "rule-cost,start-generation"]);
+    if (options === "help") throw new Error("not help");
+    expect(selectedParts(options.only).map((p) => p.id)).toEqual(["start-generation", "rule-cost"]);
   });
 
   it("refuses an unknown part before starting anything", async () => {
