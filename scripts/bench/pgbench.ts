@@ -29,6 +29,9 @@ export function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
+/** The middle value (the upper one of an even count), as percentile(…, 50) reads it. */
+export const median = (values: number[]) => percentile([...values].sort((a, b) => a - b), 50);
+
 /** pgbench's summary: tps, processed and failed transactions, aborted clients. */
 export function parseSummary(output: string): Omit<PgbenchRun, "p50Ms" | "p99Ms"> {
   const num = (re: RegExp) => Number(re.exec(output)?.[1] ?? Number.NaN);

@@ -59,7 +59,7 @@ export function parseArgs(argv: string[]): Options | "help" {
   return parsed.data;
 }
 
-/** The parts to run: the ones named with --only, in the listed order, or every part but the opt-in ones. */
+/** The parts to run, in PARTS' order: the ones named with --only, or every part but the opt-in ones. */
 export function selectedParts(only?: string[]): Part[] {
   return PARTS.filter((p) => (only ? only.includes(p.id) : !p.optIn));
 }

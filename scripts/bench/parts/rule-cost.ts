@@ -16,7 +16,7 @@
  */
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
-import { pgbench } from "../pgbench.ts";
+import { median, pgbench } from "../pgbench.ts";
 import type { Row } from "../results.ts";
 import { psqlFile } from "./psql.ts";
 import type { Context, Part, PartResult } from "./types.ts";
@@ -24,7 +24,6 @@ import type { Context, Part, PartResult } from "./types.ts";
 const USERS = 5000;
 const CLIENTS = 8;
 const sqlDir = fileURLToPath(new URL("../sql/", import.meta.url));
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 type Guard = "dispatch trigger" | "ledger guards" | "foreign-key checks" | "moderation";
 const GUARDS: Guard[] = ["dispatch trigger", "ledger guards", "foreign-key checks", "moderation"];

@@ -11,7 +11,7 @@
  */
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
-import { pgbench, type PgbenchRun } from "../pgbench.ts";
+import { median, pgbench, type PgbenchRun } from "../pgbench.ts";
 import type { Row } from "../results.ts";
 import { psqlFile } from "./psql.ts";
 import type { Context, Part, PartResult } from "./types.ts";
@@ -27,7 +27,6 @@ const SUBJECTS = [
 ] as const;
 type SubjectId = (typeof SUBJECTS)[number]["id"];
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 async function setProfiling(admin: postgres.Sql, on: boolean): Promise<void> {
   await admin.unsafe(`alter system set pg_stat_statements.track = '${on ? "all" : "none"}'`);

@@ -15,14 +15,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
-import { pgbench } from "../pgbench.ts";
+import { median, pgbench } from "../pgbench.ts";
 import type { Row } from "../results.ts";
 import { psqlFile } from "./psql.ts";
 import type { Context, Part, PartResult } from "./types.ts";
 
 const PLANS_PER_TICK = 3;
 const sqlDir = fileURLToPath(new URL("../sql/", import.meta.url));
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 const label = (n: number) => (n >= 1_000_000 ? `${n / 1_000_000}M` : `${n / 1000}k`);
 
 interface Tick {
