@@ -7,6 +7,7 @@
  */
 import { z } from "zod";
 import { Pipeline } from "../supabase/tests/integration/support/pipeline.ts";
+import { percentile } from "./bench/stats.ts";
 
 const usage = `usage: npm run soak -- [--jobs N] [--users N] [--fault-rate F]
 
@@ -48,11 +49,6 @@ function parseArgs(argv: string[]): z.infer<typeof argsSchema> {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function percentile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-}
 
 async function main(argv: string[]): Promise<number> {
   if (argv.includes("--help") || argv.includes("-h")) {
@@ -160,7 +156,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(`soak: ${started.length} jobs from ${args.users} users (plans ${plans.slice(0, 3).join(", ")} and unlimited), fault rate ${args.faultRate} (${faulted} faulted prompts), ${elapsed.toFixed(0)} s`);
     for (const o of outcomes) console.log(`  ${o.status}${o.error_code ? ` (${o.error_code})` : ""}: ${o.n}`);
     console.log(`  refunds: ${refunds}`);
-    console.log(`  time to terminal: p50 ${percentile(times, 0.5).toFixed(2)} s, p95 ${percentile(times, 0.95).toFixed(2)} s, max ${times.at(-1)?.toFixed(2)} s`);
+    console.log(`  time to terminal: p50 ${percentile(times, 50).toFixed(2)} s, p95 ${percentile(times, 95).toFixed(2)} s, max ${times.at(-1)?.toFixed(2)} s`);
     console.log(`  starts refused by plan limits (and retried): ${refused}`);
     console.log(`  emulator 429s: createTask ${limited.createTask}, recordInfo ${limited.recordInfo}; callbacks delivered ${p.kie.state.counters.callbacks.delivered}, failed ${p.kie.state.counters.callbacks.failed}, dropped ${p.kie.state.counters.callbacks.dropped}`);
     if (problems.length > 0) {

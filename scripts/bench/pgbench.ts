@@ -4,6 +4,7 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { percentile } from "./stats.ts";
 
 const run = promisify(execFile);
 
@@ -23,14 +24,6 @@ export interface PgbenchOptions {
   seconds: number;
   variables: Record<string, string | number>;
 }
-
-export function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
-
-/** The middle value (the upper one of an even count), as percentile(…, 50) reads it. */
-export const median = (values: number[]) => percentile([...values].sort((a, b) => a - b), 50);
 
 /** pgbench's summary: tps, processed and failed transactions, aborted clients. */
 export function parseSummary(output: string): Omit<PgbenchRun, "p50Ms" | "p99Ms"> {

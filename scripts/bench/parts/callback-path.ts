@@ -9,7 +9,8 @@
 import { callbackBody } from "../../dev-stack/kie-emulator/callbacks.ts";
 import type { Row } from "../results.ts";
 import { sampleMemory } from "./memory.ts";
-import { percentile, startStack } from "./stack.ts";
+import { median, percentile } from "../stats.ts";
+import { startStack } from "./stack.ts";
 import type { Part } from "./types.ts";
 
 const CONCURRENCY = 8;
@@ -37,8 +38,6 @@ async function deliver(calls: Call[]): Promise<{ perSecond: number; latencies: n
   }));
   return { perSecond: calls.length / ((performance.now() - started) / 1000), latencies };
 }
-
-const median = (values: number[]) => percentile([...values].sort((a, b) => a - b), 50);
 
 export const callbackPath: Part = {
   id: "callback-path",

@@ -6,7 +6,8 @@
  * create → terminal time for the same tasks.
  */
 import type { Row } from "../results.ts";
-import { percentile, startStack } from "./stack.ts";
+import { percentile } from "../stats.ts";
+import { startStack } from "./stack.ts";
 import type { Part } from "./types.ts";
 
 type Path = "callback" | "poll";
@@ -69,28 +70,27 @@ export const engineOverhead: Part = {
           const task = stack.kie.state.tasks.get(m.row.task_id!)!;
           return task.completeTime! - task.createTime;
         }).sort((a, b) => a - b);
-        const p = (values: number[], q: number) => percentile(values, q);
         const tasks = mine.map((m) => ({ m, task: stack.kie.state.tasks.get(m.row.task_id!)! }));
         const sorted = (f: (x: (typeof tasks)[number]) => number) => tasks.map(f).sort((a, b) => a - b);
         const legs = [
           sorted(({ m, task }) => task.createTime - m.committedAt),
           sorted(({ task }) => task.completeTime! - task.createTime),
           sorted(({ m, task }) => Number(m.row.completed_ms) - task.completeTime!),
-        ].map((v) => `${p(v, 50).toFixed(0)} / ${p(v, 95).toFixed(0)}`);
+        ].map((v) => `${percentile(v, 50).toFixed(0)} / ${percentile(v, 95).toFixed(0)}`);
         split.push(`| ${path} | ${legs.join(" | ")} |`);
         rows.push({
           part: "3 engine overhead",
           case: `${path} path, ${perPath} jobs`,
           subject: "commit → completed with image stored (p50)",
-          value: p(engine, 50),
+          value: percentile(engine, 50),
           unit: "ms",
-          p50Ms: p(engine, 50),
-          p99Ms: p(engine, 99),
-          baseline: { name: "emulator create → terminal p50", value: p(emulator, 50) },
-          note: `p95 ${p(engine, 95).toFixed(0)} ms; emulator p95 ${p(emulator, 95).toFixed(1)} / p99 ${p(emulator, 99).toFixed(1)} ms; ` +
+          p50Ms: percentile(engine, 50),
+          p99Ms: percentile(engine, 99),
+          baseline: { name: "emulator create → terminal p50", value: percentile(emulator, 50) },
+          note: `p95 ${percentile(engine, 95).toFixed(0)} ms; emulator p95 ${percentile(emulator, 95).toFixed(1)} / p99 ${percentile(emulator, 99).toFixed(1)} ms; ` +
             (path === "poll" ? "callback dropped, first poll due at once (poll.first_after_seconds 0)" : "callback delivered at once"),
         });
-        summary.push(`engine overhead, ${path} path: p50 ${p(engine, 50).toFixed(0)} ms, p95 ${p(engine, 95).toFixed(0)} ms, p99 ${p(engine, 99).toFixed(0)} ms`);
+        summary.push(`engine overhead, ${path} path: p50 ${percentile(engine, 50).toFixed(0)} ms, p95 ${percentile(engine, 95).toFixed(0)} ms, p99 ${percentile(engine, 99).toFixed(0)} ms`);
       }
       return {
         rows,

@@ -16,7 +16,8 @@
  */
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
-import { median, pgbench } from "../pgbench.ts";
+import { pgbench } from "../pgbench.ts";
+import { median } from "../stats.ts";
 import type { Row } from "../results.ts";
 import { psqlFile } from "./psql.ts";
 import type { Context, Part, PartResult } from "./types.ts";

@@ -205,9 +205,3 @@ export async function startStack(context: Context, options: StackOptions): Promi
     },
   };
 }
-
-/** Nearest-rank percentile of already sorted values. */
-export function percentile(sorted: number[], p: number): number {
-  if (!sorted.length) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
-}

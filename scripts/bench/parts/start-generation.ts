@@ -11,7 +11,8 @@
  */
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
-import { median, pgbench, type PgbenchRun } from "../pgbench.ts";
+import { pgbench, type PgbenchRun } from "../pgbench.ts";
+import { median } from "../stats.ts";
 import type { Row } from "../results.ts";
 import { psqlFile } from "./psql.ts";
 import type { Context, Part, PartResult } from "./types.ts";

@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import { parseSummary } from "../../../scripts/bench/pgbench.ts";
 import { parseArgs, selectedParts } from "../../../scripts/bench/run.ts";
 import { COLUMNS, markdownTable, renderMarkdown, renderText, type Report } from "../../../scripts/bench/results.ts";
+import { median, percentile } from "../../../scripts/bench/stats.ts";
 
 const run = promisify(execFile);
 
@@ -81,5 +82,24 @@ describe("the results writer", () => {
       "pgbench: error: client 2 script 0 aborted in command 4 query 0: ERROR:  too many generations in progress",
     ].join("\n");
     expect(parseSummary(output)).toEqual({ tps: 4115.123456, transactions: 12345, failed: 3, abortedClients: 1 });
+  });
+});
+
+describe("the order statistics every figure is read with", () => {
+  const hundred = Array.from({ length: 100 }, (_, i) => i + 1);
+
+  it("takes the nearest rank: the smallest value with p % of the values at or below it", () => {
+    expect(percentile(hundred, 50)).toBe(50);
+    expect(percentile(hundred, 99)).toBe(99);
+    expect(percentile(hundred, 100)).toBe(100);
+    expect(percentile(hundred, 0)).toBe(1);
+    expect(percentile([7], 99)).toBe(7);
+    expect(percentile([], 50)).toBeNaN();
+  });
+
+  it("gives the middle value, or the mean of the two middle ones, in any input order", () => {
+    expect(median([9, 1, 5])).toBe(5);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(median([])).toBeNaN();
   });
 });
