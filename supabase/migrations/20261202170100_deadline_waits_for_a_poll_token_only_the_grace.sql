@@ -1,0 +1,51 @@
+-- Why: a job at KIE that reaches its deadline gets one final poll before it is failed, and the
+-- deadline tick takes that poll's token from the same budget as the poll tick. With the budget
+-- kept spent by regular polling (a backlog of generating jobs), the tick found no token and tried
+-- again next time, with no end: the job stayed generating past its deadline, its credits held and
+-- counted against the user's active jobs, for as long as the backlog lasted.
+--
+-- The final poll now waits for a token at most deadline.final_grace_seconds (the time a sent final
+-- poll gets for its answer); after that the job fails timed_out with its refund, unpolled. A result
+-- KIE still reports later is kept aside as a late result, as for any failed job.
+
+create or replace function private.deadline_tick(at timestamptz default now())
+returns integer
+language plpgsql volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  p private.job_pipeline;
+  grace numeric := private.setting_number('deadline.final_grace_seconds');
+  failed integer := 0;
+  reason text;
+begin
+  for p in
+    select * from private.job_pipeline jp
+     where jp.stage in ('waiting', 'creating', 'generating', 'finalizing') and jp.deadline_at <= at
+     order by jp.deadline_at
+     limit private.setting_number('dispatch.batch_size')
+     for update skip locked
+  loop
+    reason := 'deadline passed';
+    if p.stage in ('generating', 'finalizing') and p.final_poll_at is null and private.secret('kie_api_key') is not null then
+      if private.take_tokens('poll', 1, at) = 1 then
+        perform private.send_poll(p.job_id, at, true);
+        continue;
+      end if;
+      -- No token: the next tick tries again, within the grace only.
+      if at < p.deadline_at + make_interval(secs => grace::double precision) then
+        continue;
+      end if;
+      reason := 'deadline passed; no poll token for the final poll within the grace';
+    end if;
+    if p.final_poll_at is not null and at < p.final_poll_at + make_interval(secs => grace::double precision) then
+      continue;
+    end if;
+    if private.fail_job(p.job_id, array[p.stage], p.attempt, 'timed_out',
+                        'The image took too long to generate. Your credits were refunded.', reason, at) then
+      failed := failed + 1;
+    end if;
+  end loop;
+  return failed;
+end
+$$;

@@ -1,0 +1,157 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { asUser, type Tx } from "./support/concurrency.ts";
+import { connect } from "./support/db.ts";
+import { dispatchTestBed } from "./support/dispatch.ts";
+import { testPlan } from "./support/plans.ts";
+
+// Lock order over real connections. Every pipeline transition locks a job's pipeline row first
+// and its job row second (a tick claims pipeline rows, then fail_job / expire_results update the
+// job). A user's call that took the two the other way round deadlocked with the tick. Each race is
+// made deterministic: the tick's claim is held, the user's call starts and blocks, and only then
+// does the tick go on to the job row. In the wrong order Postgres finds a deadlock (after
+// deadlock_timeout) and aborts one side.
+
+const sql = connect({ max: 6 });
+const plan = testPlan(sql, "lockorder", "Lock order test", 100);
+const testBed = dispatchTestBed(sql, plan, {
+  kie_api_key: "test-kie-key",
+  functions_base_url: "https://fn.invalid/functions/v1",
+  finalize_credential: "test-finalize",
+});
+let userId = "";
+
+type Db = Awaited<ReturnType<typeof sql.reserve>>;
+
+/** A job of the user's that stays waiting: no create token is free while it starts. */
+async function waitingJob(): Promise<string> {
+  // As text: a free slot may be '-infinity', which a Date cannot hold.
+  const saved = await sql<{ slot: number; available_at: string }[]>`
+    select slot, available_at::text from private.rate_slots where bucket = 'create'`;
+  await sql`update private.rate_slots set available_at = 'infinity' where bucket = 'create'`;
+  try {
+    const [job] = await sql.begin(async (tx) => {
+      await asUser(tx, userId);
+      return tx<{ id: string }[]>`select id from public.start_generation(prompt => 'a lighthouse at dusk')`;
+    });
+    return job.id;
+  } finally {
+    for (const { slot, available_at } of saved) {
+      await sql`update private.rate_slots set available_at = ${available_at}::text::timestamptz where bucket = 'create' and slot = ${slot}`;
+    }
+  }
+}
+
+/** Runs `work` in a transaction on a reserved connection, as the signed-in user when `as` is given. */
+async function inTransaction<T>(db: Db, work: () => Promise<T>, as?: string): Promise<T> {
+  await db`begin`;
+  try {
+    if (as) await asUser(db as unknown as Tx, as);
+    const result = await work();
+    await db`commit`;
+    return result;
+  } catch (error) {
+    await db`rollback`;
+    throw error;
+  }
+}
+
+/** Resolves once the backend `pid` waits for a lock. */
+async function blockedOnALock(pid: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const [{ waiting }] = await sql<{ waiting: boolean }[]>`
+      select exists (select from pg_locks where pid = ${pid} and not granted) as waiting`;
+    if (waiting) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`backend ${pid} never waited for a lock`);
+}
+
+/**
+ * Holds the tick's claim on the job's pipeline row, starts `userCall` on another connection, and
+ * once that call waits for a lock runs `tickWork` in the tick's transaction and commits. Each
+ * side's outcome, value or error code.
+ */
+async function race<T>(jobId: string, userCall: (db: Db) => Promise<unknown>, tickWork: (db: Db) => Promise<T>) {
+  const tick = await sql.reserve();
+  const user = await sql.reserve();
+  const settle = <V>(work: Promise<V>) => work.then(
+    (value) => ({ ok: true as const, value }),
+    (error: { code?: string; message?: string }) => ({ ok: false as const, code: error.code, message: error.message }),
+  );
+  try {
+    const [{ pid }] = await user<{ pid: number }[]>`select pg_backend_pid() as pid`;
+    const tickOutcome = settle(inTransaction(tick, async () => {
+      await tick`select from private.job_pipeline where job_id = ${jobId} for update`;
+      const userOutcome = settle(userCall(user));
+      try {
+        await blockedOnALock(pid);
+        return { tick: await tickWork(tick), userOutcome };
+      } catch (error) {
+        await userOutcome;
+        throw error;
+      }
+    }));
+    const outcome = await tickOutcome;
+    if (!outcome.ok) return { tick: outcome, user: { ok: false as const, code: "not run", message: "" } };
+    return { tick: { ok: true as const, value: outcome.value.tick }, user: await outcome.value.userOutcome };
+  } finally {
+    tick.release();
+    user.release();
+  }
+}
+
+beforeAll(async () => {
+  await testBed.setUp();
+  userId = await plan.signUp({ credits: 100 });
+});
+
+afterAll(() => testBed.tearDown().finally(() => sql.end({ timeout: 5 })));
+
+describe("a user's call racing a tick on the same job", () => {
+  it("cancel against the deadline sweep: the sweep times the job out, the cancel waits and gets KL023", async () => {
+    const jobId = await waitingJob();
+    await sql`update private.job_pipeline set deadline_at = now() - interval '1 minute' where job_id = ${jobId}`;
+    const [{ attempt }] = await sql<{ attempt: number }[]>`select attempt from private.job_pipeline where job_id = ${jobId}`;
+
+    const outcome = await race(
+      jobId,
+      (db) => inTransaction(db, () => db`select public.cancel_generation(${jobId})`, userId),
+      // What deadline_tick does with a claimed waiting job past its deadline.
+      (db) => db`select private.fail_job(${jobId}, array['waiting'], ${attempt}, 'timed_out',
+                   'The image took too long to generate. Your credits were refunded.', 'deadline passed') as failed`,
+    );
+
+    expect(outcome.tick).toEqual({ ok: true, value: [{ failed: true }] });
+    expect(outcome.user).toMatchObject({ ok: false, code: "KL023" });
+    const [job] = await sql`
+      select j.status, j.error_code, (select count(*)::int from public.credit_ledger l where l.job_id = j.id and l.kind = 'refund') as refunds
+        from public.generation_jobs j where j.id = ${jobId}`;
+    expect(job).toEqual({ status: "failed", error_code: "timed_out", refunds: 1 });
+  });
+
+  it("delete against the retention sweep: the sweep removes the results, then the delete goes ahead", async () => {
+    const jobId = await waitingJob();
+    await sql.begin(async (tx) => {
+      await asUser(tx, userId);
+      await tx`select public.cancel_generation(${jobId})`;
+    });
+    const [{ expires }] = await sql<{ expires: Date | null }[]>`
+      select results_expire_at as expires from private.job_pipeline where job_id = ${jobId}`;
+    expect(expires).not.toBeNull(); // a finished job's results expire, so the delete moves the pipeline row
+
+    const outcome = await race(
+      jobId,
+      (db) => inTransaction(db, () => db`select public.delete_generation(${jobId})`, userId),
+      // What expire_results does with a claimed job whose results are due.
+      (db) => db`update public.generation_jobs set result_urls = '{}', results_removed_at = now()
+                  where id = ${jobId} and results_removed_at is null returning id`,
+    );
+
+    expect(outcome.tick).toMatchObject({ ok: true, value: [{ id: jobId }] });
+    expect(outcome.user).toMatchObject({ ok: true });
+    const [job] = await sql`
+      select j.deleted_at is not null as deleted, p.results_expire_at
+        from public.generation_jobs j join private.job_pipeline p on p.job_id = j.id where j.id = ${jobId}`;
+    expect(job).toEqual({ deleted: true, results_expire_at: null });
+  });
+});
