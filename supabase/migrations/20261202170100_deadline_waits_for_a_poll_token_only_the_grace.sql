@@ -7,6 +7,11 @@
 -- The final poll now waits for a token at most deadline.final_grace_seconds (the time a sent final
 -- poll gets for its answer); after that the job fails timed_out with its refund, unpolled. A result
 -- KIE still reports later is kept aside as a late result, as for any failed job.
+--
+-- Also: one job whose timeout raised an error rolled back the whole batch, so nothing past its
+-- deadline failed any more. The deadline tick is what guarantees every job ends; like the reconcile
+-- tick it now handles each job on its own, and a job that cannot be timed out raises a
+-- deadline_error alert (details name the job) and is tried again next tick while the rest go on.
 
 create or replace function private.deadline_tick(at timestamptz default now())
 returns integer
@@ -18,6 +23,7 @@ declare
   grace numeric := private.setting_number('deadline.final_grace_seconds');
   failed integer := 0;
   reason text;
+  problem text;
 begin
   for p in
     select * from private.job_pipeline jp
@@ -26,25 +32,31 @@ begin
      limit private.setting_number('dispatch.batch_size')
      for update skip locked
   loop
-    reason := 'deadline passed';
-    if p.stage in ('generating', 'finalizing') and p.final_poll_at is null and private.secret('kie_api_key') is not null then
-      if private.take_tokens('poll', 1, at) = 1 then
-        perform private.send_poll(p.job_id, at, true);
+    begin
+      reason := 'deadline passed';
+      if p.stage in ('generating', 'finalizing') and p.final_poll_at is null and private.secret('kie_api_key') is not null then
+        if private.take_tokens('poll', 1, at) = 1 then
+          perform private.send_poll(p.job_id, at, true);
+          continue;
+        end if;
+        -- No token: the next tick tries again, within the grace only.
+        if at < p.deadline_at + make_interval(secs => grace::double precision) then
+          continue;
+        end if;
+        reason := 'deadline passed; no poll token for the final poll within the grace';
+      end if;
+      if p.final_poll_at is not null and at < p.final_poll_at + make_interval(secs => grace::double precision) then
         continue;
       end if;
-      -- No token: the next tick tries again, within the grace only.
-      if at < p.deadline_at + make_interval(secs => grace::double precision) then
-        continue;
+      if private.fail_job(p.job_id, array[p.stage], p.attempt, 'timed_out',
+                          'The image took too long to generate. Your credits were refunded.', reason, at) then
+        failed := failed + 1;
       end if;
-      reason := 'deadline passed; no poll token for the final poll within the grace';
-    end if;
-    if p.final_poll_at is not null and at < p.final_poll_at + make_interval(secs => grace::double precision) then
-      continue;
-    end if;
-    if private.fail_job(p.job_id, array[p.stage], p.attempt, 'timed_out',
-                        'The image took too long to generate. Your credits were refunded.', reason, at) then
-      failed := failed + 1;
-    end if;
+    exception when others then
+      get stacked diagnostics problem = message_text;
+      perform private.raise_alert('deadline_error', format('A job past its deadline could not be timed out: %s', left(problem, 300)),
+        false, jsonb_build_object('job_id', p.job_id), at);
+    end;
   end loop;
   return failed;
 end
