@@ -341,6 +341,20 @@ Deno.test("a body with a NUL escape: 400 before any database call", async () => 
   assertUntouched(h);
 });
 
+Deno.test("a body nested deeper than 64 levels: 400 before any database call", async () => {
+  const h = await ready();
+  // 200 KB of brackets: valid JSON, and once enough to overflow a recursive walk.
+  const res = await h.callback("[".repeat(100_000) + "]".repeat(100_000));
+  assert.equal(res.status, 400, JSON.stringify(res.body));
+  assert.equal(res.body.msg, "body nested deeper than 64 levels");
+  // The limit counts containers: 64 deep is read, 65 is refused.
+  const nested = (n: number): unknown => n === 0 ? "x" : [nested(n - 1)];
+  assert.equal((await h.callback(successBody({ extra: nested(63) }))).status, 400);
+  assert.deepEqual(h.db.reports, []);
+  assertUntouched(h);
+  assert.equal((await h.callback(successBody({ extra: nested(62) }))).status, 200);
+});
+
 Deno.test("missing or malformed job, attempt or token in the URL: 400", async () => {
   const h = await ready();
   const body = JSON.stringify(successBody());

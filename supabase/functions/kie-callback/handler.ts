@@ -22,6 +22,8 @@ import type { ObjectStore } from "../_shared/storage.ts";
 export const RESULT_BUCKET = "generated-images";
 /** Callback bodies are a few KB; anything near this is not KIE. */
 export const MAX_BODY_BYTES = 256 * 1024;
+/** Containers nested in a body at most: KIE's nest three or four deep. */
+export const MAX_BODY_DEPTH = 64;
 /** Downloads at once, and redirects followed per download. */
 const DOWNLOAD_CONCURRENCY = 2;
 const MAX_REDIRECTS = 3;
@@ -109,8 +111,10 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
     } catch {
       return refuse(400, "body is not valid JSON");
     }
-    // Postgres text cannot hold NUL: refused here, not as a database error the sender retries.
-    if (hasNul(value)) return refuse(400, "body contains a NUL character");
+    // Refused here, not as an error the sender retries: a NUL (Postgres text cannot hold it) and
+    // nesting no report has (deep enough, it overflows a parser's stack).
+    const problem = bodyProblem(value);
+    if (problem !== null) return refuse(400, problem);
     return { value };
   }
 
@@ -315,12 +319,28 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
   };
 }
 
-/** Whether a parsed JSON value holds a NUL in any string or key. */
-function hasNul(value: unknown): boolean {
-  if (typeof value === "string") return value.includes("\0");
-  if (Array.isArray(value)) return value.some(hasNul);
-  if (value !== null && typeof value === "object") {
-    return Object.entries(value).some(([k, v]) => k.includes("\0") || hasNul(v));
+/**
+ * Why a parsed JSON body cannot go on to Postgres, or null. Walked with a stack of its own, not
+ * by recursion: a deeply nested body must be refused, not overflow the call stack.
+ */
+function bodyProblem(value: unknown): string | null {
+  const pending: [unknown, number][] = [[value, 0]];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const [v, depth] = next;
+    if (typeof v === "string") {
+      if (v.includes("\0")) return "body contains a NUL character";
+      continue;
+    }
+    if (v === null || typeof v !== "object") continue;
+    if (depth >= MAX_BODY_DEPTH) return `body nested deeper than ${MAX_BODY_DEPTH} levels`;
+    if (Array.isArray(v)) {
+      for (const item of v) pending.push([item, depth + 1]);
+      continue;
+    }
+    for (const [k, item] of Object.entries(v)) {
+      if (k.includes("\0")) return "body contains a NUL character";
+      pending.push([item, depth + 1]);
+    }
   }
-  return false;
+  return null;
 }
