@@ -341,6 +341,27 @@ Deno.test("a body with a NUL escape: 400 before any database call", async () => 
   assertUntouched(h);
 });
 
+Deno.test("a lone surrogate escape, in a value or a key: 400 before any database call", async () => {
+  const h = await ready();
+  const text = JSON.stringify(failureBody());
+  const cases = [
+    text.replace('"Content policy violation"', '"a\\ud83d"'),
+    text.replace('"Content policy violation"', '"\\udc00b"'),
+    text.replace('"failMsg"', '"\\ud83dfailMsg"'),
+  ];
+  for (const raw of cases) {
+    assert.match(raw, /\\ud[8c]/);
+    const res = await h.callback(raw);
+    assert.equal(res.status, 400, raw);
+    assert.equal(res.body.msg, "body contains an unpaired UTF-16 surrogate");
+  }
+  assert.deepEqual(h.db.reports, []);
+  assertUntouched(h);
+  // A pair is one character: read as usual.
+  const paired = text.replace('"Content policy violation"', '"\\ud83d\\ude00"');
+  assert.equal((await h.callback(paired)).status, 200);
+});
+
 Deno.test("a body nested deeper than 64 levels: 400 before any database call", async () => {
   const h = await ready();
   // 200 KB of brackets: valid JSON, and once enough to overflow a recursive walk.

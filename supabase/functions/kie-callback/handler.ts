@@ -111,8 +111,8 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
     } catch {
       return refuse(400, "body is not valid JSON");
     }
-    // Refused here, not as an error the sender retries: a NUL (Postgres text cannot hold it) and
-    // nesting no report has (deep enough, it overflows a parser's stack).
+    // Refused here, not as an error the sender retries: text Postgres cannot hold (NUL, a lone
+    // surrogate) and nesting no report has (deep enough, it overflows a parser's stack).
     const problem = bodyProblem(value);
     if (problem !== null) return refuse(400, problem);
     return { value };
@@ -328,7 +328,8 @@ function bodyProblem(value: unknown): string | null {
   for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
     const [v, depth] = next;
     if (typeof v === "string") {
-      if (v.includes("\0")) return "body contains a NUL character";
+      const problem = textProblem(v);
+      if (problem !== null) return problem;
       continue;
     }
     if (v === null || typeof v !== "object") continue;
@@ -338,9 +339,17 @@ function bodyProblem(value: unknown): string | null {
       continue;
     }
     for (const [k, item] of Object.entries(v)) {
-      if (k.includes("\0")) return "body contains a NUL character";
+      const problem = textProblem(k);
+      if (problem !== null) return problem;
       pending.push([item, depth + 1]);
     }
   }
+  return null;
+}
+
+/** Text Postgres cannot take: NUL, or a lone surrogate (`"\ud83d"` parses, `::jsonb` refuses it). */
+function textProblem(text: string): string | null {
+  if (text.includes("\0")) return "body contains a NUL character";
+  if (!text.isWellFormed()) return "body contains an unpaired UTF-16 surrogate";
   return null;
 }
