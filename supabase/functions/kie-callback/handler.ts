@@ -20,6 +20,8 @@ import { redact, sha256Hex, timingSafeEqualText } from "../_shared/secrets.ts";
 import type { ObjectStore } from "../_shared/storage.ts";
 
 export const RESULT_BUCKET = "generated-images";
+/** That bucket's file_size_limit (migration storage_buckets_and_policies); Storage refuses more. */
+export const RESULT_BUCKET_MAX_BYTES = 20_000_000;
 /** Callback bodies are a few KB; anything near this is not KIE. */
 export const MAX_BODY_BYTES = 256 * 1024;
 /** Containers nested in a body at most: KIE's nest three or four deep. */
@@ -40,7 +42,11 @@ const envSchema = z.object({
   // Set when webhook signing is enabled on the KIE account ("Webhook Security Verification").
   KIE_WEBHOOK_HMAC_KEY: z.string().optional().transform((v) => v || undefined),
   KIE_WEBHOOK_MAX_SKEW_SECONDS: z.coerce.number().int().nonnegative().default(300),
-  KIE_RESULT_MAX_BYTES: z.coerce.number().int().positive().default(20 * 1024 * 1024),
+  // Per image; never above the bucket's limit, or an image could download and then not store.
+  KIE_RESULT_MAX_BYTES: z.coerce.number().int().positive().max(
+    RESULT_BUCKET_MAX_BYTES,
+    `must not exceed ${RESULT_BUCKET_MAX_BYTES}, the file_size_limit of the ${RESULT_BUCKET} bucket`,
+  ).default(RESULT_BUCKET_MAX_BYTES),
   KIE_RESULT_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
 });
 

@@ -80,6 +80,27 @@ Deno.test("an image exactly at the size cap is accepted", async () => {
   assert.equal((await h.callback(successBody())).status, 200);
 });
 
+Deno.test("the size cap defaults to the bucket's limit, and may not exceed it", async () => {
+  // generated-images takes 20000000 bytes (file_size_limit): one byte more is never downloaded.
+  const h = harness();
+  await h.db.addAttempt({});
+  const image = (size: number) => {
+    const bytes = new Uint8Array(size);
+    bytes.set(PNG);
+    return bytes;
+  };
+  h.web.serve(URL_A, PNG);
+  h.web.serve(URL_B, image(20_000_001));
+  assert.equal((await h.callback(TWO)).status, 502);
+  assert.match(h.logs.join("\n"), /larger than 20000000 bytes/);
+  assertNotCompleted(h);
+  h.web.serve(URL_B, image(20_000_000));
+  assert.equal((await h.callback(TWO)).status, 200);
+
+  assert.throws(() => harness({ KIE_RESULT_MAX_BYTES: "20000001" }), /must not exceed 20000000/);
+  harness({ KIE_RESULT_MAX_BYTES: "20000000" });
+});
+
 Deno.test("refusal reasons never carry the result URL (it can hold a signed query)", async () => {
   const h = await ready();
   const signedUrl = "https://tempfile.aiquickdraw.com/f/x.png?sig=SECRETSIG123";
