@@ -4,8 +4,17 @@
  */
 import { createClient } from "@supabase/supabase-js";
 
+/** Storage refused the object itself (over the bucket's size limit, or a type it does not allow). */
+export class ObjectRefused extends Error {}
+
+// Statuses Storage refuses an object with for what it is: sending it again cannot succeed.
+const REFUSES_THE_OBJECT = new Set(["413", "415"]);
+
 export interface ObjectStore {
-  /** Create `bucket/path` (never overwrites); throws when Storage refuses or cannot be reached. */
+  /**
+   * Create `bucket/path` (never overwrites); throws ObjectRefused when Storage refuses the object
+   * itself, another error when it fails otherwise or cannot be reached.
+   */
   upload(bucket: string, path: string, bytes: Uint8Array, contentType: string): Promise<void>;
   /** Delete these objects of `bucket`; throws when Storage refuses or cannot be reached. */
   remove(bucket: string, paths: string[]): Promise<void>;
@@ -19,7 +28,12 @@ export function supabaseObjectStore(supabaseUrl: string, serviceRoleKey: string)
     async upload(bucket, path, bytes, contentType) {
       // No upsert: every delivery writes its own folder, so nothing stored is ever replaced.
       const { error } = await client.storage.from(bucket).upload(path, bytes, { contentType, upsert: false });
-      if (error) throw new Error(`storage refused ${bucket}/${path}: ${error.message}`);
+      if (error) {
+        const message = `storage refused ${bucket}/${path}: ${error.message}`;
+        // Storage answers most errors with HTTP 400; storage-js keeps the body's real status here.
+        const status = String((error as { statusCode?: unknown }).statusCode);
+        throw REFUSES_THE_OBJECT.has(status) ? new ObjectRefused(message) : new Error(message);
+      }
     },
     async remove(bucket, paths) {
       const { error } = await client.storage.from(bucket).remove(paths);

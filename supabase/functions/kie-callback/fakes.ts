@@ -172,12 +172,13 @@ function readReport(report: unknown): TaskReport {
 export class FakeStorage implements ObjectStore {
   readonly objects = new Map<string, { bytes: Uint8Array; contentType: string }>();
   uploads = 0;
-  /** Refuse the upload with this 1-based number (counted over the fake's life). */
+  /** Refuse the upload with this 1-based number (counted over the fake's life) with `uploadError`. */
   failOnUpload: number | null = null;
+  uploadError: Error = new Error("storage: 500 internal error");
 
   upload(bucket: string, path: string, bytes: Uint8Array, contentType: string): Promise<void> {
     this.uploads++;
-    if (this.uploads === this.failOnUpload) return Promise.reject(new Error("storage: 500 internal error"));
+    if (this.uploads === this.failOnUpload) return Promise.reject(this.uploadError);
     // As Storage without upsert: an existing object is never replaced.
     if (this.objects.has(`${bucket}/${path}`)) {
       return Promise.reject(new Error("storage: 409 already exists"));

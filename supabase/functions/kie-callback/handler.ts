@@ -17,7 +17,7 @@ import { type FetchedImage, fetchImage, mapBounded, readCapped } from "../_share
 import { verifyKieSignature } from "../_shared/kie.ts";
 import { resultUrlProblem } from "../_shared/result-hosts.ts";
 import { redact, sha256Hex, timingSafeEqualText } from "../_shared/secrets.ts";
-import type { ObjectStore } from "../_shared/storage.ts";
+import { ObjectRefused, type ObjectStore } from "../_shared/storage.ts";
 
 export const RESULT_BUCKET = "generated-images";
 /** That bucket's file_size_limit (migration storage_buckets_and_policies); Storage refuses more. */
@@ -263,12 +263,13 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
             await storage.upload(RESULT_BUCKET, path, image.bytes, image.kind.mime);
           } catch (error) {
             await discard("upload failed");
-            return {
-              ...refuse(503, `storing result image ${i + 1} of ${n} failed`),
-              job,
-              attempt,
-              detail: String(error),
-            };
+            // Storage refusing the image itself (too large, a type not allowed) is the result's
+            // fault, like an image over the download cap: the same answer. Anything else is
+            // Storage failing: 503.
+            const answer = error instanceof ObjectRefused
+              ? refuse(502, `result image ${i + 1} of ${n} could not be stored`)
+              : refuse(503, `storing result image ${i + 1} of ${n} failed`);
+            return { ...answer, job, attempt, detail: String(error) };
           }
           stored.push(path);
         }

@@ -1,6 +1,7 @@
 // Moving the result bytes: downloads that go wrong, Storage failing midway, the database down.
 // Each must leave the job uncompleted and answer non-2xx, so the sender retries.
 import assert from "node:assert/strict";
+import { ObjectRefused } from "../_shared/storage.ts";
 import { harness, JOB, JPEG, PNG, successBody, URL_A, URL_B, USER } from "./fakes.ts";
 
 const TWO = successBody({ resultJson: JSON.stringify({ resultUrls: [URL_A, URL_B] }) });
@@ -130,6 +131,23 @@ Deno.test("Storage failing on the second image: 503, job not completed; the retr
     `generated-images/${USER}/${JOB}/delivery-2/1.jpg`,
   ]);
   assert.deepEqual([...h.storage.objects.keys()], h.db.completed[0].paths);
+});
+
+Deno.test("Storage refusing the image itself: 502 like an image over the cap, not 503", async () => {
+  for (
+    const refusal of ["The object exceeded the maximum allowed size", "mime type image/webp is not supported"]
+  ) {
+    const h = await ready();
+    h.web.serve(URL_B, JPEG, { "content-type": "image/jpeg" });
+    h.storage.failOnUpload = 2;
+    h.storage.uploadError = new ObjectRefused(`storage refused generated-images/x/1.jpg: ${refusal}`);
+    const res = await h.callback(TWO);
+    assert.equal(res.status, 502, refusal);
+    assert.equal(res.body.msg, "result image 2 of 2 could not be stored");
+    assert.ok(h.logs.join("\n").includes(refusal), "the cause is logged");
+    assert.equal(h.storage.objects.size, 0, "the first image of the delivery is deleted");
+    assertNotCompleted(h);
+  }
 });
 
 Deno.test("the database unreachable: 503, nothing stored", async () => {

@@ -1,7 +1,7 @@
 // The Storage adapter speaks the Storage API the way storage-api.md records it: checked against a
 // local HTTP server standing in for `/storage/v1` that records what the official client sends.
 import assert from "node:assert/strict";
-import { supabaseObjectStore } from "../_shared/storage.ts";
+import { ObjectRefused, supabaseObjectStore } from "../_shared/storage.ts";
 import { PNG, SERVICE_KEY } from "./fakes.ts";
 
 interface Seen {
@@ -81,4 +81,31 @@ Deno.test("upload: a refusal (HTTP 400 carrying the real status) throws, without
     );
     assert.ok(!error.message.includes(SERVICE_KEY));
   });
+});
+
+Deno.test("upload: refusals of the object itself are ObjectRefused; other failures are not", async () => {
+  // Bodies as Storage sends them (storage-api.md): HTTP 400, the real status in statusCode.
+  const refusal = (statusCode: string, error: string, message: string) =>
+    Response.json({ statusCode, error, message }, { status: 400 });
+  const cases: [Response, boolean][] = [
+    [refusal("413", "Payload too large", "The object exceeded the maximum allowed size"), true],
+    [refusal("415", "invalid_mime_type", "mime type image/gif is not supported"), true],
+    [refusal("409", "Duplicate", "The resource already exists"), false],
+    [refusal("403", "Unauthorized", "new row violates row-level security policy"), false],
+    [refusal("404", "Bucket not found", "Bucket not found"), false],
+    [new Response("upstream failed", { status: 502 }), false],
+    [
+      Response.json({ statusCode: "500", error: "internal", message: "internal error" }, { status: 500 }),
+      false,
+    ],
+  ];
+  for (const [reply, refused] of cases) {
+    await withStorage(reply, async (url) => {
+      const error = await supabaseObjectStore(url, SERVICE_KEY)
+        .upload("generated-images", "u/j/1.png", PNG, "image/png")
+        .then(() => null, (e: Error) => e);
+      assert.ok(error, "the upload must fail");
+      assert.equal(error instanceof ObjectRefused, refused, error.message);
+    });
+  }
 });
