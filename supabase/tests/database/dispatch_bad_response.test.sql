@@ -19,9 +19,11 @@ select matches((select error from private.requests where job_id = (select job_id
   'the error is kept for operators');
 select is((select key from private.active_alerts), 'reconcile_error', 'and an operator alert is raised');
 
--- A createTask with no response, long after its timeout, whose retry a constraint refuses.
+-- A createTask with no response, long after its timeout and gone from pg_net's queue (a crash
+-- empties it), whose retry a constraint refuses.
 delete from private.alerts;
 select pg_temp.start_job('br_user') as lost_job \gset
+delete from net.http_request_queue q using private.requests r where r.job_id = :'lost_job' and q.id = r.net_request_id;
 alter table private.job_pipeline add constraint test_poison_lost check (last_error is null or last_error !~ 'got no response');
 select is(private.reconcile_tick(now() + interval '1 hour'), 1, 'the lost request is handled');
 select is((select outcome from private.requests where job_id = :'lost_job'), 'error', 'and marked error, its handling having failed');

@@ -1,0 +1,39 @@
+-- A request still in pg_net's queue has not been sent: it is waiting, not lost, however long it
+-- waits (a stopped worker keeps its queue), and the operator is told that pg_net is not sending.
+-- Only once it is gone from the queue unanswered (a crash empties that unlogged table) is it lost.
+begin;
+select plan(8);
+\ir dispatch_fixture.sql
+
+create temp table jobs as select pg_temp.start_job('lwq_user') as job_id;
+select job_id as job from jobs \gset
+update private.job_pipeline set deadline_at = now() + interval '1 day' where job_id = :'job';
+select is((select count(*)::int from net.http_request_queue q join private.requests r on q.id = r.net_request_id
+            where r.job_id = :'job' and r.kind = 'create'), 1, 'the createTask waits in pg_net''s queue (no worker runs here)');
+
+select is(private.reconcile_tick(now() + interval '10 minutes'), 0, 'ten minutes on, nothing is handled');
+select results_eq(
+  $$ select r.outcome, p.stage, p.retries,
+            (select count(*)::int from private.requests x where x.job_id = r.job_id and x.kind = 'create')
+       from private.requests r join private.job_pipeline p using (job_id) where r.job_id = (select job_id from jobs) $$,
+  $$ values (null::text, 'creating'::text, 0, 1) $$,
+  'the queued createTask is not counted lost, and no second one is sent');
+select results_eq(
+  $$ select key, (details ->> 'waiting')::int from private.active_alerts $$,
+  $$ values ('pg_net_stalled'::text, 1) $$,
+  'pg_net_stalled tells the operator that requests wait in its queue');
+
+-- A crash empties the unlogged queue: the request is gone unanswered.
+delete from net.http_request_queue q using private.requests r where r.job_id = :'job' and q.id = r.net_request_id;
+select is(private.reconcile_tick(now() + interval '11 minutes'), 1, 'gone from the queue without an answer, it is lost');
+select results_eq(
+  $$ select r.outcome, p.stage, p.retries from private.requests r join private.job_pipeline p using (job_id)
+      where r.job_id = (select job_id from jobs) and r.attempt = 1 $$,
+  $$ values ('lost'::text, 'waiting'::text, 1) $$,
+  'and retried within the attempt budget');
+select is((select count(*)::int from private.active_alerts where key = 'pg_net_stalled'), 0,
+  'the first tick that finds nothing waiting in the queue clears the alert');
+select isnt((select cleared_at from private.alerts where key = 'pg_net_stalled'), null, 'cleared, not deleted');
+
+select * from finish();
+rollback;
