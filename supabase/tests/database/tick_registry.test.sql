@@ -1,7 +1,7 @@
--- The tick registry: cadences map to pg_cron schedules, and schedule_ticks installs exactly the
--- registered ticks.
+-- The tick registry: cadences map to pg_cron schedules, schedule_ticks installs exactly the
+-- registered ticks, and a change to the registry reaches pg_cron by itself.
 begin;
-select plan(9);
+select plan(11);
 
 select is(private.cron_schedule(cadence, supported), expected, format('%s s (seconds %s) -> %s', cadence, supported, expected))
   from (values
@@ -30,6 +30,12 @@ select is(
 
 select private.schedule_ticks();
 select is((select count(*)::int from cron.job where jobname = 'kiln-test-tick'), 1, 'scheduling again is idempotent');
+
+update private.ticks set every_seconds = 300 where name = 'kiln-test-tick';
+select is((select schedule from cron.job where jobname = 'kiln-test-tick'), private.cron_schedule(300, private.pg_cron_supports_seconds()),
+  'a changed cadence reaches pg_cron without schedule_ticks being run');
+delete from private.ticks where name = 'kiln-test-tick';
+select is((select count(*)::int from cron.job where jobname = 'kiln-test-tick'), 0, 'and a removed tick stops running');
 
 select * from finish();
 rollback;
