@@ -8,6 +8,12 @@
 -- poll gets for its answer); after that the job fails timed_out with its refund, unpolled. A result
 -- KIE still reports later is kept aside as a late result, as for any failed job.
 --
+-- A job still creating at its deadline may have its createTask waiting in pg_net's queue (the
+-- worker stopped). It used to go out anyway once the worker was back, making a task (billed) for a
+-- job already failed and refunded. The tick now takes such a request back out of the queue and
+-- resolves it as withdrawn; one the worker has already taken is left to be answered, and its
+-- result is kept as a late result, as before.
+--
 -- Also: one job whose timeout raised an error rolled back the whole batch, so nothing past its
 -- deadline failed any more. The deadline tick is what guarantees every job ends; like the reconcile
 -- tick it now handles each job on its own, and a job that cannot be timed out raises a
@@ -47,6 +53,15 @@ begin
       end if;
       if p.final_poll_at is not null and at < p.final_poll_at + make_interval(secs => grace::double precision) then
         continue;
+      end if;
+      if p.stage = 'creating' then
+        with withdrawn as (
+          delete from net.http_request_queue nq using private.requests r
+           where r.job_id = p.job_id and r.kind = 'create' and r.resolved_at is null and nq.id = r.net_request_id
+          returning r.id)
+        update private.requests r set resolved_at = at, outcome = 'withdrawn',
+               error = 'still in pg_net''s queue when the job reached its deadline; taken back unsent'
+          from withdrawn w where r.id = w.id;
       end if;
       if private.fail_job(p.job_id, array[p.stage], p.attempt, 'timed_out',
                           'The image took too long to generate. Your credits were refunded.', reason, at) then

@@ -1,8 +1,10 @@
 -- A request still in pg_net's queue has not been sent: it is waiting, not lost, however long it
 -- waits (a stopped worker keeps its queue), and the operator is told that pg_net is not sending.
 -- Only once it is gone from the queue unanswered (a crash empties that unlogged table) is it lost.
+-- A job that reaches its deadline with its createTask still queued takes the request back out, so
+-- no task is made (and billed) for a job already refunded.
 begin;
-select plan(8);
+select plan(10);
 \ir dispatch_fixture.sql
 
 create temp table jobs as select pg_temp.start_job('lwq_user') as job_id;
@@ -34,6 +36,19 @@ select results_eq(
 select is((select count(*)::int from private.active_alerts where key = 'pg_net_stalled'), 0,
   'the first tick that finds nothing waiting in the queue clears the alert');
 select isnt((select cleared_at from private.alerts where key = 'pg_net_stalled'), null, 'cleared, not deleted');
+
+-- The worker stays stopped until a second job's deadline.
+select pg_temp.start_job('lwq_user') as late_job \gset
+update private.job_pipeline set deadline_at = now() + interval '1 minute' where job_id = :'late_job';
+select is(private.deadline_tick(now() + interval '2 minutes'), 1, 'at its deadline the job still creating fails');
+select results_eq(
+  $$ select g.status, g.error_code, r.outcome,
+            (select count(*)::int from net.http_request_queue q where q.id = r.net_request_id),
+            (select count(*)::int from public.credit_ledger l where l.job_id = g.id and l.kind = 'refund')
+       from public.generation_jobs g join private.requests r on r.job_id = g.id and r.kind = 'create'
+      where g.id = $$ || quote_literal(:'late_job') || $$ $$,
+  $$ values ('failed'::text, 'timed_out'::text, 'withdrawn'::text, 0, 1) $$,
+  'its queued createTask is taken back out of pg_net''s queue, unsent, and the job refunded once');
 
 select * from finish();
 rollback;
