@@ -11,8 +11,8 @@
 -- A job still creating at its deadline may have its createTask waiting in pg_net's queue (the
 -- worker stopped). It used to go out anyway once the worker was back, making a task (billed) for a
 -- job already failed and refunded. The tick now takes such a request back out of the queue and
--- resolves it as withdrawn; one the worker has already taken is left to be answered, and its
--- result is kept as a late result, as before.
+-- resolves it as withdrawn; one the worker is sending (its row locked by the worker's batch) is
+-- left to be answered, and its result is kept as a late result, as before.
 --
 -- Also: one job whose timeout raised an error rolled back the whole batch, so nothing past its
 -- deadline failed any more. The deadline tick is what guarantees every job ends; like the reconcile
@@ -55,13 +55,19 @@ begin
         continue;
       end if;
       if p.stage = 'creating' then
-        with withdrawn as (
-          delete from net.http_request_queue nq using private.requests r
-           where r.job_id = p.job_id and r.kind = 'create' and r.resolved_at is null and nq.id = r.net_request_id
-          returning r.id)
+        -- A row the worker has locked is being sent (it deletes what it takes when its batch
+        -- commits): skipped, it will be answered.
+        with queued as (
+          select nq.id, r.id as request_id
+            from net.http_request_queue nq join private.requests r on nq.id = r.net_request_id
+           where r.job_id = p.job_id and r.kind = 'create' and r.resolved_at is null
+             for update of nq skip locked
+        ), withdrawn as (
+          delete from net.http_request_queue nq using queued where nq.id = queued.id returning queued.request_id
+        )
         update private.requests r set resolved_at = at, outcome = 'withdrawn',
                error = 'still in pg_net''s queue when the job reached its deadline; taken back unsent'
-          from withdrawn w where r.id = w.id;
+          from withdrawn w where r.id = w.request_id;
       end if;
       if private.fail_job(p.job_id, array[p.stage], p.attempt, 'timed_out',
                           'The image took too long to generate. Your credits were refunded.', reason, at) then
