@@ -154,4 +154,37 @@ describe("a user's call racing a tick on the same job", () => {
         from public.generation_jobs j join private.job_pipeline p on p.job_id = j.id where j.id = ${jobId}`;
     expect(job).toEqual({ deleted: true, results_expire_at: null });
   });
+
+  it("the deadline sweep passes over a queued createTask the pg_net worker is sending, without waiting for it", async () => {
+    // Started with a create token free: its createTask waits in pg_net's queue (no worker runs here).
+    const [job] = await sql.begin(async (tx) => {
+      await asUser(tx, userId);
+      return tx<{ id: string }[]>`select id from public.start_generation(prompt => 'a ship in a bottle')`;
+    });
+    const [request] = await sql<{ net_request_id: number; queued: boolean }[]>`
+      select r.net_request_id, exists (select from net.http_request_queue q where q.id = r.net_request_id) as queued
+        from private.requests r where r.job_id = ${job.id} and r.kind = 'create'`;
+    expect(request.queued).toBe(true);
+    await sql`update private.job_pipeline set deadline_at = now() - interval '1 minute' where job_id = ${job.id}`;
+
+    // The worker's batch holds the row while it sends (it deletes what it took when it commits).
+    const worker = await sql.reserve();
+    try {
+      await worker`begin`;
+      await worker`select from net.http_request_queue where id = ${request.net_request_id} for update`;
+      // Waiting for the worker would hold the tick for the request's whole timeout.
+      await sql.begin(async (tx) => {
+        await tx`set local lock_timeout = '2s'`;
+        await tx`select private.deadline_tick()`;
+      });
+      await worker`rollback`;
+    } finally {
+      worker.release();
+    }
+
+    const [after] = await sql`
+      select g.status, r.outcome, exists (select from net.http_request_queue q where q.id = r.net_request_id) as queued
+        from public.generation_jobs g join private.requests r on r.job_id = g.id and r.kind = 'create' where g.id = ${job.id}`;
+    expect(after).toEqual({ status: "failed", outcome: null, queued: true });
+  });
 });
