@@ -2,7 +2,7 @@
 -- folding of look-alikes, plurals, leetspeak and split letters does not turn into false alarms.
 -- "nude", "blood bath" and "sos" are on the list; every prompt below must start a job.
 begin;
-select plan(28);
+select plan(30);
 
 \ir input_policy_fixture.sql
 update private.settings set value = '["photos.example.com"]' where key = 'images.allowed_hosts';
@@ -33,6 +33,8 @@ select lives_ok(format('select public.start_generation(prompt => %L)', prompt), 
     ('a naked-eye view of Uranus', 'no term at all'),
     ('Москва ночью', 'Cyrillic text'),
     ('Ελληνικό τοπίο', 'Greek text'),
+    ('ΕΛΛΗΝΙΚΟ ΤΟΠΙΟ ΜΕ ΖΩΑ', 'Greek text in capitals'),
+    (E'a \u03bdude statue', 'a small Greek nu, which looks like v, not n'),
     ('日本の風景', 'Japanese text'),
     ('a café in Zürich', 'accented text'),
     ('n u t s and bolts', 'spaced letters of another word'),

@@ -1,12 +1,15 @@
 -- Moderation, what is blocked (KL016): with "nude" and "blood bath" on the list, the spellings
 -- that got through before (invisible characters, look-alike letters, combining marks, plurals,
--- leetspeak, letters split by separators) and a few relatives. Through start_generation.
+-- leetspeak, letters split by separators) and a few relatives; with "naked", "zombie", "gory"
+-- and the Greek "γυμνό" too, Greek and Cyrillic capitals that look like Latin letters. Through
+-- start_generation.
 begin;
-select plan(45);
+select plan(61);
 
 \ir input_policy_fixture.sql
 update private.settings set value = '["photos.example.com"]' where key = 'images.allowed_hosts';
-insert into private.blocked_terms (term, reason) values ('nude', 'test'), ('blood bath', 'test');
+insert into private.blocked_terms (term, reason)
+values ('nude', 'test'), ('blood bath', 'test'), ('naked', 'test'), ('zombie', 'test'), ('gory', 'test'), ('γυμνό', 'test');
 
 set local role authenticated;
 set local request.jwt.claims = '{"sub": "5a5a0000-0000-4000-8000-00000000fa01", "role": "authenticated"}';
@@ -53,7 +56,23 @@ select throws_ok(format('select public.start_generation(prompt => %L)', prompt),
     ('blood baths', 'a plural phrase'),
     (E'a bl\u043e\u043ed b\u0430th', 'a phrase with Cyrillic o and a'),
     ('nude', 'the term alone'),
-    ('a cat, nude.', 'a term between punctuation')
+    ('a cat, nude.', 'a term between punctuation'),
+    (E'\u039dAKED', 'Greek capital Nu U+039D for N'),
+    (E'a \u039dUDE statue', 'Greek capital Nu in another term'),
+    (E'a BLOOD BAT\u0397', 'Greek capital Eta U+0397 for H'),
+    (E'a ZO\u039cBIE', 'Greek capital Mu U+039C for M'),
+    (E'a GOR\u03a5 scene', 'Greek capital Upsilon U+03A5 for Y'),
+    (E'a \u0396OMBIE', 'Greek capital Zeta U+0396 for Z'),
+    (E'\u039d\u0391\u039a\u0395D', 'Greek capitals for every letter they can stand for'),
+    (E'a \U0001d6b4UDE statue', 'mathematical bold capital Nu'),
+    (E'\u039dak\u0395d', 'Greek capitals in lower-case text'),
+    (E'a BLOOD BAT\u041d', 'Cyrillic capital En U+041D for H'),
+    (E'a ZO\u041cBIE', 'Cyrillic capital Em U+041C for M'),
+    (E'N\u0410\u041a\u0415D', 'Cyrillic capitals A, Ka and Ie'),
+    (E'a \u050cORY scene', 'Cyrillic capital Komi Sje U+050C for G'),
+    ('ένα γυμνό άγαλμα', 'a Greek term as written'),
+    ('ΓΥΜΝΟ', 'a Greek term written in capitals'),
+    ('ΓΥΜΝΌ', 'a Greek term in capitals with its accent')
   ) as blocked(prompt, why);
 
 select throws_ok(
