@@ -10,6 +10,18 @@
 -- empty-render check (KL012), and the template inputs' "left empty" check (so a required field is
 -- missing, KL005, and an optional one takes its default) use it. Text that has something visible
 -- is stored as it was, invisible characters included.
+--
+-- Also: the model's prompt limit (KL011) was counted in code points, while the provider counts
+-- UTF-16 code units (the KIE emulator's `input.prompt.length`, as JavaScript counts): a character
+-- beyond the Basic Multilingual Plane, as most emoji are, is two units. A prompt of 5,000 emoji
+-- passed a 5,000 limit, was charged, and came back refused by the provider (422), failing the job
+-- and refunding it.
+--
+-- create_generation_job below is the one of 20261202130000 with both changes. The prompt and the
+-- negative prompt are measured in UTF-16 units against the model's max_prompt_length, and the
+-- detail says so; the count is taken only for a text with more UTF-8 bytes than the limit (UTF-16
+-- units never exceed them), so a prompt within the limit in bytes, the common case, costs what it
+-- did.
 
 create function private.is_blank(content text)
 returns boolean
@@ -124,7 +136,8 @@ $$;
 comment on function private.resolve_template_inputs(jsonb, jsonb) is
   'API: Private. Validates inputs against field definitions (KL005/KL006/KL007) and returns all values with defaults applied, numbers canonical.';
 
--- create_generation_job as in 20261202172100, but a prompt with nothing visible is empty (KL012).
+-- create_generation_job as in 20261202130000, with the UTF-16 prompt limit and a prompt with nothing visible
+-- empty (KL012).
 create or replace function private.create_generation_job(
   user_id uuid, request jsonb, idempotency_key text default null, retry_of uuid default null
 )
