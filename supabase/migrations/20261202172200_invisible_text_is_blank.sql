@@ -11,9 +11,10 @@
 -- missing, KL005, and an optional one takes its default) use it. Text that has something visible
 -- is stored as it was, invisible characters included.
 --
--- Also: the model's prompt limit (KL011) was counted in code points, while the provider counts
--- UTF-16 code units (the KIE emulator's `input.prompt.length`, as JavaScript counts): a character
--- beyond the Basic Multilingual Plane, as most emoji are, is two units. A prompt of 5,000 emoji
+-- Also: the model's prompt limit (KL011) was counted in code points, while the provider may count
+-- UTF-16 code units (KIE documents "5000 characters" without the unit; the emulator counts
+-- `input.prompt.length`, as JavaScript does): a character beyond the Basic Multilingual Plane, as
+-- most emoji are, is two units. A prompt of 5,000 emoji
 -- passed a 5,000 limit, was charged, and came back refused by the provider (422), failing the job
 -- and refunding it.
 --
