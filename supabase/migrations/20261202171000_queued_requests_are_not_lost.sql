@@ -109,3 +109,5 @@ end
 $$;
 comment on function private.reconcile_tick(timestamptz) is
   'API: Private. Tick: applies new pg_net responses to our request log and jobs, then resolves requests lost without a response (a request still in pg_net''s queue is waiting, not lost). A response or lost request that cannot be applied is marked error with the reconcile_error alert (cleared by an operator), and the rest of the batch goes on. Raises pg_net_stalled while requests wait in the queue past their answer time, and clears it. Returns how many it handled.';
+comment on table private.alerts is
+  'API: Private. Operator alerts (kie_account, kie_low_balance, missing_secret, reconcile_error, deadline_error, pg_net_stalled, retention_error, storage_purge_failing). Active while cleared_at is null; clear with private.clear_alert(key).';

@@ -22,3 +22,5 @@ revoke all on function private.reschedule_ticks() from public;
 create trigger ticks_reschedule_cron
   after insert or update or delete on private.ticks
   for each statement execute function private.reschedule_ticks();
+comment on function private.schedule_ticks() is
+  'API: Private. Installs one pg_cron job per registered tick (idempotent) and removes kiln- jobs no longer registered. The trigger on private.ticks calls it after every change there.';

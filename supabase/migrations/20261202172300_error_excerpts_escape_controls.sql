@@ -16,15 +16,25 @@ returns text
 language sql immutable
 set search_path = pg_catalog, pg_temp
 as $$
-  -- An escape is longer than its character, so the escaped first max_chars characters hold all
-  -- that can be shown.
-  select case when length(content) > max_chars or length(shown) > max_chars then left(shown, max_chars - 1) || '…' else shown end
-    from (select case when cut ~ '[\u0001-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]'
-                      then (select string_agg(case when c ~ '[\u0001-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]'
-                                                   then '\u' || lpad(to_hex(ascii(c)), 4, '0') else c end, '' order by n)
-                              from regexp_split_to_table(cut, '') with ordinality as t(c, n))
-                      else cut end as shown
-            from (select left(content, max_chars) as cut) c) e
+  select case
+    when content is null then null
+    -- Nothing to escape (the usual case): cut as before.
+    when left(content, max_chars) !~ '[\u0001-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]' then
+      case when length(content) > max_chars then left(content, max_chars - 1) || '…' else content end
+    -- An escape is longer than its character: cut between pieces, never inside an escape.
+    else (
+      with pieces as (
+        select t.n, case when t.c ~ '[\u0001-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]'
+                         then '\u' || lpad(to_hex(ascii(t.c)), 4, '0') else t.c end as piece
+          from regexp_split_to_table(left(content, max_chars), '') with ordinality as t (c, n)
+      ), placed as (
+        select p.n, p.piece, sum(length(p.piece)) over (order by p.n) as upto from pieces p
+      )
+      select case when length(content) > max_chars or max(upto) > max_chars
+                  then coalesce(string_agg(piece, '' order by n) filter (where upto <= max_chars - 1), '') || '…'
+                  else string_agg(piece, '' order by n) end
+        from placed)
+  end
 $$;
 comment on function private.excerpt(text, integer) is
   'API: Private. The text for error messages: controls, bidi controls and line separators written as \uXXXX escapes, cut to max_chars with an ellipsis.';

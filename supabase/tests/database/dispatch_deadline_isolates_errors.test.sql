@@ -1,8 +1,8 @@
 -- The deadline tick is what guarantees every job ends, so one job it cannot time out must not
--- hold back the others: that job raises a deadline_error alert naming it and is tried again on
--- the next tick; the rest of the batch fails timed_out with their refunds.
+-- hold back the others: that job is left as it was, named in a deadline_error alert, and tried
+-- again a minute later; the rest of the batch fails timed_out with their refunds.
 begin;
-select plan(5);
+select plan(7);
 \ir dispatch_fixture.sql
 
 update private.rate_slots set available_at = '3000-01-01' where bucket = 'create';
@@ -30,12 +30,17 @@ select results_eq(
   $$ values ('healthy'::text, 'failed'::text, 1), ('poison', 'pending', 0) $$,
   'the faulty job is left as it was, nothing half done');
 select results_eq(
-  $$ select key, details ->> 'job_id', message like '%simulated fault%' from private.active_alerts $$,
-  format($$ values ('deadline_error'::text, %L::text, true) $$, :'poison_job'),
+  $$ select key, details -> 'job_ids', message like '%simulated fault%' from private.active_alerts $$,
+  format($$ values ('deadline_error'::text, jsonb_build_array(%L::text), true) $$, :'poison_job'),
   'an operator alert names the job and the error');
+select results_eq(
+  $$ select p.deadline_at, p.last_error from private.job_pipeline p join jobs j using (job_id) where j.label = 'poison' $$,
+  $$ values ('2030-01-01 00:16:00+00'::timestamptz, 'deadline tick: simulated fault'::text) $$,
+  'its place in the sweep moves a minute on, so it cannot fill every batch, and the error is on its pipeline row');
 
 drop trigger poison on public.generation_jobs;
-select is(private.deadline_tick('2030-01-01 00:15:01+00'), 1, 'once the fault is gone the next tick times it out');
+select is(private.deadline_tick('2030-01-01 00:15:30+00'), 0, 'it is not tried again within that minute');
+select is(private.deadline_tick('2030-01-01 00:16:00+00'), 1, 'then, the fault gone, the next tick times it out');
 select is((select status from public.generation_jobs where id = :'poison_job'), 'failed', 'and it has ended');
 
 select * from finish();

@@ -3,7 +3,7 @@
 -- and the hint; printable text, any script, is quoted as it is. Through start_generation, and
 -- raise_error for the hint.
 begin;
-select plan(11);
+select plan(12);
 
 \ir input_policy_fixture.sql
 update private.settings set value = '["photos.example.com"]' where key = 'images.allowed_hosts';
@@ -30,8 +30,9 @@ grant execute on function pg_temp.refusal_text(text) to authenticated;
 select is(pg_temp.refusal_text(format('select private.raise_error(%L, %L, %L, %L)', 'KL006', E'm\u001b[2J', E'd\u0007\u009b', E'h\u202e\u2066\r')),
   'KL006: m\u001b[2J | d\u0007\u009b | h\u202e\u2066\u000d', 'raise_error escapes message, detail and hint');
 
--- Excerpts stay bounded: escapes are cut like any text.
-select is(length(private.excerpt(repeat(E'\u001b', 100), 60)), 60, 'an excerpt of escapes is at most max_chars');
+-- Excerpts stay bounded, and are cut between escapes, never inside one.
+select is(private.excerpt(repeat(E'\u001b', 100), 60), repeat('\u001b', 9) || '…', 'an excerpt of escapes is at most max_chars, whole escapes only');
+select is(private.excerpt(E'abc\u001bdef', 8), 'abc…', 'an escape that would not fit whole is left out');
 select is(private.excerpt(repeat('a', 60), 60), repeat('a', 60), 'printable text at max_chars is unchanged');
 select is(private.excerpt(repeat('a', 61), 60), repeat('a', 59) || '…', 'printable text over max_chars is cut with an ellipsis');
 

@@ -36,17 +36,19 @@ async function probeFunction(what: string, body = ""): Promise<string> {
 }
 
 /**
- * Registers a tick and lets schedule_ticks derive its pg_cron job; returns the jobid. A
- * sub-minute tick's job is then moved to a date that never comes (31 February), so pg_cron's own
- * minute run cannot mix into what the test observes; the driver still sees a schedule that does
- * not express the cadence.
+ * Registers a tick (the insert's trigger derives its pg_cron job) and returns the jobid. Every
+ * sub-minute test tick's job is then moved to a date that never comes (31 February), so pg_cron's
+ * own minute run cannot mix into what the test observes; the driver still sees a schedule that
+ * does not express the cadence. All of them, not only the new one: the trigger rescheduled the
+ * ticks registered before too.
  */
 async function registerTick(what: string, everySeconds: number, command: string): Promise<string> {
   await sql`insert into private.ticks (name, every_seconds, command, description)
             values (${tickName(what)}, ${everySeconds}, ${command}, 'tick driver test')`;
-  await sql`select private.schedule_ticks()`;
+  await sql`select cron.alter_job(j.jobid, schedule => '0 0 31 2 *')
+              from cron.job j join private.ticks t on t.name = j.jobname
+             where t.description = 'tick driver test' and t.every_seconds < 60`;
   const [{ jobid }] = await sql<{ jobid: string }[]>`select jobid::text from cron.job where jobname = ${tickName(what)}`;
-  if (everySeconds < 60) await sql`select cron.alter_job(${jobid}::bigint, schedule => '0 0 31 2 *')`;
   return jobid;
 }
 
