@@ -4,7 +4,7 @@
 -- (KL005), an optional one takes its default. Text with something visible is kept as sent,
 -- invisible characters included. Through start_generation.
 begin;
-select plan(31);
+select plan(33);
 
 \ir input_policy_fixture.sql
 update private.settings set value = '["photos.example.com"]' where key = 'images.allowed_hosts';
@@ -59,6 +59,13 @@ select is((select prompt from public.start_generation(prompt => content)), conte
 select is((select prompt from public.start_generation(template_id => '5a5a0000-0000-4000-8000-00000000f002',
              inputs => jsonb_build_object('subject', E'a\u200db'), image_urls => array['https://photos.example.com/a.png'])),
   E'A photo of a\u200db', 'a required field with something visible is kept as sent');
+
+-- A negative prompt with nothing visible is no negative prompt: not stored, not in the request.
+select results_eq(
+  format($$ select negative_prompt, request ? 'negative_prompt' from public.start_generation(prompt => 'a cat', negative_prompt => %L) $$, content),
+  $$ values (null::text, false) $$,
+  'blank negative prompt dropped: ' || why)
+  from invisible_texts where why in ('zero-width joiner U+200D', 'joiners between spaces');
 
 select * from finish();
 rollback;
