@@ -50,7 +50,13 @@ export function sniffImage(bytes: Uint8Array): ImageKind | null {
   return null;
 }
 
-export type FetchedImage = { ok: true; bytes: Uint8Array; kind: ImageKind } | { ok: false; reason: string };
+/**
+ * A download's outcome. `unusable` marks a failure no retry can mend (the image is larger than the
+ * cap, which is the bucket's own limit); every other failure may pass on a later delivery.
+ */
+export type FetchedImage =
+  | { ok: true; bytes: Uint8Array; kind: ImageKind }
+  | { ok: false; reason: string; unusable?: true };
 
 export interface FetchLimits {
   timeoutMs: number;
@@ -102,10 +108,12 @@ export async function fetchImage(
       const declared = Number(res.headers.get("content-length"));
       if (declared > limits.maxBytes) {
         await res.body?.cancel().catch(() => {});
-        return { ok: false, reason: `larger than ${limits.maxBytes} bytes` };
+        return { ok: false, reason: `larger than ${limits.maxBytes} bytes`, unusable: true };
       }
       const bytes = await readCapped(res.body, limits.maxBytes);
-      if (bytes === "too-large") return { ok: false, reason: `larger than ${limits.maxBytes} bytes` };
+      if (bytes === "too-large") {
+        return { ok: false, reason: `larger than ${limits.maxBytes} bytes`, unusable: true };
+      }
       const kind = sniffImage(bytes);
       if (kind === null) return { ok: false, reason: "not a PNG, JPEG or WebP image" };
       return { ok: true, bytes, kind };

@@ -233,15 +233,29 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
           DOWNLOAD_CONCURRENCY,
           (u) => fetchImage(deps.fetch, u, limits),
         );
+        // A result no retry can store (over the bucket's size limit, or refused by Storage for what
+        // it is) fails the job now, with its refund, instead of at its deadline: recorded as the
+        // provider's "unusable" outcome. The reason stays private (last_error and the log).
+        const unusable = async (i: number, reason: string): Promise<Outcome> => {
+          const applied = await db.recordProviderFailure(
+            job,
+            attempt,
+            taskId,
+            "unusable",
+            `result image ${i + 1} of ${n} cannot be stored: ${reason}`,
+          );
+          return { ...answer(applied === "applied" ? "failure_recorded" : "duplicate"), detail: reason };
+        };
         const bad = images.findIndex((image) => !image.ok);
         if (bad >= 0) {
+          const failed = images[bad] as { reason: string; unusable?: true };
+          if (failed.unusable) return unusable(bad, failed.reason);
           // The reason stays in the log: telling the sender would make this a probe of the network.
-          const reason = (images[bad] as { reason: string }).reason;
           return {
             ...refuse(502, `result image ${bad + 1} of ${n} could not be fetched`),
             job,
             attempt,
-            detail: reason,
+            detail: failed.reason,
           };
         }
         // A folder of its own per delivery: a concurrent or losing delivery never replaces the
@@ -264,12 +278,14 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
           } catch (error) {
             await discard("upload failed");
             // Storage refusing the image itself (too large, a type not allowed) is the result's
-            // fault, like an image over the download cap: the same answer. Anything else is
-            // Storage failing: 503.
-            const answer = error instanceof ObjectRefused
-              ? refuse(502, `result image ${i + 1} of ${n} could not be stored`)
-              : refuse(503, `storing result image ${i + 1} of ${n} failed`);
-            return { ...answer, job, attempt, detail: String(error) };
+            // fault, like an image over the download cap. Anything else is Storage failing: 503.
+            if (error instanceof ObjectRefused) return unusable(i, String(error));
+            return {
+              ...refuse(503, `storing result image ${i + 1} of ${n} failed`),
+              job,
+              attempt,
+              detail: String(error),
+            };
           }
           stored.push(path);
         }

@@ -109,14 +109,13 @@ Deno.test("over HTTP: a callback downloads, stores and completes", async () => {
   });
 });
 
-Deno.test("over HTTP: too large, stalled, missing and unreachable results are 502 and complete nothing", async () => {
+Deno.test("over HTTP: stalled, missing and unreachable results are 502 and complete nothing", async () => {
   const gone = serve(() => new Response());
   const deadBase = gone.base;
   await gone.server.shutdown();
   await withStack(async ({ post, results, db, storage, logs }) => {
     db.resultHosts.push(deadBase);
     const cases: [string, RegExp][] = [
-      [`${results}/huge.png`, /larger than 1000000 bytes/],
       [`${results}/stall.png`, /timed out after 300 ms/],
       [`${results}/missing.png`, /HTTP 404/],
       [`${deadBase}/ok.png`, /unreachable/],
@@ -127,6 +126,19 @@ Deno.test("over HTTP: too large, stalled, missing and unreachable results are 50
       assert.equal((await res.json()).msg, "result image 2 of 2 could not be fetched");
       assert.match(logs.at(-1)!, reason);
     }
+    assert.equal(storage.uploads, 0);
+    assert.deepEqual(db.completed, []);
+  });
+});
+
+Deno.test("over HTTP: a result over the size cap fails the job at once as unusable", async () => {
+  await withStack(async ({ post, results, db, storage }) => {
+    const res = await post(withResults(`${results}/ok.png`, `${results}/huge.png`));
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).result, "failure_recorded");
+    assert.equal(db.failures.length, 1);
+    assert.equal(db.failures[0].code, "unusable");
+    assert.match(db.failures[0].message, /larger than 1000000 bytes/);
     assert.equal(storage.uploads, 0);
     assert.deepEqual(db.completed, []);
   });

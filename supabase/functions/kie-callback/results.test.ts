@@ -1,5 +1,7 @@
 // Moving the result bytes: downloads that go wrong, Storage failing midway, the database down.
-// Each must leave the job uncompleted and answer non-2xx, so the sender retries.
+// Each that a later delivery may mend leaves the job uncompleted and answers non-2xx, so the
+// sender retries. A result no retry can store (over the bucket's size limit, or refused by Storage
+// for what it is) fails the job at once with the provider outcome "unusable", answered 200.
 import assert from "node:assert/strict";
 import { ObjectRefused } from "../_shared/storage.ts";
 import { harness, JOB, JPEG, PNG, successBody, URL_A, URL_B, USER } from "./fakes.ts";
@@ -25,13 +27,42 @@ const bigPng = () => {
   return bytes;
 };
 
+function assertFailedUnusable(
+  h: Awaited<ReturnType<typeof ready>>,
+  res: { status: number; body: Record<string, unknown> },
+  reason: RegExp,
+) {
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  assert.equal(res.body.result, "failure_recorded");
+  assert.deepEqual(h.db.completed, []);
+  assert.equal(h.db.failures.length, 1);
+  assert.equal(h.db.failures[0].code, "unusable");
+  assert.match(h.db.failures[0].message, reason, "the reason goes to the job's private last_error");
+  assert.equal(h.storage.objects.size, 0, "nothing of the delivery stays stored");
+}
+
+const tooLarge: [string, (h: Awaited<ReturnType<typeof ready>>) => void][] = [
+  ["no Content-Length", (h) => h.web.routes.set(URL_B, () => new Response(new Blob([bigPng()]).stream()))],
+  [
+    "declared",
+    (h) =>
+      h.web.routes.set(URL_B, () => new Response(PNG.slice(), { headers: { "content-length": "5000000" } })),
+  ],
+];
+
+for (const [name, arrange] of tooLarge) {
+  Deno.test(`an image over the size cap (${name}): the job fails at once as unusable, answered 200`, async () => {
+    const h = await ready();
+    arrange(h);
+    const res = await h.callback(TWO);
+    assertFailedUnusable(h, res, /result image 2 of 2 cannot be stored: larger than 1000 bytes/);
+    assert.equal(h.storage.uploads, 0);
+    // A repeated delivery finds the attempt finished.
+    assert.equal((await h.callback(TWO)).body.result, "duplicate");
+  });
+}
+
 const failures: [string, (h: Awaited<ReturnType<typeof ready>>) => void, RegExp][] = [
-  ["over the size cap, no Content-Length", (h) => {
-    h.web.routes.set(URL_B, () => new Response(new Blob([bigPng()]).stream()));
-  }, /larger than 1000 bytes/],
-  ["over the size cap, declared", (h) => {
-    h.web.routes.set(URL_B, () => new Response(PNG.slice(), { headers: { "content-length": "5000000" } }));
-  }, /larger than 1000 bytes/],
   ["not an image though labelled one", (h) => {
     h.web.serve(URL_B, new TextEncoder().encode("<html>expired</html>"), { "content-type": "image/jpeg" });
   }, /not a PNG, JPEG or WebP image/],
@@ -91,12 +122,14 @@ Deno.test("the size cap defaults to the bucket's limit, and may not exceed it", 
     return bytes;
   };
   h.web.serve(URL_A, PNG);
-  h.web.serve(URL_B, image(20_000_001));
-  assert.equal((await h.callback(TWO)).status, 502);
-  assert.match(h.logs.join("\n"), /larger than 20000000 bytes/);
-  assertNotCompleted(h);
   h.web.serve(URL_B, image(20_000_000));
-  assert.equal((await h.callback(TWO)).status, 200);
+  assert.equal((await h.callback(TWO)).body.result, "completed");
+
+  const over = harness();
+  await over.db.addAttempt({});
+  over.web.serve(URL_A, PNG);
+  over.web.serve(URL_B, image(20_000_001));
+  assertFailedUnusable(over, await over.callback(TWO), /larger than 20000000 bytes/);
 
   assert.throws(() => harness({ KIE_RESULT_MAX_BYTES: "20000001" }), /must not exceed 20000000/);
   harness({ KIE_RESULT_MAX_BYTES: "20000000" });
@@ -133,7 +166,7 @@ Deno.test("Storage failing on the second image: 503, job not completed; the retr
   assert.deepEqual([...h.storage.objects.keys()], h.db.completed[0].paths);
 });
 
-Deno.test("Storage refusing the image itself: 502 like an image over the cap, not 503", async () => {
+Deno.test("Storage refusing the image itself: the job fails at once as unusable, like an image over the cap", async () => {
   for (
     const refusal of ["The object exceeded the maximum allowed size", "mime type image/webp is not supported"]
   ) {
@@ -142,11 +175,8 @@ Deno.test("Storage refusing the image itself: 502 like an image over the cap, no
     h.storage.failOnUpload = 2;
     h.storage.uploadError = new ObjectRefused(`storage refused generated-images/x/1.jpg: ${refusal}`);
     const res = await h.callback(TWO);
-    assert.equal(res.status, 502, refusal);
-    assert.equal(res.body.msg, "result image 2 of 2 could not be stored");
+    assertFailedUnusable(h, res, new RegExp(`result image 2 of 2 cannot be stored: .*${refusal}`));
     assert.ok(h.logs.join("\n").includes(refusal), "the cause is logged");
-    assert.equal(h.storage.objects.size, 0, "the first image of the delivery is deleted");
-    assertNotCompleted(h);
   }
 });
 
