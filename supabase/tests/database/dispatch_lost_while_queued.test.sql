@@ -4,7 +4,7 @@
 -- A job that reaches its deadline with its createTask still queued takes the request back out, so
 -- no task is made (and billed) for a job already refunded.
 begin;
-select plan(10);
+select plan(11);
 \ir dispatch_fixture.sql
 
 create temp table jobs as select pg_temp.start_job('lwq_user') as job_id;
@@ -49,6 +49,21 @@ select results_eq(
       where g.id = $$ || quote_literal(:'late_job') || $$ $$,
   $$ values ('failed'::text, 'timed_out'::text, 'withdrawn'::text, 0, 1) $$,
   'its queued createTask is taken back out of pg_net''s queue, unsent, and the job refunded once');
+
+-- After a crash pg_net's ids restart: a request still unresolved in our log may share its id with
+-- someone else's queued request. That one is not ours to take back.
+select pg_temp.start_job('lwq_user') as reused_job \gset
+select net.http_get('https://elsewhere.test/not-ours') as other_request \gset
+delete from net.http_request_queue q using private.requests r where r.job_id = :'reused_job' and q.id = r.net_request_id;
+update private.requests set net_request_id = :'other_request' where job_id = :'reused_job' and kind = 'create';
+update private.job_pipeline set deadline_at = now() + interval '1 minute' where job_id = :'reused_job';
+select private.deadline_tick(now() + interval '2 minutes');
+select results_eq(
+  format($$ select g.status, r.outcome, (select count(*)::int from net.http_request_queue q where q.id = %s)
+              from public.generation_jobs g join private.requests r on r.job_id = g.id and r.kind = 'create' where g.id = %L $$,
+         :'other_request', :'reused_job'),
+  $$ values ('failed'::text, null::text, 1) $$,
+  'a queued request that only shares our id (not a createTask) is left in the queue');
 
 select * from finish();
 rollback;
