@@ -370,7 +370,9 @@ Deno.test("a body nested deeper than 64 levels: 400 before any database call", a
   assert.equal(res.body.msg, "body nested deeper than 64 levels");
   // The limit counts containers: 64 deep is read, 65 is refused.
   const nested = (n: number): unknown => n === 0 ? "x" : [nested(n - 1)];
-  assert.equal((await h.callback(successBody({ extra: nested(63) }))).status, 400);
+  const deep = await h.callback(successBody({ extra: nested(63) }));
+  assert.equal(deep.status, 400);
+  assert.equal(deep.body.msg, "body nested deeper than 64 levels");
   assert.deepEqual(h.db.reports, []);
   assertUntouched(h);
   assert.equal((await h.callback(successBody({ extra: nested(62) }))).status, 200);

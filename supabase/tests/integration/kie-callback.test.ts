@@ -2,7 +2,8 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOCAL_ANON_KEY, LOCAL_SERVICE_ROLE_KEY } from "../../../scripts/dev-stack/gateway/keys.ts";
-import { supabaseObjectStore } from "../../functions/_shared/storage.ts";
+import { ObjectRefused, supabaseObjectStore } from "../../functions/_shared/storage.ts";
+import { RESULT_BUCKET, RESULT_BUCKET_MAX_BYTES } from "../../functions/kie-callback/handler.ts";
 import { connect } from "./support/db.ts";
 import { completedJob, createUser, png, startTestGateway, type TestGateway, userClient } from "./support/gateway.ts";
 
@@ -73,6 +74,14 @@ describe("the Storage adapter", () => {
     await expect(store.upload("generated-images", path, new Uint8Array([1, 2, 3]), "text/plain")).rejects.toThrow(
       `storage refused generated-images/${path}: mime type text/plain is not supported`,
     );
+    // A refusal of the object itself: no retry can mend it, so the function fails the job.
+    await expect(store.upload("generated-images", path, new Uint8Array([1, 2, 3]), "text/plain")).rejects.toBeInstanceOf(ObjectRefused);
+  });
+
+  it("the function's size cap is the results bucket's own limit", async () => {
+    const [{ limit }] = await sql<{ limit: number }[]>`
+      select file_size_limit::int as limit from storage.buckets where id = ${RESULT_BUCKET}`;
+    expect(RESULT_BUCKET_MAX_BYTES).toBe(limit);
   });
 });
 
