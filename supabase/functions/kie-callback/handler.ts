@@ -15,13 +15,11 @@ import { z } from "zod";
 import type { CallbackTarget, DatabasePort, TaskReport } from "../_shared/database.ts";
 import { type FetchedImage, fetchImage, mapBounded, readCapped } from "../_shared/image-bytes.ts";
 import { verifyKieSignature } from "../_shared/kie.ts";
+import { RESULT_BUCKET, RESULT_BUCKET_MAX_BYTES } from "../_shared/result-bucket.ts";
 import { resultUrlProblem } from "../_shared/result-hosts.ts";
 import { redact, sha256Hex, timingSafeEqualText } from "../_shared/secrets.ts";
 import { ObjectRefused, type ObjectStore } from "../_shared/storage.ts";
 
-export const RESULT_BUCKET = "generated-images";
-/** That bucket's file_size_limit (migration storage_buckets_and_policies); Storage refuses more. */
-export const RESULT_BUCKET_MAX_BYTES = 20_000_000;
 /** Callback bodies are a few KB; anything near this is not KIE. */
 export const MAX_BODY_BYTES = 256 * 1024;
 /** Containers nested in a body at most: KIE's nest three or four deep. */

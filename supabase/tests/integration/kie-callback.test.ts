@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOCAL_ANON_KEY, LOCAL_SERVICE_ROLE_KEY } from "../../../scripts/dev-stack/gateway/keys.ts";
 import { ObjectRefused, supabaseObjectStore } from "../../functions/_shared/storage.ts";
-import { RESULT_BUCKET, RESULT_BUCKET_MAX_BYTES } from "../../functions/kie-callback/handler.ts";
+import { RESULT_BUCKET, RESULT_BUCKET_MAX_BYTES } from "../../functions/_shared/result-bucket.ts";
 import { connect } from "./support/db.ts";
 import { completedJob, createUser, png, startTestGateway, type TestGateway, userClient } from "./support/gateway.ts";
 
