@@ -23,14 +23,14 @@ let userId = "";
 type Db = Awaited<ReturnType<typeof sql.reserve>>;
 
 /** A job of the user's that stays waiting: no create token is free while it starts. */
-async function waitingJob(): Promise<string> {
+async function waitingJob(owner = userId): Promise<string> {
   // As text: a free slot may be '-infinity', which a Date cannot hold.
   const saved = await sql<{ slot: number; available_at: string }[]>`
     select slot, available_at::text from private.rate_slots where bucket = 'create'`;
   await sql`update private.rate_slots set available_at = 'infinity' where bucket = 'create'`;
   try {
     const [job] = await sql.begin(async (tx) => {
-      await asUser(tx, userId);
+      await asUser(tx, owner);
       return tx<{ id: string }[]>`select id from public.start_generation(prompt => 'a lighthouse at dusk')`;
     });
     return job.id;
@@ -153,6 +153,30 @@ describe("a user's call racing a tick on the same job", () => {
       select j.deleted_at is not null as deleted, p.results_expire_at
         from public.generation_jobs j join private.job_pipeline p on p.job_id = j.id where j.id = ${jobId}`;
     expect(job).toEqual({ deleted: true, results_expire_at: null });
+  });
+
+  it("account deletion against the deadline sweep: the sweep refunds the job, then the account goes", async () => {
+    // auth.admin.deleteUser is a delete on auth.users; it cascades to the profile, the jobs, their
+    // pipeline rows. The sweep's refund needs the profile the cascade would already hold.
+    const leaving = await plan.signUp({ credits: 100 });
+    const jobId = await waitingJob(leaving);
+    await sql`update private.job_pipeline set deadline_at = now() - interval '1 minute' where job_id = ${jobId}`;
+    const [{ attempt }] = await sql<{ attempt: number }[]>`select attempt from private.job_pipeline where job_id = ${jobId}`;
+
+    const outcome = await race(
+      jobId,
+      (db) => inTransaction(db, () => db`delete from auth.users where id = ${leaving}`),
+      (db) => db`select private.fail_job(${jobId}, array['waiting'], ${attempt}, 'timed_out',
+                   'The image took too long to generate. Your credits were refunded.', 'deadline passed') as failed`,
+    );
+
+    expect(outcome.tick).toEqual({ ok: true, value: [{ failed: true }] });
+    expect(outcome.user).toMatchObject({ ok: true });
+    const [left] = await sql`
+      select (select count(*)::int from public.profiles where id = ${leaving}) as profiles,
+             (select count(*)::int from public.generation_jobs where id = ${jobId}) as jobs,
+             (select count(*)::int from private.job_pipeline where job_id = ${jobId}) as pipeline_rows`;
+    expect(left).toEqual({ profiles: 0, jobs: 0, pipeline_rows: 0 });
   });
 
   it("the deadline sweep passes over a queued createTask the pg_net worker is sending, without waiting for it", async () => {
