@@ -248,3 +248,25 @@ describe("delete and list", () => {
     );
   });
 });
+
+describe("routes that must not bypass the policies", () => {
+  const path = () => `${user.id}/guarded.png`;
+  beforeAll(async () => {
+    expect((await uploads().upload(path(), new Blob([png()], { type: "image/png" }))).error).toBeNull();
+  });
+
+  it("the public route serves nothing from a private bucket", async () => {
+    const res = await fetch(`${stack.gateway.url}/storage/v1/object/public/user-uploads/${path()}`);
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ statusCode: "404" });
+  });
+
+  it("a JWT signed with the project's secret but naming a database role that is no API role is refused", async () => {
+    const token = signJwt({ role: "postgres", exp: Math.floor(Date.now() / 1000) + 60 });
+    const res = await fetch(`${stack.gateway.url}/storage/v1/object/user-uploads/${path()}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ statusCode: "403", error: "Unauthorized", code: "AccessDenied" });
+  });
+});
