@@ -113,6 +113,17 @@ describe("callback faults", () => {
     expect((await kie.counters()).callbacks.delivered).toBe(2);
   });
 
+  it("callback=duplicate sends the second delivery even when the first was abandoned", async () => {
+    const hook = await receiver((n, _req, res) => res.writeHead(n === 1 ? 500 : 200).end());
+    const kie = await startEmulator({ callbackRetryMs: [] });
+    const taskId = await kie.createOk(withCallback(hook.url, "[kie:callback=duplicate] fox"));
+    await hook.count(2);
+    await waitFor(async () => (await kie.counters()).callbacks.delivered === 1);
+    expect((await kie.counters()).callbacks).toMatchObject({ sent: 2, delivered: 1, abandoned: 1 });
+    const task = (await kie.admin("GET", `tasks/${taskId}`)).body;
+    expect(task.callbacks.map((c: { delivery: number; status: number }) => [c.delivery, c.status])).toEqual([[1, 500], [2, 200]]);
+  });
+
   it("callback=drop never sends (a later task's callback still arrives)", async () => {
     const hook = await receiver();
     const kie = await startEmulator();
