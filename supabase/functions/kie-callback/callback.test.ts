@@ -378,7 +378,7 @@ Deno.test("a body nested deeper than 64 levels: 400 before any database call", a
   assert.equal((await h.callback(successBody({ extra: nested(62) }))).status, 200);
 });
 
-Deno.test("missing or malformed job, attempt or token in the URL: 400", async () => {
+Deno.test("missing or malformed job, attempt or token (empty, over 512 characters) in the URL: 400", async () => {
   const h = await ready();
   const body = JSON.stringify(successBody());
   for (
@@ -386,6 +386,8 @@ Deno.test("missing or malformed job, attempt or token in the URL: 400", async ()
       `job=${JOB}&attempt=1`,
       `job=nope&attempt=1&token=${TOKEN}`,
       `job=${JOB}&attempt=0&token=${TOKEN}`,
+      `job=${JOB}&attempt=1&token=`,
+      `job=${JOB}&attempt=1&token=${"t".repeat(513)}`,
     ]
   ) {
     const res = await h.send(`/kie-callback?${q}`, { method: "POST", body });
