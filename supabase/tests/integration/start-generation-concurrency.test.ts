@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { asServiceRole, asUser, atOnce, errorCodes, fulfilled } from "./support/concurrency.ts";
+import { asServiceRole, asUser, atOnce, errorCodes, fulfilled, type Tx } from "./support/concurrency.ts";
 import { connect } from "./support/db.ts";
 import { testPlan } from "./support/plans.ts";
 
@@ -161,5 +161,58 @@ describe("the free plan's limits under concurrency", () => {
       select count(*)::int as in_window from public.generation_jobs
        where user_id = ${userId} and created_at > now() - interval '1 minute'`;
     expect(in_window).toBe(free.startsPerMinute);
+  });
+});
+
+// A second retry of one failed job, asked while the first is still open, waits for it and then
+// returns the same retry (retry_generation locks the failed job), rather than racing it into the
+// one-retry-per-job unique index. Deterministic: the second call starts only once the first has
+// made its retry, and the first commits only once the second waits for a lock.
+describe("retry_generation under concurrency", () => {
+  it("a retry asked while another is open waits and returns the same retry", async () => {
+    const userId = await plan.signUp();
+    await setBalance(userId, 5 * price);
+    const [failed] = await sql.begin(async (tx) => {
+      await asUser(tx, userId);
+      const [job] = await tx<{ id: string }[]>`select id from public.start_generation(prompt => 'a retried lighthouse')`;
+      await tx`select public.cancel_generation(${job.id})`;
+      return [job];
+    });
+    const first = await sql.reserve();
+    const second = await sql.reserve();
+    try {
+      const [{ pid }] = await second<{ pid: number }[]>`select pg_backend_pid() as pid`;
+      await first`begin`;
+      await asUser(first as unknown as Tx, userId);
+      const [retry] = await first<{ id: string }[]>`select id from public.retry_generation(${failed.id})`;
+      const secondCall = (async () => {
+        await second`begin`;
+        try {
+          await asUser(second as unknown as Tx, userId);
+          const [row] = await second<{ id: string }[]>`select id from public.retry_generation(${failed.id})`;
+          await second`commit`;
+          return { id: row.id, code: null as string | null };
+        } catch (error) {
+          await second`rollback`;
+          return { id: null, code: (error as { code?: string }).code ?? "?" };
+        }
+      })();
+      // Until the second call waits for a lock (a deadline, not a sleep: it fails the test).
+      for (let i = 0; ; i++) {
+        const [{ waiting }] = await sql<{ waiting: boolean }[]>`
+          select exists (select from pg_locks where pid = ${pid} and not granted) as waiting`;
+        if (waiting) break;
+        if (i === 200) throw new Error("the second retry never waited for a lock");
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      await first`commit`;
+      expect(await secondCall).toEqual({ id: retry.id, code: null });
+    } finally {
+      await first`rollback`.catch(() => {}); // a no-op after the commit
+      first.release();
+      second.release();
+    }
+    const retries = await sql`select id from public.generation_jobs where retry_of = ${failed.id}`;
+    expect(retries).toHaveLength(1);
   });
 });
