@@ -5,7 +5,7 @@
 -- The test brings its own catalog (models, styles, templates) and plan limits, so it depends on
 -- neither the shipped prices nor the seed.
 begin;
-select plan(124);
+select plan(125);
 
 -- =============================================================================================
 -- Fixtures (as the owner)
@@ -79,6 +79,7 @@ select * from tests.refused($$ select public.start_generation(prompt => 'a cat')
 select * from tests.refused($$ select public.retry_generation(gen_random_uuid()) $$, 'KL001', 'retry_generation without a user: KL001');
 select * from tests.refused($$ select public.cancel_generation(gen_random_uuid()) $$, 'KL001', 'cancel_generation without a user: KL001');
 select * from tests.refused($$ select * from public.recent_prompts(10) $$, 'KL001', 'recent_prompts without a user: KL001');
+select * from tests.refused($$ select public.delete_generation(gen_random_uuid()) $$, 'KL001', 'delete_generation without a user: KL001');
 
 -- =============================================================================================
 -- KL002: the request's shape

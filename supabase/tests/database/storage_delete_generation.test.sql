@@ -3,7 +3,7 @@
 -- queued. Everything else refuses with a code and changes nothing. Jobs are made through the app's
 -- own RPCs (a cancelled job is a finished one).
 begin;
-select plan(17);
+select plan(18);
 
 select tests.create_supabase_user('dg_owner');
 select tests.create_supabase_user('dg_other');
@@ -47,6 +47,8 @@ select is_empty(format($$ select 1 from public.generation_jobs where id = '%s' $
 select isnt_empty(format($$ select 1 from public.generation_jobs where id = '%s' $$, :'pending_job'), 'their other jobs remain');
 select * from tests.refused(format($$ select public.delete_generation('%s') $$, :'done_job'), 'KL050',
   'deleting it again: KL050');
+select * from tests.refused(format($$ select public.cancel_generation('%s') $$, :'done_job'), 'KL021',
+  'cancelling it: KL021, not found (as retry_generation answers), not KL023');
 
 select tests.act_as_owner();
 select results_eq(

@@ -3,7 +3,7 @@
 -- (KL005/KL006/KL007) and rendered into a prompt. Private functions are called as the owner
 -- (the test connection's own role).
 begin;
-select plan(122);
+select plan(123);
 
 -- ---------------------------------------------------------------------------------------------
 -- Fixtures
@@ -398,6 +398,9 @@ select is(pg_temp.render('{"subject": "a cat", "copies": 3, "glow": false}'),
 select is(pg_temp.render_with('A cat{tag}', '[{"name": "tag", "label": "T", "type": "toggle", "options": ["", ", wearing a tag"]}]',
                               '{"tag": false}'),
   'A cat', 'an empty off text renders nothing');
+select is(pg_temp.render_with('A cat, {frame}', '[{"name": "frame", "label": "F", "type": "toggle", "options": ["unframed", "framed"]}]',
+                              '{}'),
+  'A cat, unframed', 'a toggle with options, no default and no value renders its off text');
 
 -- Sliders.
 select alike(pg_temp.render('{"subject": "a cat", "copies": 7, "strength": 0}'), '%strength 0, 7 copies%',

@@ -1,10 +1,11 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
+import { connect } from "./support/db.ts";
 
 // The app maps error codes, so the registry (the one list, supabase/error-codes.md) must match
-// what the SQL can raise.
+// what the SQL can raise, and the job failure codes what the table accepts and the SQL writes.
 const root = fileURLToPath(new URL("../../..", import.meta.url));
 const migrationsDir = join(root, "supabase/migrations");
 
@@ -32,5 +33,43 @@ describe("error code registry", () => {
 
   it("documents every code the migrations raise, and nothing else", () => {
     expect([...registry].sort()).toEqual([...raised].sort());
+  });
+});
+
+// Job failure codes as the SQL writes them: `error_code = 'x'`, and the code argument (the fourth)
+// of private.fail_job calls. The arguments before it hold no commas (ids, `array[stage]`, attempt).
+function jobCodesWritten(text: string): Set<string> {
+  const assigned = [...text.matchAll(/error_code\s*=\s*'([a-z_]+)'/g)].map((match) => match[1]);
+  const failed = [...text.matchAll(/fail_job\(\s*[^,()]+,\s*[^,]+,\s*[^,]+,\s*'([a-z_]+)'/g)].map((match) => match[1]);
+  return new Set([...assigned, ...failed]);
+}
+
+function documentedJobCodes(markdown: string): Set<string> {
+  const section = markdown.split(/^## Why a job failed/m)[1] ?? "";
+  return new Set([...section.matchAll(/^\|\s*`([a-z_]+)`\s*\|/gm)].map((match) => match[1]));
+}
+
+describe("job failure codes (generation_jobs.error_code)", () => {
+  const sql = connect();
+  afterAll(() => sql.end());
+  const registry = documentedJobCodes(readFileSync(join(root, "supabase/error-codes.md"), "utf8"));
+  const written = new Set(
+    readdirSync(migrationsDir)
+      .filter((file) => file.endsWith(".sql"))
+      .flatMap((file) => [...jobCodesWritten(readFileSync(join(migrationsDir, file), "utf8"))]),
+  );
+
+  it("documents every code the SQL writes, and nothing else", () => {
+    expect(registry.size).toBeGreaterThan(3);
+    expect([...registry].sort()).toEqual([...written].sort());
+  });
+
+  it("documents exactly the codes the table accepts", async () => {
+    const [{ definition }] = await sql<{ definition: string }[]>`
+      select pg_get_constraintdef(oid) as definition from pg_constraint
+       where conrelid = 'public.generation_jobs'::regclass and conname = 'generation_jobs_error_code_known'`;
+    const list = definition.match(/error_code = ANY \(ARRAY\[([^\]]*)\]/)?.[1] ?? "";
+    const accepted = new Set([...list.matchAll(/'([a-z_]+)'::text/g)].map((match) => match[1]));
+    expect([...accepted].sort()).toEqual([...registry].sort());
   });
 });

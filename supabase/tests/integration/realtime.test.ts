@@ -258,3 +258,56 @@ describe("a job whose prompt is stored out of line (TOAST), read through wal2jso
     expect(updated.record.status).toBe("failed");
   });
 });
+
+// Hosted Realtime checks RLS for inserts and updates only: a delete cannot be checked against a row
+// that is gone, so it goes to every subscription whose filters match the old row (payload: the
+// primary key only). Jobs are deleted for real only with their account; the README tells the app to
+// subscribe with user_id=eq.<me> (or id=eq.<job>), which keeps other users' deletions out.
+describe("Realtime and deletions", () => {
+  let stream: ChangeStream;
+  let changes: Change[] = [];
+  let owner = "";
+  let stranger = "";
+  let deletedJob = "";
+  let hiddenJob = "";
+
+  beforeAll(async () => {
+    owner = await signUp();
+    stranger = await signUp();
+    users.push(stranger);
+    hiddenJob = await startAndCancel(stranger, "a moth on a lamp");
+    deletedJob = await startAndCancel(owner, "a fox in the snow");
+    stream = await openChangeStream(sql, { publication: "supabase_realtime" });
+    await asUser(stranger, (tx) => tx`select public.delete_generation(${hiddenJob})`);
+    await sql`delete from auth.users where id = ${owner}`;
+    changes = await stream.read();
+  });
+
+  afterAll(async () => {
+    await stream?.close();
+  });
+
+  const changesOf = (jobId: string) =>
+    changes.filter((c) => c.schema === "public" && c.table === "generation_jobs" && idOf(c) === jobId);
+
+  it("streams a deleted account's jobs as deletes, which pass user_id=eq.<other user> by", async () => {
+    const [deleted, ...rest] = changesOf(deletedJob);
+    expect(rest).toEqual([]);
+    expect(deleted.action).toBe("delete");
+    expect(await receives(sql, deleted, { userId: stranger, filters: [{ column: "user_id", value: stranger }] })).toBe(false);
+    expect(await receives(sql, deleted, { userId: owner, filters: [{ column: "user_id", value: owner }] })).toBe(true);
+  });
+
+  it("delivers them to an unfiltered subscription of another user (RLS does not apply to deletes)", async () => {
+    const [deleted] = changesOf(deletedJob);
+    expect(await receives(sql, deleted, { userId: stranger })).toBe(true);
+  });
+
+  it("does not deliver the user's own delete_generation (the job is no longer theirs to read)", async () => {
+    const [hidden, ...rest] = changesOf(hiddenJob);
+    expect(rest).toEqual([]);
+    expect(hidden.action).toBe("update");
+    expect(hidden.record.deleted_at).not.toBeNull();
+    expect(await receives(sql, hidden, { userId: stranger, filters: [{ column: "user_id", value: stranger }] })).toBe(false);
+  });
+});

@@ -36,6 +36,8 @@ export interface Change {
   oldRecord: Row;
   /** The columns wal2json sent for the new row, in table order. */
   columns: Column[];
+  /** The columns wal2json sent for the old row (`identity`): what a delete's filters are checked on. */
+  oldColumns: Column[];
   /** The primary key columns (what Realtime checks RLS with). */
   pk: Column[];
   /** Columns of `record` recovered from the old row because the new row did not carry them. */
@@ -96,6 +98,7 @@ function toChange(data: Wal2JsonChange, xid: number, lsn: string): Change | null
     record,
     oldRecord,
     columns: (data.columns ?? []).map(({ name, type, typeoid }) => ({ name, type, typeoid })),
+    oldColumns: (data.identity ?? []).map(({ name, type, typeoid }) => ({ name, type, typeoid })),
     pk: data.pk ?? [],
     fromOldRecord,
     timestamp: data.timestamp ?? "",
@@ -208,18 +211,19 @@ export interface Subscription {
 
 /**
  * Whether Realtime would deliver `change` to `subscriber`, decided as `realtime.apply_rls` does:
- * every filter must hold on the record (compared as the column's type), then, for inserts and
- * updates of a table with RLS, the subscriber must be able to select the row by its primary key as
- * role `authenticated` with their claims.
+ * every filter must hold on the record (compared as the column's type; a delete's on the old row,
+ * its identity), then, for inserts and updates of a table with RLS, the subscriber must be able to
+ * select the row by its primary key as role `authenticated` with their claims. Deletes skip that
+ * check: a row that is gone cannot be selected.
  */
 export async function receives<T extends Record<string, unknown>>(
   sql: Sql<T>,
   change: Change,
   subscriber: Subscription,
 ): Promise<boolean> {
-  const source = change.action === "delete" ? change.oldRecord : change.record;
+  const [source, columns] = change.action === "delete" ? [change.oldRecord, change.oldColumns] : [change.record, change.columns];
   for (const { column, value } of subscriber.filters ?? []) {
-    const type = change.columns.find((c) => c.name === column);
+    const type = columns.find((c) => c.name === column);
     if (!type || source[column] === undefined || source[column] === null) return false;
     const [{ type_name }] = await sql<{ type_name: string }[]>`select format_type(${type.typeoid}::oid, null) as type_name`;
     const [{ equal }] = await sql.unsafe<{ equal: boolean }[]>(`select $1::${type_name} = $2::${type_name} as equal`, [
