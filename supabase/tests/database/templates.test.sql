@@ -3,7 +3,7 @@
 -- (KL005/KL006/KL007) and rendered into a prompt. Private functions are called as the owner
 -- (the test connection's own role).
 begin;
-select plan(123);
+select plan(125);
 
 -- ---------------------------------------------------------------------------------------------
 -- Fixtures
@@ -318,6 +318,12 @@ select is(pg_temp.resolve('{"subject": "a cat", "copies": 1, "strength": 0}') ->
   '0'::jsonb, 'a slider value of 0 (the minimum) is kept, not replaced by the default');
 select is(private.resolve_template_inputs('[{"name": "x", "label": "X", "type": "toggle", "default_value": true}]', null),
   '{"x": true}'::jsonb, 'SQL null inputs mean no inputs');
+select is(private.resolve_template_inputs('[{"name": "x", "label": "X", "type": "text", "max_length": 3}]',
+                                          jsonb_build_object('x', repeat(U&'\+01F600', 3))) ->> 'x',
+  repeat(U&'\+01F600', 3), 'max_length counts code points: three emoji (six UTF-16 units) fit in 3');
+select throws_ok($$ select private.resolve_template_inputs('[{"name": "x", "label": "X", "type": "text", "max_length": 3}]',
+                                                           jsonb_build_object('x', repeat(U&'\+01F600', 4))) $$,
+  'KL006', null, 'and a fourth is too long');
 
 -- KL005: required and missing.
 select throws_ok($$ select pg_temp.resolve('{"copies": 3}') $$,
