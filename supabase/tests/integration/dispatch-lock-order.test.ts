@@ -179,6 +179,52 @@ describe("a user's call racing a tick on the same job", () => {
     expect(left).toEqual({ profiles: 0, jobs: 0, pipeline_rows: 0 });
   });
 
+  it("account deletion against a plan change, while a tick holds a finished job's row: neither deadlocks", async () => {
+    // set_plan updates the profile and then (profiles_plan_moves_results_expiry) the pipeline rows of
+    // the user's kept results; the account deletion locks the pipeline rows (on_auth_user_deleted)
+    // and then deletes the profile. Made deterministic: a retention sweep holds the finished job's
+    // pipeline row, the deletion queues for it, then the plan change; the sweep commits.
+    const leaving = await plan.signUp({ credits: 100 });
+    const jobId = await waitingJob(leaving);
+    await sql.begin(async (tx) => {
+      await asUser(tx, leaving);
+      await tx`select public.cancel_generation(${jobId})`;
+    });
+    const [{ expires }] = await sql<{ expires: Date | null }[]>`
+      select results_expire_at as expires from private.job_pipeline where job_id = ${jobId}`;
+    expect(expires).not.toBeNull(); // a kept result: the plan change moves its expiry
+
+    const settle = <V>(work: Promise<V>) => work.then(
+      () => ({ ok: true as const }),
+      (error: { code?: string }) => ({ ok: false as const, code: error.code }),
+    );
+    const sweep = await sql.reserve();
+    const deleter = await sql.reserve();
+    const billing = await sql.reserve();
+    try {
+      const [{ pid: deleterPid }] = await deleter<{ pid: number }[]>`select pg_backend_pid() as pid`;
+      const [{ pid: billingPid }] = await billing<{ pid: number }[]>`select pg_backend_pid() as pid`;
+      await sweep`begin`;
+      await sweep`select from private.job_pipeline where job_id = ${jobId} for update`;
+      const deletion = settle(inTransaction(deleter, () => deleter`delete from auth.users where id = ${leaving}`));
+      await blockedOnALock(deleterPid);
+      const planChange = settle(inTransaction(billing, () => billing`select public.set_plan(${leaving}, 'free')`));
+      await blockedOnALock(billingPid);
+      await sweep`commit`;
+
+      expect(await deletion).toEqual({ ok: true });
+      // The plan change comes after the account is gone: its user is unknown.
+      expect(await planChange).toEqual({ ok: false, code: "KL025" });
+    } finally {
+      await sweep`rollback`.catch(() => {}); // a no-op after the commit
+      sweep.release();
+      deleter.release();
+      billing.release();
+    }
+    const [left] = await sql`select count(*)::int as profiles from public.profiles where id = ${leaving}`;
+    expect(left).toEqual({ profiles: 0 });
+  });
+
   it("the deadline sweep passes over a queued createTask the pg_net worker is sending, without waiting for it", async () => {
     // Started with a create token free: its createTask waits in pg_net's queue (no worker runs here).
     const [job] = await sql.begin(async (tx) => {
