@@ -225,6 +225,47 @@ describe("a user's call racing a tick on the same job", () => {
     expect(left).toEqual({ profiles: 0 });
   });
 
+  it("account deletion against the user's retry of a failed job: neither deadlocks", async () => {
+    // retry_generation locked the failed job, then (create_generation_job) the profile; the
+    // deletion's cascade deletes the profile, then the jobs. Made deterministic: another
+    // transaction holds the profile's lock (as any ledger write does while it runs), the deletion
+    // queues for it, then the retry; that transaction commits. Seen as 40P01 for the retry.
+    const leaving = await plan.signUp({ credits: 100 });
+    const jobId = await waitingJob(leaving);
+    await sql.begin(async (tx) => {
+      await asUser(tx, leaving);
+      await tx`select public.cancel_generation(${jobId})`;
+    });
+
+    const settle = <V>(work: Promise<V>) => work.then(
+      () => ({ ok: true as const }),
+      (error: { code?: string }) => ({ ok: false as const, code: error.code }),
+    );
+    const holder = await sql.reserve();
+    const deleter = await sql.reserve();
+    const app = await sql.reserve();
+    try {
+      const [{ pid: deleterPid }] = await deleter<{ pid: number }[]>`select pg_backend_pid() as pid`;
+      const [{ pid: appPid }] = await app<{ pid: number }[]>`select pg_backend_pid() as pid`;
+      await holder`begin`;
+      await holder`select from public.profiles where id = ${leaving} for no key update`;
+      const deletion = settle(inTransaction(deleter, () => deleter`delete from auth.users where id = ${leaving}`));
+      await blockedOnALock(deleterPid);
+      const retry = settle(inTransaction(app, () => app`select public.retry_generation(${jobId})`, leaving));
+      await blockedOnALock(appPid);
+      await holder`commit`;
+
+      expect(await deletion).toEqual({ ok: true });
+      // The retry comes after the account is gone: the job is not found.
+      expect(await retry).toEqual({ ok: false, code: "KL021" });
+    } finally {
+      await holder`rollback`.catch(() => {}); // a no-op after the commit
+      holder.release();
+      deleter.release();
+      app.release();
+    }
+  });
+
   it("the deadline sweep passes over a queued createTask the pg_net worker is sending, without waiting for it", async () => {
     // Started with a create token free: its createTask waits in pg_net's queue (no worker runs here).
     const [job] = await sql.begin(async (tx) => {
