@@ -66,6 +66,21 @@ async function blockedOnALock(pid: number): Promise<void> {
   throw new Error(`backend ${pid} never waited for a lock`);
 }
 
+/** Resolves once the backend `pid` waits for a lock, or once `work` (its call) has settled. */
+async function blockedOnALockOrDone(pid: number, work: Promise<unknown>): Promise<void> {
+  let done = false;
+  void work.finally(() => {
+    done = true;
+  });
+  for (let i = 0; i < 200 && !done; i++) {
+    const [{ waiting }] = await sql<{ waiting: boolean }[]>`
+      select exists (select from pg_locks where pid = ${pid} and not granted) as waiting`;
+    if (waiting) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  if (!done) throw new Error(`backend ${pid} neither waited for a lock nor finished`);
+}
+
 /**
  * Holds the tick's claim on the job's pipeline row, starts `userCall` on another connection, and
  * once that call waits for a lock runs `tickWork` in the tick's transaction and commits. Each
@@ -264,6 +279,84 @@ describe("a user's call racing a tick on the same job", () => {
       deleter.release();
       app.release();
     }
+  });
+
+  it("account deletion against the reconcile of its job's createTask answer: neither deadlocks", async () => {
+    // reconcile_tick claims the request row, then (apply_response) updates the job's pipeline row;
+    // the deletion locked the pipeline row (on_auth_user_deleted) and its cascade then deletes the
+    // request row. Made deterministic: another transaction holds the profile, the deletion queues
+    // for it holding the pipeline row, the tick claims the request and queues for the pipeline
+    // row; the holder commits. Seen as 40P01 for the tick, which turns an error applying an answer
+    // into an alert.
+    const leaving = await plan.signUp({ credits: 100 });
+    const [job] = await sql.begin(async (tx) => {
+      await asUser(tx, leaving);
+      return tx<{ id: string }[]>`select id from public.start_generation(prompt => 'a harbour in fog')`;
+    });
+    const [request] = await sql<{ id: string; net_request_id: string }[]>`
+      select id::text, net_request_id::text from private.requests where job_id = ${job.id} and kind = 'create'`;
+    // pg_net sent it and stored KIE's answer.
+    await sql`delete from net.http_request_queue where id = ${request.net_request_id}::bigint`;
+    await sql`insert into net._http_response (id, status_code, content)
+              values (${request.net_request_id}::bigint, 200, ${JSON.stringify({ code: 200, data: { taskId: `task-${job.id}` } })})`;
+
+    const settle = <V>(work: Promise<V>) => work.then(
+      () => ({ ok: true as const }),
+      (error: { code?: string }) => ({ ok: false as const, code: error.code }),
+    );
+    const holder = await sql.reserve();
+    const deleter = await sql.reserve();
+    const ticker = await sql.reserve();
+    try {
+      const [{ pid: deleterPid }] = await deleter<{ pid: number }[]>`select pg_backend_pid() as pid`;
+      const [{ pid: tickerPid }] = await ticker<{ pid: number }[]>`select pg_backend_pid() as pid`;
+      await holder`begin`;
+      await holder`select from public.profiles where id = ${leaving} for no key update`;
+      const deletion = settle(inTransaction(deleter, () => deleter`delete from auth.users where id = ${leaving}`));
+      await blockedOnALock(deleterPid);
+      const reconcile = settle(inTransaction(ticker, () => ticker`select private.reconcile_tick()`));
+      // It waits for the pipeline row, or (the request row taken first) passes over the request.
+      await blockedOnALockOrDone(tickerPid, reconcile);
+      await holder`commit`;
+
+      expect(await deletion).toEqual({ ok: true });
+      expect(await reconcile).toEqual({ ok: true });
+    } finally {
+      await holder`rollback`.catch(() => {}); // a no-op after the commit
+      holder.release();
+      deleter.release();
+      ticker.release();
+    }
+    const errors = await sql`
+      select message from private.alerts
+       where key = 'reconcile_error' and cleared_at is null and details ->> 'request_id' = ${request.id}`;
+    expect(errors).toEqual([]);
+    await sql`delete from net._http_response where id = ${request.net_request_id}::bigint`;
+  });
+
+  it("account deletion against the deadline sweep withdrawing the job's queued createTask: neither deadlocks", async () => {
+    // The deletion takes the account's unanswered request rows before its pipeline rows (the
+    // reconcile tick's order); the sweep, holding the pipeline row, must not wait for the request.
+    const leaving = await plan.signUp({ credits: 100 });
+    const [job] = await sql.begin(async (tx) => {
+      await asUser(tx, leaving);
+      return tx<{ id: string }[]>`select id from public.start_generation(prompt => 'a lantern in snow')`;
+    });
+    await sql`update private.job_pipeline set deadline_at = now() - interval '1 minute' where job_id = ${job.id}`;
+
+    const outcome = await race(
+      job.id,
+      (db) => inTransaction(db, () => db`delete from auth.users where id = ${leaving}`),
+      // The sweep's own claim is the row the race holds.
+      (db) => db`select private.deadline_tick() as failed`,
+    );
+
+    expect(outcome.tick).toEqual({ ok: true, value: [{ failed: 1 }] });
+    expect(outcome.user).toMatchObject({ ok: true });
+    const [left] = await sql`
+      select (select count(*)::int from public.generation_jobs where id = ${job.id}) as jobs,
+             (select count(*)::int from private.requests where job_id = ${job.id}) as requests`;
+    expect(left).toEqual({ jobs: 0, requests: 0 });
   });
 
   it("the deadline sweep passes over a queued createTask the pg_net worker is sending, without waiting for it", async () => {
