@@ -359,6 +359,77 @@ describe("a user's call racing a tick on the same job", () => {
     expect(left).toEqual({ jobs: 0, requests: 0 });
   });
 
+  it("the deadline sweep and the reconcile tick refunding two users' jobs in opposite orders: neither deadlocks", async () => {
+    // Each tick handles many jobs in one transaction, and a refund keeps the job's profile locked
+    // to the tick's end. The deadline sweep refunds a job of the first user, then one of the
+    // second; the reconcile tick refunds a job of the second user (a rejected createTask), then
+    // waits for the pipeline row of the first user's job the sweep holds. Made deterministic:
+    // another transaction holds the first user's profile, the sweep queues for it; the reconcile
+    // tick runs up to its wait; the holder commits.
+    const first = await plan.signUp({ credits: 100 });
+    const second = await plan.signUp({ credits: 100 });
+    const started = async (owner: string, prompt: string) => {
+      const [job] = await sql.begin(async (tx) => {
+        await asUser(tx, owner);
+        return tx<{ id: string }[]>`select id from public.start_generation(prompt => ${prompt})`;
+      });
+      const [request] = await sql<{ id: string; net_request_id: string }[]>`
+        select id::text, net_request_id::text from private.requests where job_id = ${job.id} and kind = 'create'`;
+      await sql`delete from net.http_request_queue where id = ${request.net_request_id}::bigint`;
+      return { jobId: job.id, request };
+    };
+    const rejected = await started(second, 'a kite over dunes'); // its request is reconciled first
+    const accepted = await started(first, 'a bridge at night');
+    const timedOut = await waitingJob(second);
+    await sql`insert into net._http_response (id, status_code, content) values
+                (${rejected.request.net_request_id}::bigint, 200, ${JSON.stringify({ code: 422, msg: "rejected" })}),
+                (${accepted.request.net_request_id}::bigint, 200, ${JSON.stringify({ code: 200, data: { taskId: `task-${accepted.jobId}` } })})`;
+    await sql`update private.job_pipeline set deadline_at = now() - interval '2 minutes' where job_id = ${accepted.jobId}`;
+    await sql`update private.job_pipeline set deadline_at = now() - interval '1 minute' where job_id = ${timedOut}`;
+
+    const settle = <V>(work: Promise<V>) => work.then(
+      () => ({ ok: true as const }),
+      (error: { code?: string }) => ({ ok: false as const, code: error.code }),
+    );
+    const holder = await sql.reserve();
+    const sweep = await sql.reserve();
+    const ticker = await sql.reserve();
+    try {
+      const [{ pid: sweepPid }] = await sweep<{ pid: number }[]>`select pg_backend_pid() as pid`;
+      const [{ pid: tickerPid }] = await ticker<{ pid: number }[]>`select pg_backend_pid() as pid`;
+      await holder`begin`;
+      await holder`select from public.profiles where id = ${first} for no key update`;
+      const deadlines = settle(inTransaction(sweep, () => sweep`select private.deadline_tick()`));
+      await blockedOnALock(sweepPid);
+      const reconcile = settle(inTransaction(ticker, () => ticker`select private.reconcile_tick()`));
+      await blockedOnALockOrDone(tickerPid, reconcile);
+      await holder`commit`;
+
+      expect(await deadlines).toEqual({ ok: true });
+      expect(await reconcile).toEqual({ ok: true });
+    } finally {
+      await holder`rollback`.catch(() => {}); // a no-op after the commit
+      holder.release();
+      sweep.release();
+      ticker.release();
+    }
+    // Both ticks turn an error on one job into an alert; neither is raised for these jobs.
+    const errors = await sql`
+      select key, message from private.alerts
+       where cleared_at is null and ((key = 'reconcile_error' and details ->> 'job_id' = any(${[rejected.jobId, accepted.jobId]}))
+                                     or (key = 'deadline_error' and details -> 'job_ids' ? ${timedOut}))`;
+    expect(errors).toEqual([]);
+    const jobs = await sql`
+      select j.id, j.error_code, (select count(*)::int from public.credit_ledger l where l.job_id = j.id and l.kind = 'refund') as refunds
+        from public.generation_jobs j where j.id = any(${[rejected.jobId, accepted.jobId, timedOut]}::uuid[]) order by j.id`;
+    expect(Object.fromEntries(jobs.map((j) => [j.id, [j.error_code, j.refunds]]))).toEqual({
+      [rejected.jobId]: ["provider_rejected", 1],
+      [accepted.jobId]: ["timed_out", 1],
+      [timedOut]: ["timed_out", 1],
+    });
+    await sql`delete from net._http_response where id = any(${[rejected.request.net_request_id, accepted.request.net_request_id]}::bigint[])`;
+  });
+
   it("the deadline sweep passes over a queued createTask the pg_net worker is sending, without waiting for it", async () => {
     // Started with a create token free: its createTask waits in pg_net's queue (no worker runs here).
     const [job] = await sql.begin(async (tx) => {
