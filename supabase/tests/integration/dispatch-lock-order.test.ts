@@ -430,6 +430,80 @@ describe("a user's call racing a tick on the same job", () => {
     await sql`delete from net._http_response where id = any(${[rejected.request.net_request_id, accepted.request.net_request_id]}::bigint[])`;
   });
 
+  it("a provider's failure callback against the reconcile tick that refunded the same user: neither deadlocks", async () => {
+    // The reconcile tick refunds one of the user's jobs (a rejected createTask), keeps the profile
+    // locked, and later applies an answer for another of the user's jobs: it waits for that job's
+    // pipeline row. The callback took that pipeline row first and waits for the profile. Made
+    // deterministic: a tick holds a third job's pipeline row, whose answer the reconcile tick
+    // applies in between; the callback runs while the reconcile tick waits for it; the tick commits.
+    const owner = await plan.signUp({ credits: 100 });
+    const other = await plan.signUp({ credits: 100 });
+    const started = async (as: string, prompt: string) => {
+      const [job] = await sql.begin(async (tx) => {
+        await asUser(tx, as);
+        return tx<{ id: string }[]>`select id from public.start_generation(prompt => ${prompt})`;
+      });
+      const [request] = await sql<{ net_request_id: string }[]>`
+        select net_request_id::text from private.requests where job_id = ${job.id} and kind = 'create'`;
+      await sql`delete from net.http_request_queue where id = ${request.net_request_id}::bigint`;
+      return { jobId: job.id, netId: request.net_request_id };
+    };
+    // Reconciled in this order (request ids).
+    const rejected = await started(owner, 'a quarry in rain');
+    const between = await started(other, 'a tram in summer');
+    const failing = await started(owner, 'an orchard at noon');
+    const answers = [
+      [rejected.netId, { code: 422, msg: "rejected" }],
+      [between.netId, { code: 200, data: { taskId: `task-${between.jobId}` } }],
+      [failing.netId, { code: 200, data: { taskId: `task-${failing.jobId}` } }],
+    ] as const;
+    for (const [netId, body] of answers) {
+      await sql`insert into net._http_response (id, status_code, content) values (${netId}::bigint, 200, ${JSON.stringify(body)})`;
+    }
+
+    const settle = <V>(work: Promise<V>) => work.then(
+      (value) => ({ ok: true as const, value }),
+      (error: { code?: string }) => ({ ok: false as const, code: error.code }),
+    );
+    const tick = await sql.reserve();
+    const ticker = await sql.reserve();
+    const callback = await sql.reserve();
+    try {
+      const [{ pid: tickerPid }] = await ticker<{ pid: number }[]>`select pg_backend_pid() as pid`;
+      const [{ pid: callbackPid }] = await callback<{ pid: number }[]>`select pg_backend_pid() as pid`;
+      await tick`begin`;
+      await tick`select from private.job_pipeline where job_id = ${between.jobId} for update`;
+      const reconcile = settle(inTransaction(ticker, () => ticker`select private.reconcile_tick()`));
+      await blockedOnALock(tickerPid);
+      const failure = settle(inTransaction(callback, () => callback`
+        select private.callback_fail(${failing.jobId}, 1, ${`task-${failing.jobId}`}, '501', 'generation failed') as outcome`));
+      await blockedOnALockOrDone(callbackPid, failure);
+      await tick`commit`;
+
+      expect(await failure).toEqual({ ok: true, value: [{ outcome: "applied" }] });
+      expect(await reconcile).toMatchObject({ ok: true });
+    } finally {
+      await tick`rollback`.catch(() => {}); // a no-op after the commit
+      tick.release();
+      ticker.release();
+      callback.release();
+    }
+    const errors = await sql`
+      select message from private.alerts
+       where key = 'reconcile_error' and cleared_at is null
+         and details ->> 'job_id' = any(${[rejected.jobId, between.jobId, failing.jobId]})`;
+    expect(errors).toEqual([]);
+    const jobs = await sql`
+      select j.id, j.status, j.error_code from public.generation_jobs j
+       where j.id = any(${[rejected.jobId, between.jobId, failing.jobId]}::uuid[])`;
+    expect(Object.fromEntries(jobs.map((j) => [j.id, [j.status, j.error_code]]))).toEqual({
+      [rejected.jobId]: ["failed", "provider_rejected"],
+      [between.jobId]: ["generating", null],
+      [failing.jobId]: ["failed", "provider_failed"],
+    });
+    await sql`delete from net._http_response where id = any(${answers.map(([netId]) => netId)}::bigint[])`;
+  });
+
   it("the deadline sweep passes over a queued createTask the pg_net worker is sending, without waiting for it", async () => {
     // Started with a create token free: its createTask waits in pg_net's queue (no worker runs here).
     const [job] = await sql.begin(async (tx) => {
