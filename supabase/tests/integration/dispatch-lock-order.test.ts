@@ -430,6 +430,68 @@ describe("a user's call racing a tick on the same job", () => {
     await sql`delete from net._http_response where id = any(${[rejected.request.net_request_id, accepted.request.net_request_id]}::bigint[])`;
   });
 
+  it("the deadline sweep and the reconcile tick refunding two users in opposite orders, pipeline rows aside: neither deadlocks", async () => {
+    // As above, but the reconcile tick's second refund is for another job of the first user: the
+    // two ticks wait for each other's profile locks.
+    const first = await plan.signUp({ credits: 100 });
+    const second = await plan.signUp({ credits: 100 });
+    const rejectedJob = async (owner: string, prompt: string) => {
+      const [job] = await sql.begin(async (tx) => {
+        await asUser(tx, owner);
+        return tx<{ id: string }[]>`select id from public.start_generation(prompt => ${prompt})`;
+      });
+      const [{ netId }] = await sql<{ netId: string }[]>`
+        select net_request_id::text as "netId" from private.requests where job_id = ${job.id} and kind = 'create'`;
+      await sql`delete from net.http_request_queue where id = ${netId}::bigint`;
+      await sql`insert into net._http_response (id, status_code, content)
+                values (${netId}::bigint, 200, ${JSON.stringify({ code: 422, msg: "rejected" })})`;
+      return { jobId: job.id, netId };
+    };
+    const rejectedSecond = await rejectedJob(second, 'a mill by a stream'); // reconciled first
+    const rejectedFirst = await rejectedJob(first, 'a dome in frost');
+    const timedOutFirst = await waitingJob(first);
+    const timedOutSecond = await waitingJob(second);
+    await sql`update private.job_pipeline set deadline_at = now() - interval '2 minutes' where job_id = ${timedOutFirst}`;
+    await sql`update private.job_pipeline set deadline_at = now() - interval '1 minute' where job_id = ${timedOutSecond}`;
+
+    const settle = <V>(work: Promise<V>) => work.then(
+      () => ({ ok: true as const }),
+      (error: { code?: string }) => ({ ok: false as const, code: error.code }),
+    );
+    const holder = await sql.reserve();
+    const sweep = await sql.reserve();
+    const ticker = await sql.reserve();
+    try {
+      const [{ pid: sweepPid }] = await sweep<{ pid: number }[]>`select pg_backend_pid() as pid`;
+      const [{ pid: tickerPid }] = await ticker<{ pid: number }[]>`select pg_backend_pid() as pid`;
+      await holder`begin`;
+      await holder`select from public.profiles where id = ${first} for no key update`;
+      const deadlines = settle(inTransaction(sweep, () => sweep`select private.deadline_tick()`));
+      await blockedOnALock(sweepPid);
+      const reconcile = settle(inTransaction(ticker, () => ticker`select private.reconcile_tick()`));
+      await blockedOnALock(tickerPid);
+      await holder`commit`;
+
+      expect(await deadlines).toEqual({ ok: true });
+      expect(await reconcile).toEqual({ ok: true });
+    } finally {
+      await holder`rollback`.catch(() => {}); // a no-op after the commit
+      holder.release();
+      sweep.release();
+      ticker.release();
+    }
+    const jobIds = [rejectedSecond.jobId, rejectedFirst.jobId, timedOutFirst, timedOutSecond];
+    const errors = await sql`
+      select key, message from private.alerts
+       where cleared_at is null and ((key = 'reconcile_error' and details ->> 'job_id' = any(${jobIds}))
+                                     or (key = 'deadline_error' and details -> 'job_ids' ?| ${jobIds}::text[]))`;
+    expect(errors).toEqual([]);
+    const [{ refunds }] = await sql`
+      select count(*)::int as refunds from public.credit_ledger where job_id = any(${jobIds}::uuid[]) and kind = 'refund'`;
+    expect(refunds).toBe(4);
+    await sql`delete from net._http_response where id = any(${[rejectedSecond.netId, rejectedFirst.netId]}::bigint[])`;
+  });
+
   it("a provider's failure callback against the reconcile tick that refunded the same user: neither deadlocks", async () => {
     // The reconcile tick refunds one of the user's jobs (a rejected createTask), keeps the profile
     // locked, and later applies an answer for another of the user's jobs: it waits for that job's
