@@ -599,3 +599,42 @@ describe("a user's call racing a tick on the same job", () => {
     expect(after).toEqual({ status: "failed", outcome: null, queued: true });
   });
 });
+
+describe("housekeeping against a transaction holding old log rows", () => {
+  // An account deletion's cascade deletes a job's late results and requests job by job, while
+  // housekeeping deletes all old requests, then all old late results: waiting on each other's rows
+  // they deadlocked. Housekeeping skips what another transaction holds, so it never waits.
+  it("deletes the old rows nobody holds, skips the held ones, and waits for none", async () => {
+    const job = await waitingJob();
+    const [held, free] = await sql<{ id: number }[]>`
+      insert into private.requests (job_id, attempt, kind, net_request_id, queued_at, sent_at, timeout_ms, resolved_at, outcome)
+      select ${job}, 1, 'poll', -n, now() - interval '40 days', now() - interval '40 days', 5000, now() - interval '40 days', 'lost'
+        from generate_series(1, 2) n
+      returning id`;
+    const [heldLate, freeLate] = await sql<{ id: number }[]>`
+      insert into private.late_results (job_id, attempt, source, outcome, received_at)
+      select ${job}, 1, 'callback', 'success', now() - interval '40 days' from generate_series(1, 2)
+      returning id`;
+
+    const holder = await sql.reserve();
+    try {
+      await holder`begin`;
+      await holder`select from private.requests where id = ${held.id} for update`;
+      await holder`select from private.late_results where id = ${heldLate.id} for update`;
+      // Waiting for the holder would end in lock_timeout (55P03) here, or in a deadlock in production.
+      await sql.begin(async (tx) => {
+        await tx`set local lock_timeout = '2s'`;
+        await tx`select private.housekeeping_tick()`;
+      });
+      await holder`rollback`;
+    } finally {
+      holder.release();
+    }
+
+    const remaining = await sql<{ id: number }[]>`
+      select id from private.requests where id in (${held.id}, ${free.id})
+      union all
+      select id from private.late_results where id in (${heldLate.id}, ${freeLate.id})`;
+    expect(remaining.map((row) => Number(row.id)).sort()).toEqual([Number(held.id), Number(heldLate.id)].sort());
+  });
+});
