@@ -55,6 +55,56 @@ async function inTransaction<T>(db: Db, work: () => Promise<T>, as?: string): Pr
   }
 }
 
+/** A call's outcome as a value: what it returned, or its error's code and message. */
+function settle<V>(work: Promise<V>) {
+  return work.then(
+    (value) => ({ ok: true as const, value }),
+    (error: { code?: string; message?: string }) => ({ ok: false as const, code: error.code, message: error.message }),
+  );
+}
+
+/**
+ * Two transactions queued behind a lock: `hold` takes it in a transaction of its own, `first` runs
+ * until it waits for that lock, `second` until it waits for a lock or is done; then the holder
+ * commits. Each side's outcome: a deadlock between the two is 40P01 on one of them.
+ */
+async function queuedBehind(
+  hold: (db: Db) => Promise<unknown>,
+  first: (db: Db) => Promise<unknown>,
+  second: (db: Db) => Promise<unknown>,
+) {
+  const [holder, one, two] = [await sql.reserve(), await sql.reserve(), await sql.reserve()];
+  try {
+    const [{ pid: onePid }] = await one<{ pid: number }[]>`select pg_backend_pid() as pid`;
+    const [{ pid: twoPid }] = await two<{ pid: number }[]>`select pg_backend_pid() as pid`;
+    await holder`begin`;
+    await hold(holder);
+    const firstOutcome = settle(inTransaction(one, () => first(one)));
+    await blockedOnALock(onePid);
+    const secondOutcome = settle(inTransaction(two, () => second(two)));
+    await blockedOnALockOrDone(twoPid, secondOutcome);
+    await holder`commit`;
+    return { first: await firstOutcome, second: await secondOutcome };
+  } finally {
+    await holder`rollback`.catch(() => {}); // a no-op after the commit
+    holder.release();
+    one.release();
+    two.release();
+  }
+}
+
+/** A job of `owner`'s whose createTask pg_net has taken out of its queue, not yet answered. */
+async function sentJob(owner: string, prompt: string): Promise<{ jobId: string; netId: string }> {
+  const [job] = await sql.begin(async (tx) => {
+    await asUser(tx, owner);
+    return tx<{ id: string }[]>`select id from public.start_generation(prompt => ${prompt})`;
+  });
+  const [{ netId }] = await sql<{ netId: string }[]>`
+    select net_request_id::text as "netId" from private.requests where job_id = ${job.id} and kind = 'create'`;
+  await sql`delete from net.http_request_queue where id = ${netId}::bigint`;
+  return { jobId: job.id, netId };
+}
+
 /** Resolves once the backend `pid` waits for a lock. */
 async function blockedOnALock(pid: number): Promise<void> {
   for (let i = 0; i < 200; i++) {
@@ -89,10 +139,6 @@ async function blockedOnALockOrDone(pid: number, work: Promise<unknown>): Promis
 async function race<T>(jobId: string, userCall: (db: Db) => Promise<unknown>, tickWork: (db: Db) => Promise<T>) {
   const tick = await sql.reserve();
   const user = await sql.reserve();
-  const settle = <V>(work: Promise<V>) => work.then(
-    (value) => ({ ok: true as const, value }),
-    (error: { code?: string; message?: string }) => ({ ok: false as const, code: error.code, message: error.message }),
-  );
   try {
     const [{ pid }] = await user<{ pid: number }[]>`select pg_backend_pid() as pid`;
     const tickOutcome = settle(inTransaction(tick, async () => {
@@ -208,34 +254,14 @@ describe("a user's call racing a tick on the same job", () => {
     const [{ expires }] = await sql<{ expires: Date | null }[]>`
       select results_expire_at as expires from private.job_pipeline where job_id = ${jobId}`;
     expect(expires).not.toBeNull(); // a kept result: the plan change moves its expiry
-
-    const settle = <V>(work: Promise<V>) => work.then(
-      () => ({ ok: true as const }),
-      (error: { code?: string }) => ({ ok: false as const, code: error.code }),
+    const { first: deletion, second: planChange } = await queuedBehind(
+      (sweep) => sweep`select from private.job_pipeline where job_id = ${jobId} for update`,
+      (deleter) => deleter`delete from auth.users where id = ${leaving}`,
+      (billing) => billing`select public.set_plan(${leaving}, 'free')`,
     );
-    const sweep = await sql.reserve();
-    const deleter = await sql.reserve();
-    const billing = await sql.reserve();
-    try {
-      const [{ pid: deleterPid }] = await deleter<{ pid: number }[]>`select pg_backend_pid() as pid`;
-      const [{ pid: billingPid }] = await billing<{ pid: number }[]>`select pg_backend_pid() as pid`;
-      await sweep`begin`;
-      await sweep`select from private.job_pipeline where job_id = ${jobId} for update`;
-      const deletion = settle(inTransaction(deleter, () => deleter`delete from auth.users where id = ${leaving}`));
-      await blockedOnALock(deleterPid);
-      const planChange = settle(inTransaction(billing, () => billing`select public.set_plan(${leaving}, 'free')`));
-      await blockedOnALock(billingPid);
-      await sweep`commit`;
-
-      expect(await deletion).toEqual({ ok: true });
-      // The plan change comes after the account is gone: its user is unknown.
-      expect(await planChange).toEqual({ ok: false, code: "KL025" });
-    } finally {
-      await sweep`rollback`.catch(() => {}); // a no-op after the commit
-      sweep.release();
-      deleter.release();
-      billing.release();
-    }
+    expect(deletion).toMatchObject({ ok: true });
+    // The plan change comes after the account is gone: its user is unknown.
+    expect(planChange).toMatchObject({ ok: false, code: "KL025" });
     const [left] = await sql`select count(*)::int as profiles from public.profiles where id = ${leaving}`;
     expect(left).toEqual({ profiles: 0 });
   });
@@ -251,34 +277,17 @@ describe("a user's call racing a tick on the same job", () => {
       await asUser(tx, leaving);
       await tx`select public.cancel_generation(${jobId})`;
     });
-
-    const settle = <V>(work: Promise<V>) => work.then(
-      () => ({ ok: true as const }),
-      (error: { code?: string }) => ({ ok: false as const, code: error.code }),
+    const { first: deletion, second: retry } = await queuedBehind(
+      (holder) => holder`select from public.profiles where id = ${leaving} for no key update`,
+      (deleter) => deleter`delete from auth.users where id = ${leaving}`,
+      async (app) => {
+        await asUser(app as unknown as Tx, leaving);
+        return app`select public.retry_generation(${jobId})`;
+      },
     );
-    const holder = await sql.reserve();
-    const deleter = await sql.reserve();
-    const app = await sql.reserve();
-    try {
-      const [{ pid: deleterPid }] = await deleter<{ pid: number }[]>`select pg_backend_pid() as pid`;
-      const [{ pid: appPid }] = await app<{ pid: number }[]>`select pg_backend_pid() as pid`;
-      await holder`begin`;
-      await holder`select from public.profiles where id = ${leaving} for no key update`;
-      const deletion = settle(inTransaction(deleter, () => deleter`delete from auth.users where id = ${leaving}`));
-      await blockedOnALock(deleterPid);
-      const retry = settle(inTransaction(app, () => app`select public.retry_generation(${jobId})`, leaving));
-      await blockedOnALock(appPid);
-      await holder`commit`;
-
-      expect(await deletion).toEqual({ ok: true });
-      // The retry comes after the account is gone: the job is not found.
-      expect(await retry).toEqual({ ok: false, code: "KL021" });
-    } finally {
-      await holder`rollback`.catch(() => {}); // a no-op after the commit
-      holder.release();
-      deleter.release();
-      app.release();
-    }
+    expect(deletion).toMatchObject({ ok: true });
+    // The retry comes after the account is gone: the job is not found.
+    expect(retry).toMatchObject({ ok: false, code: "KL021" });
   });
 
   it("account deletion against the reconcile of its job's createTask answer: neither deadlocks", async () => {
@@ -299,34 +308,14 @@ describe("a user's call racing a tick on the same job", () => {
     await sql`delete from net.http_request_queue where id = ${request.net_request_id}::bigint`;
     await sql`insert into net._http_response (id, status_code, content)
               values (${request.net_request_id}::bigint, 200, ${JSON.stringify({ code: 200, data: { taskId: `task-${job.id}` } })})`;
-
-    const settle = <V>(work: Promise<V>) => work.then(
-      () => ({ ok: true as const }),
-      (error: { code?: string }) => ({ ok: false as const, code: error.code }),
-    );
-    const holder = await sql.reserve();
-    const deleter = await sql.reserve();
-    const ticker = await sql.reserve();
-    try {
-      const [{ pid: deleterPid }] = await deleter<{ pid: number }[]>`select pg_backend_pid() as pid`;
-      const [{ pid: tickerPid }] = await ticker<{ pid: number }[]>`select pg_backend_pid() as pid`;
-      await holder`begin`;
-      await holder`select from public.profiles where id = ${leaving} for no key update`;
-      const deletion = settle(inTransaction(deleter, () => deleter`delete from auth.users where id = ${leaving}`));
-      await blockedOnALock(deleterPid);
-      const reconcile = settle(inTransaction(ticker, () => ticker`select private.reconcile_tick()`));
+    const { first: deletion, second: reconcile } = await queuedBehind(
+      (holder) => holder`select from public.profiles where id = ${leaving} for no key update`,
+      (deleter) => deleter`delete from auth.users where id = ${leaving}`,
       // It waits for the pipeline row, or (the request row taken first) passes over the request.
-      await blockedOnALockOrDone(tickerPid, reconcile);
-      await holder`commit`;
-
-      expect(await deletion).toEqual({ ok: true });
-      expect(await reconcile).toEqual({ ok: true });
-    } finally {
-      await holder`rollback`.catch(() => {}); // a no-op after the commit
-      holder.release();
-      deleter.release();
-      ticker.release();
-    }
+      (ticker) => ticker`select private.reconcile_tick()`,
+    );
+    expect(deletion).toMatchObject({ ok: true });
+    expect(reconcile).toMatchObject({ ok: true });
     const errors = await sql`
       select message from private.alerts
        where key = 'reconcile_error' and cleared_at is null and details ->> 'request_id' = ${request.id}`;
@@ -368,51 +357,21 @@ describe("a user's call racing a tick on the same job", () => {
     // tick runs up to its wait; the holder commits.
     const first = await plan.signUp({ credits: 100 });
     const second = await plan.signUp({ credits: 100 });
-    const started = async (owner: string, prompt: string) => {
-      const [job] = await sql.begin(async (tx) => {
-        await asUser(tx, owner);
-        return tx<{ id: string }[]>`select id from public.start_generation(prompt => ${prompt})`;
-      });
-      const [request] = await sql<{ id: string; net_request_id: string }[]>`
-        select id::text, net_request_id::text from private.requests where job_id = ${job.id} and kind = 'create'`;
-      await sql`delete from net.http_request_queue where id = ${request.net_request_id}::bigint`;
-      return { jobId: job.id, request };
-    };
-    const rejected = await started(second, 'a kite over dunes'); // its request is reconciled first
-    const accepted = await started(first, 'a bridge at night');
+    const rejected = await sentJob(second, 'a kite over dunes'); // its request is reconciled first
+    const accepted = await sentJob(first, 'a bridge at night');
     const timedOut = await waitingJob(second);
     await sql`insert into net._http_response (id, status_code, content) values
-                (${rejected.request.net_request_id}::bigint, 200, ${JSON.stringify({ code: 422, msg: "rejected" })}),
-                (${accepted.request.net_request_id}::bigint, 200, ${JSON.stringify({ code: 200, data: { taskId: `task-${accepted.jobId}` } })})`;
+                (${rejected.netId}::bigint, 200, ${JSON.stringify({ code: 422, msg: "rejected" })}),
+                (${accepted.netId}::bigint, 200, ${JSON.stringify({ code: 200, data: { taskId: `task-${accepted.jobId}` } })})`;
     await sql`update private.job_pipeline set deadline_at = now() - interval '2 minutes' where job_id = ${accepted.jobId}`;
     await sql`update private.job_pipeline set deadline_at = now() - interval '1 minute' where job_id = ${timedOut}`;
-
-    const settle = <V>(work: Promise<V>) => work.then(
-      () => ({ ok: true as const }),
-      (error: { code?: string }) => ({ ok: false as const, code: error.code }),
+    const { first: deadlines, second: reconcile } = await queuedBehind(
+      (holder) => holder`select from public.profiles where id = ${first} for no key update`,
+      (sweep) => sweep`select private.deadline_tick()`,
+      (ticker) => ticker`select private.reconcile_tick()`,
     );
-    const holder = await sql.reserve();
-    const sweep = await sql.reserve();
-    const ticker = await sql.reserve();
-    try {
-      const [{ pid: sweepPid }] = await sweep<{ pid: number }[]>`select pg_backend_pid() as pid`;
-      const [{ pid: tickerPid }] = await ticker<{ pid: number }[]>`select pg_backend_pid() as pid`;
-      await holder`begin`;
-      await holder`select from public.profiles where id = ${first} for no key update`;
-      const deadlines = settle(inTransaction(sweep, () => sweep`select private.deadline_tick()`));
-      await blockedOnALock(sweepPid);
-      const reconcile = settle(inTransaction(ticker, () => ticker`select private.reconcile_tick()`));
-      await blockedOnALockOrDone(tickerPid, reconcile);
-      await holder`commit`;
-
-      expect(await deadlines).toEqual({ ok: true });
-      expect(await reconcile).toEqual({ ok: true });
-    } finally {
-      await holder`rollback`.catch(() => {}); // a no-op after the commit
-      holder.release();
-      sweep.release();
-      ticker.release();
-    }
+    expect(deadlines).toMatchObject({ ok: true });
+    expect(reconcile).toMatchObject({ ok: true });
     // Both ticks turn an error on one job into an alert; neither is raised for these jobs.
     const errors = await sql`
       select key, message from private.alerts
@@ -427,7 +386,7 @@ describe("a user's call racing a tick on the same job", () => {
       [accepted.jobId]: ["timed_out", 1],
       [timedOut]: ["timed_out", 1],
     });
-    await sql`delete from net._http_response where id = any(${[rejected.request.net_request_id, accepted.request.net_request_id]}::bigint[])`;
+    await sql`delete from net._http_response where id = any(${[rejected.netId, accepted.netId]}::bigint[])`;
   });
 
   it("the deadline sweep and the reconcile tick refunding two users in opposite orders, pipeline rows aside: neither deadlocks", async () => {
@@ -436,16 +395,10 @@ describe("a user's call racing a tick on the same job", () => {
     const first = await plan.signUp({ credits: 100 });
     const second = await plan.signUp({ credits: 100 });
     const rejectedJob = async (owner: string, prompt: string) => {
-      const [job] = await sql.begin(async (tx) => {
-        await asUser(tx, owner);
-        return tx<{ id: string }[]>`select id from public.start_generation(prompt => ${prompt})`;
-      });
-      const [{ netId }] = await sql<{ netId: string }[]>`
-        select net_request_id::text as "netId" from private.requests where job_id = ${job.id} and kind = 'create'`;
-      await sql`delete from net.http_request_queue where id = ${netId}::bigint`;
+      const job = await sentJob(owner, prompt);
       await sql`insert into net._http_response (id, status_code, content)
-                values (${netId}::bigint, 200, ${JSON.stringify({ code: 422, msg: "rejected" })})`;
-      return { jobId: job.id, netId };
+                values (${job.netId}::bigint, 200, ${JSON.stringify({ code: 422, msg: "rejected" })})`;
+      return job;
     };
     const rejectedSecond = await rejectedJob(second, 'a mill by a stream'); // reconciled first
     const rejectedFirst = await rejectedJob(first, 'a dome in frost');
@@ -453,33 +406,13 @@ describe("a user's call racing a tick on the same job", () => {
     const timedOutSecond = await waitingJob(second);
     await sql`update private.job_pipeline set deadline_at = now() - interval '2 minutes' where job_id = ${timedOutFirst}`;
     await sql`update private.job_pipeline set deadline_at = now() - interval '1 minute' where job_id = ${timedOutSecond}`;
-
-    const settle = <V>(work: Promise<V>) => work.then(
-      () => ({ ok: true as const }),
-      (error: { code?: string }) => ({ ok: false as const, code: error.code }),
+    const { first: deadlines, second: reconcile } = await queuedBehind(
+      (holder) => holder`select from public.profiles where id = ${first} for no key update`,
+      (sweep) => sweep`select private.deadline_tick()`,
+      (ticker) => ticker`select private.reconcile_tick()`,
     );
-    const holder = await sql.reserve();
-    const sweep = await sql.reserve();
-    const ticker = await sql.reserve();
-    try {
-      const [{ pid: sweepPid }] = await sweep<{ pid: number }[]>`select pg_backend_pid() as pid`;
-      const [{ pid: tickerPid }] = await ticker<{ pid: number }[]>`select pg_backend_pid() as pid`;
-      await holder`begin`;
-      await holder`select from public.profiles where id = ${first} for no key update`;
-      const deadlines = settle(inTransaction(sweep, () => sweep`select private.deadline_tick()`));
-      await blockedOnALock(sweepPid);
-      const reconcile = settle(inTransaction(ticker, () => ticker`select private.reconcile_tick()`));
-      await blockedOnALock(tickerPid);
-      await holder`commit`;
-
-      expect(await deadlines).toEqual({ ok: true });
-      expect(await reconcile).toEqual({ ok: true });
-    } finally {
-      await holder`rollback`.catch(() => {}); // a no-op after the commit
-      holder.release();
-      sweep.release();
-      ticker.release();
-    }
+    expect(deadlines).toMatchObject({ ok: true });
+    expect(reconcile).toMatchObject({ ok: true });
     const jobIds = [rejectedSecond.jobId, rejectedFirst.jobId, timedOutFirst, timedOutSecond];
     const errors = await sql`
       select key, message from private.alerts
@@ -500,20 +433,10 @@ describe("a user's call racing a tick on the same job", () => {
     // applies in between; the callback runs while the reconcile tick waits for it; the tick commits.
     const owner = await plan.signUp({ credits: 100 });
     const other = await plan.signUp({ credits: 100 });
-    const started = async (as: string, prompt: string) => {
-      const [job] = await sql.begin(async (tx) => {
-        await asUser(tx, as);
-        return tx<{ id: string }[]>`select id from public.start_generation(prompt => ${prompt})`;
-      });
-      const [request] = await sql<{ net_request_id: string }[]>`
-        select net_request_id::text from private.requests where job_id = ${job.id} and kind = 'create'`;
-      await sql`delete from net.http_request_queue where id = ${request.net_request_id}::bigint`;
-      return { jobId: job.id, netId: request.net_request_id };
-    };
     // Reconciled in this order (request ids).
-    const rejected = await started(owner, 'a quarry in rain');
-    const between = await started(other, 'a tram in summer');
-    const failing = await started(owner, 'an orchard at noon');
+    const rejected = await sentJob(owner, 'a quarry in rain');
+    const between = await sentJob(other, 'a tram in summer');
+    const failing = await sentJob(owner, 'an orchard at noon');
     const answers = [
       [rejected.netId, { code: 422, msg: "rejected" }],
       [between.netId, { code: 200, data: { taskId: `task-${between.jobId}` } }],
@@ -522,11 +445,6 @@ describe("a user's call racing a tick on the same job", () => {
     for (const [netId, body] of answers) {
       await sql`insert into net._http_response (id, status_code, content) values (${netId}::bigint, 200, ${JSON.stringify(body)})`;
     }
-
-    const settle = <V>(work: Promise<V>) => work.then(
-      (value) => ({ ok: true as const, value }),
-      (error: { code?: string }) => ({ ok: false as const, code: error.code }),
-    );
     const tick = await sql.reserve();
     const ticker = await sql.reserve();
     const callback = await sql.reserve();
