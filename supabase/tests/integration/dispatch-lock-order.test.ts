@@ -266,6 +266,36 @@ describe("a user's call racing a tick on the same job", () => {
     expect(left).toEqual({ profiles: 0 });
   });
 
+  it("an operator's retention change against a plan change of one of its users: neither deadlocks", async () => {
+    // Changing a plan's result_retention_days moves the expiry of its users' kept results; the
+    // update locked their pipeline rows in the order its plan read them, here newest job first (the
+    // plan is forced, as a large table could choose it). set_plan takes them in job id order. Made
+    // deterministic: a tick holds the newer job's row, the operator's update queues for it, then
+    // the plan change; the tick commits. Seen as 40P01 for the operator's update.
+    const user = await plan.signUp({ credits: 100 });
+    const older = await waitingJob(user);
+    const newer = await waitingJob(user);
+    for (const jobId of [newer, older]) { // the newer finishes first, so its expiry comes first too
+      await sql.begin(async (tx) => {
+        await asUser(tx, user);
+        await tx`select public.cancel_generation(${jobId})`;
+      });
+    }
+    const { first: retention, second: planChange } = await queuedBehind(
+      (tick) => tick`select from private.job_pipeline where job_id = ${newer} for update`,
+      async (operator) => {
+        await operator`set local enable_seqscan = off`;
+        await operator`set local enable_hashjoin = off`;
+        await operator`set local enable_mergejoin = off`;
+        return operator`update public.plans set result_retention_days = result_retention_days + 1 where id = ${plan.id}`;
+      },
+      (billing) => billing`select public.set_plan(${user}, 'free')`,
+    );
+    expect(retention).toMatchObject({ ok: true });
+    expect(planChange).toMatchObject({ ok: true });
+    await sql`update public.plans set result_retention_days = result_retention_days - 1 where id = ${plan.id}`;
+  });
+
   it("account deletion against the user's retry of a failed job: neither deadlocks", async () => {
     // retry_generation locked the failed job, then (create_generation_job) the profile; the
     // deletion's cascade deletes the profile, then the jobs. Made deterministic: another
