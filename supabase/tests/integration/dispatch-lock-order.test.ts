@@ -41,6 +41,16 @@ async function waitingJob(owner = userId): Promise<string> {
   }
 }
 
+/** A finished job with a kept result: one of the user's, cancelled while it waited. */
+async function cancelledJob(owner = userId): Promise<string> {
+  const jobId = await waitingJob(owner);
+  await sql.begin(async (tx) => {
+    await asUser(tx, owner);
+    await tx`select public.cancel_generation(${jobId})`;
+  });
+  return jobId;
+}
+
 /** Runs `work` in a transaction on a reserved connection, as the signed-in user when `as` is given. */
 async function inTransaction<T>(db: Db, work: () => Promise<T>, as?: string): Promise<T> {
   await db`begin`;
@@ -191,11 +201,7 @@ describe("a user's call racing a tick on the same job", () => {
   });
 
   it("delete against the retention sweep: the sweep removes the results, then the delete goes ahead", async () => {
-    const jobId = await waitingJob();
-    await sql.begin(async (tx) => {
-      await asUser(tx, userId);
-      await tx`select public.cancel_generation(${jobId})`;
-    });
+    const jobId = await cancelledJob();
     const [{ expires }] = await sql<{ expires: Date | null }[]>`
       select results_expire_at as expires from private.job_pipeline where job_id = ${jobId}`;
     expect(expires).not.toBeNull(); // a finished job's results expire, so the delete moves the pipeline row
@@ -246,11 +252,7 @@ describe("a user's call racing a tick on the same job", () => {
     // and then deletes the profile. Made deterministic: a retention sweep holds the finished job's
     // pipeline row, the deletion queues for it, then the plan change; the sweep commits.
     const leaving = await plan.signUp({ credits: 100 });
-    const jobId = await waitingJob(leaving);
-    await sql.begin(async (tx) => {
-      await asUser(tx, leaving);
-      await tx`select public.cancel_generation(${jobId})`;
-    });
+    const jobId = await cancelledJob(leaving);
     const [{ expires }] = await sql<{ expires: Date | null }[]>`
       select results_expire_at as expires from private.job_pipeline where job_id = ${jobId}`;
     expect(expires).not.toBeNull(); // a kept result: the plan change moves its expiry
@@ -274,13 +276,11 @@ describe("a user's call racing a tick on the same job", () => {
     // the plan change; the tick commits. Seen as 40P01 for the operator's update.
     const user = await plan.signUp({ credits: 100 });
     const older = await waitingJob(user);
-    const newer = await waitingJob(user);
-    for (const jobId of [newer, older]) { // the newer finishes first, so its expiry comes first too
-      await sql.begin(async (tx) => {
-        await asUser(tx, user);
-        await tx`select public.cancel_generation(${jobId})`;
-      });
-    }
+    const newer = await cancelledJob(user); // the newer finishes first, so its expiry comes first too
+    await sql.begin(async (tx) => {
+      await asUser(tx, user);
+      await tx`select public.cancel_generation(${older})`;
+    });
     const { first: retention, second: planChange } = await queuedBehind(
       (tick) => tick`select from private.job_pipeline where job_id = ${newer} for update`,
       async (operator) => {
@@ -302,11 +302,7 @@ describe("a user's call racing a tick on the same job", () => {
     // transaction holds the profile's lock (as any ledger write does while it runs), the deletion
     // queues for it, then the retry; that transaction commits. Seen as 40P01 for the retry.
     const leaving = await plan.signUp({ credits: 100 });
-    const jobId = await waitingJob(leaving);
-    await sql.begin(async (tx) => {
-      await asUser(tx, leaving);
-      await tx`select public.cancel_generation(${jobId})`;
-    });
+    const jobId = await cancelledJob(leaving);
     const { first: deletion, second: retry } = await queuedBehind(
       (holder) => holder`select from public.profiles where id = ${leaving} for no key update`,
       (deleter) => deleter`delete from auth.users where id = ${leaving}`,
