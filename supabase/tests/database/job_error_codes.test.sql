@@ -23,7 +23,8 @@ select lives_ok(format($$ do $do$
     end loop;
   end $do$ $$, :'failed_job'),
   'every listed code is accepted on a failed job');
-select is((select error_code from public.generation_jobs where id = :'pending_job'), null, 'the pending job still has none');
+select * from tests.refused(format($$ update public.generation_jobs set error_code = null where id = '%s' $$, :'failed_job'),
+  '23514', 'a failed job must say why: its code cannot be cleared');
 select is((select convalidated from pg_constraint where conname = 'generation_jobs_error_code_known'), true,
   'the constraint holds for every row (validated, not only for new writes)');
 

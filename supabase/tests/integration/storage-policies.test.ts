@@ -43,6 +43,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stack?.stop();
+  // The deletion cascades to the job; it leaves a folder purge, as every suite's deleted account does.
+  const users = [owner, other].filter(Boolean).map((u) => u.id);
+  if (users.length > 0) await sql`delete from auth.users where id = any(${users}::uuid[])`;
   await sql.end();
 });
 
