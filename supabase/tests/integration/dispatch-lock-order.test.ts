@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { asUser, type Tx } from "./support/concurrency.ts";
+import { asUser, blockedOnALock, inTransaction, settle, type Tx } from "./support/concurrency.ts";
 import { connect } from "./support/db.ts";
 import { dispatchTestBed } from "./support/dispatch.ts";
 import { testPlan } from "./support/plans.ts";
@@ -51,28 +51,6 @@ async function cancelledJob(owner = userId): Promise<string> {
   return jobId;
 }
 
-/** Runs `work` in a transaction on a reserved connection, as the signed-in user when `as` is given. */
-async function inTransaction<T>(db: Db, work: () => Promise<T>, as?: string): Promise<T> {
-  await db`begin`;
-  try {
-    if (as) await asUser(db as unknown as Tx, as);
-    const result = await work();
-    await db`commit`;
-    return result;
-  } catch (error) {
-    await db`rollback`;
-    throw error;
-  }
-}
-
-/** A call's outcome as a value: what it returned, or its error's code and message. */
-function settle<V>(work: Promise<V>) {
-  return work.then(
-    (value) => ({ ok: true as const, value }),
-    (error: { code?: string; message?: string }) => ({ ok: false as const, code: error.code, message: error.message }),
-  );
-}
-
 /**
  * Two transactions queued behind a lock: `hold` takes it in a transaction of its own, `first` runs
  * until it waits for that lock, `second` until it waits for a lock or is done; then the holder
@@ -90,9 +68,9 @@ async function queuedBehind(
     await holder`begin`;
     await hold(holder);
     const firstOutcome = settle(inTransaction(one, () => first(one)));
-    await blockedOnALock(onePid);
+    await blockedOnALock(sql, onePid);
     const secondOutcome = settle(inTransaction(two, () => second(two)));
-    await blockedOnALockOrDone(twoPid, secondOutcome);
+    await blockedOnALock(sql, twoPid, secondOutcome);
     await holder`commit`;
     return { first: await firstOutcome, second: await secondOutcome };
   } finally {
@@ -115,32 +93,6 @@ async function sentJob(owner: string, prompt: string): Promise<{ jobId: string; 
   return { jobId: job.id, netId };
 }
 
-/** Resolves once the backend `pid` waits for a lock. */
-async function blockedOnALock(pid: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const [{ waiting }] = await sql<{ waiting: boolean }[]>`
-      select exists (select from pg_locks where pid = ${pid} and not granted) as waiting`;
-    if (waiting) return;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  throw new Error(`backend ${pid} never waited for a lock`);
-}
-
-/** Resolves once the backend `pid` waits for a lock, or once `work` (its call) has settled. */
-async function blockedOnALockOrDone(pid: number, work: Promise<unknown>): Promise<void> {
-  let done = false;
-  void work.finally(() => {
-    done = true;
-  });
-  for (let i = 0; i < 200 && !done; i++) {
-    const [{ waiting }] = await sql<{ waiting: boolean }[]>`
-      select exists (select from pg_locks where pid = ${pid} and not granted) as waiting`;
-    if (waiting) return;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  if (!done) throw new Error(`backend ${pid} neither waited for a lock nor finished`);
-}
-
 /**
  * Holds the tick's claim on the job's pipeline row, starts `userCall` on another connection, and
  * once that call waits for a lock runs `tickWork` in the tick's transaction and commits. Each
@@ -155,7 +107,7 @@ async function race<T>(jobId: string, userCall: (db: Db) => Promise<unknown>, ti
       await tick`select from private.job_pipeline where job_id = ${jobId} for update`;
       const userOutcome = settle(userCall(user));
       try {
-        await blockedOnALock(pid);
+        await blockedOnALock(sql, pid);
         return { tick: await tickWork(tick), userOutcome };
       } catch (error) {
         await userOutcome;
@@ -480,10 +432,10 @@ describe("a user's call racing a tick on the same job", () => {
       await tick`begin`;
       await tick`select from private.job_pipeline where job_id = ${between.jobId} for update`;
       const reconcile = settle(inTransaction(ticker, () => ticker`select private.reconcile_tick()`));
-      await blockedOnALock(tickerPid);
+      await blockedOnALock(sql, tickerPid);
       const failure = settle(inTransaction(callback, () => callback`
         select private.callback_fail(${failing.jobId}, 1, ${`task-${failing.jobId}`}, '501', 'generation failed') as outcome`));
-      await blockedOnALockOrDone(callbackPid, failure);
+      await blockedOnALock(sql, callbackPid, failure);
       await tick`commit`;
 
       expect(await failure).toEqual({ ok: true, value: [{ outcome: "applied" }] });

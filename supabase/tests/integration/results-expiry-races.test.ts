@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { asServiceRole, asUser, type Tx } from "./support/concurrency.ts";
+import { asServiceRole, asUser, blockedOnALock, inTransaction, settle, type Tx } from "./support/concurrency.ts";
 import { connect } from "./support/db.ts";
 import { dispatchTestBed } from "./support/dispatch.ts";
 import { testPlan } from "./support/plans.ts";
@@ -54,29 +54,6 @@ async function keptDays(jobId: string): Promise<number | null> {
   return row.days;
 }
 
-/** A call's outcome as a value: what it returned, or its error's code. */
-function settle<V>(work: Promise<V>) {
-  return work.then(
-    (value) => ({ ok: true as const, value }),
-    (error: { code?: string; message?: string }) => ({ ok: false as const, code: error.code, message: error.message }),
-  );
-}
-
-/** Resolves once the backend `pid` waits for a lock, or once `work` (its call) has settled. */
-async function blockedOnALockOrDone(pid: number, work: Promise<unknown>): Promise<void> {
-  let done = false;
-  void work.finally(() => {
-    done = true;
-  });
-  for (let i = 0; i < 200 && !done; i++) {
-    const [{ waiting }] = await sql<{ waiting: boolean }[]>`
-      select exists (select from pg_locks where pid = ${pid} and not granted) as waiting`;
-    if (waiting) return;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  if (!done) throw new Error(`backend ${pid} neither waited for a lock nor finished`);
-}
-
 /**
  * `open` runs in a transaction left open on one connection; then `other` runs (in a transaction of
  * its own) on a second connection until it waits for a lock or is done; then `open` commits.
@@ -87,18 +64,8 @@ async function whileOpen(open: (db: Db) => Promise<unknown>, other: (db: Db) => 
     const [{ pid }] = await second<{ pid: number }[]>`select pg_backend_pid() as pid`;
     await first`begin`;
     await open(first);
-    const outcome = settle((async () => {
-      await second`begin`;
-      try {
-        const result = await other(second);
-        await second`commit`;
-        return result;
-      } catch (error) {
-        await second`rollback`;
-        throw error;
-      }
-    })());
-    await blockedOnALockOrDone(pid, outcome);
+    const outcome = settle(inTransaction(second, () => other(second)));
+    await blockedOnALock(sql, pid, outcome);
     await first`commit`;
     return await outcome;
   } finally {

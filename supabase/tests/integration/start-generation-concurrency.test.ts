@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { asServiceRole, asUser, atOnce, errorCodes, fulfilled, type Tx } from "./support/concurrency.ts";
+import { asServiceRole, asUser, atOnce, blockedOnALock, errorCodes, fulfilled, type Tx } from "./support/concurrency.ts";
 import { connect } from "./support/db.ts";
 import { testPlan } from "./support/plans.ts";
 
@@ -197,14 +197,7 @@ describe("retry_generation under concurrency", () => {
           return { id: null, code: (error as { code?: string }).code ?? "?" };
         }
       })();
-      // Until the second call waits for a lock (a deadline, not a sleep: it fails the test).
-      for (let i = 0; ; i++) {
-        const [{ waiting }] = await sql<{ waiting: boolean }[]>`
-          select exists (select from pg_locks where pid = ${pid} and not granted) as waiting`;
-        if (waiting) break;
-        if (i === 200) throw new Error("the second retry never waited for a lock");
-        await new Promise((resolve) => setTimeout(resolve, 25));
-      }
+      await blockedOnALock(sql, pid); // until the second call waits for the first's lock
       await first`commit`;
       expect(await secondCall).toEqual({ id: retry.id, code: null });
     } finally {

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Sql, TransactionSql } from "postgres";
+import type { ReservedSql, Sql, TransactionSql } from "postgres";
 
 // Helpers for races over real connections: one transaction per connection, all released at once.
 
@@ -82,4 +82,45 @@ export function fulfilled<T>(results: PromiseSettledResult<T>[]): T[] {
   return results
     .filter((result): result is PromiseFulfilledResult<T> => result.status === "fulfilled")
     .map((result) => result.value);
+}
+
+/** A call's outcome as a value: what it returned, or its error's code and message. */
+export function settle<V>(work: Promise<V>) {
+  return work.then(
+    (value) => ({ ok: true as const, value }),
+    (error: { code?: string; message?: string }) => ({ ok: false as const, code: error.code, message: error.message }),
+  );
+}
+
+/**
+ * Resolves once the backend `pid` waits for a lock (read from pg_locks through `sql`), or, given
+ * `work` (that backend's call), once the call has settled. Rejects after 5 s of neither: a
+ * deadline, not a sleep, so a race that never forms fails its test.
+ */
+export async function blockedOnALock(sql: Sql<Record<string, unknown>>, pid: number, work?: Promise<unknown>): Promise<void> {
+  let done = false;
+  void work?.then(() => {}, () => {}).finally(() => {
+    done = true;
+  });
+  for (let i = 0; i < 200 && !done; i++) {
+    const [{ waiting }] = await sql<{ waiting: boolean }[]>`
+      select exists (select from pg_locks where pid = ${pid} and not granted) as waiting`;
+    if (waiting) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  if (!done) throw new Error(`backend ${pid} never waited for a lock${work ? " nor finished" : ""}`);
+}
+
+/** Runs `work` in a transaction on a reserved connection, as the signed-in user when `as` is given. */
+export async function inTransaction<T>(db: ReservedSql<Record<string, unknown>>, work: () => Promise<T>, as?: string): Promise<T> {
+  await db`begin`;
+  try {
+    if (as) await asUser(db as unknown as Tx, as);
+    const result = await work();
+    await db`commit`;
+    return result;
+  } catch (error) {
+    await db`rollback`;
+    throw error;
+  }
 }
