@@ -22,23 +22,48 @@ let userId = "";
 
 type Db = Awaited<ReturnType<typeof sql.reserve>>;
 
-/** A job of the user's that stays waiting: no create token is free while it starts. */
-async function waitingJob(owner = userId): Promise<string> {
+/** Runs `work` with no create token free, so a job it starts stays waiting. */
+async function withoutCreateTokens<T>(work: () => Promise<T>): Promise<T> {
   // As text: a free slot may be '-infinity', which a Date cannot hold.
   const saved = await sql<{ slot: number; available_at: string }[]>`
     select slot, available_at::text from private.rate_slots where bucket = 'create'`;
   await sql`update private.rate_slots set available_at = 'infinity' where bucket = 'create'`;
   try {
-    const [job] = await sql.begin(async (tx) => {
-      await asUser(tx, owner);
-      return tx<{ id: string }[]>`select id from public.start_generation(prompt => 'a lighthouse at dusk')`;
-    });
-    return job.id;
+    return await work();
   } finally {
     for (const { slot, available_at } of saved) {
       await sql`update private.rate_slots set available_at = ${available_at}::text::timestamptz where bucket = 'create' and slot = ${slot}`;
     }
   }
+}
+
+/** A job of the user's that stays waiting: no create token is free while it starts. */
+async function waitingJob(owner = userId): Promise<string> {
+  const [job] = await withoutCreateTokens(() =>
+    sql.begin(async (tx) => {
+      await asUser(tx, owner);
+      return tx<{ id: string }[]>`select id from public.start_generation(prompt => 'a lighthouse at dusk')`;
+    })
+  );
+  return job.id;
+}
+
+/**
+ * Resolves once the backend `pid` waits for a lock the backend `holder` holds; rejects if `work`
+ * (that backend's call) settles first, or after 5 s.
+ */
+async function blockedBy(pid: number, holder: number, work: Promise<unknown>): Promise<void> {
+  let done = false;
+  void work.then(() => {}, () => {}).finally(() => {
+    done = true;
+  });
+  for (let i = 0; i < 200 && !done; i++) {
+    const [{ blocked }] = await sql<{ blocked: boolean }[]>`
+      select ${holder}::int = any (pg_blocking_pids(${pid}::int)) as blocked`;
+    if (blocked) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`backend ${pid} never waited for backend ${holder}${done ? ": its call settled first" : ""}`);
 }
 
 /** A finished job with a kept result: one of the user's, cancelled while it waited. */
@@ -266,6 +291,77 @@ describe("a user's call racing a tick on the same job", () => {
     expect(deletion).toMatchObject({ ok: true });
     // The retry comes after the account is gone: the job is not found.
     expect(retry).toMatchObject({ ok: false, code: "KL021" });
+  });
+
+  // Two calls that refund the job a start made: its owner's cancel (while it waits, as the owner)
+  // and the deadline sweep; a failure callback or the reconcile tick takes the same locks in the
+  // same order (pipeline row, job, profile).
+  const refundingTheNewJob: [string, (db: Db, jobId: string) => Promise<unknown>, boolean, object][] = [
+    ["a cancel of the job it made", (db, jobId) => db`select public.cancel_generation(${jobId})`, true,
+     // It comes after the account is gone: the job is not found.
+     { ok: false, code: "KL021" }],
+    ["the deadline sweep timing out the job it made", (db) => db`select private.deadline_tick()`, false,
+     // It passes over the job's pipeline row, which the deletion holds, or waits and finds it gone.
+     // (It turns an error on one job, a deadlock too, into the deadline_error alert: see below.)
+     { ok: true }],
+  ];
+
+  it.each(refundingTheNewJob)("account deletion while the account's start is in flight, against %s: neither deadlocks", async (
+    _label,
+    refund,
+    asOwner,
+    refundOutcome,
+  ) => {
+    // A start holds the profile (for update) while it inserts its job and pipeline row, which the
+    // deletion's trigger (on_auth_user_deleted) cannot see yet: the cascade queued for the profile
+    // behind the start, then held it without the new job's pipeline row. The call refunding the
+    // new job takes that pipeline row and the job, then the profile; the cascade deletes the
+    // profile, then the jobs. Made deterministic: the start runs in a transaction of its own and
+    // the deletion queues behind it; the start commits; another transaction holds one of the
+    // account's ledger entries, so the cascade stops between the profile and the jobs; the
+    // refunding call runs until it waits (or is done); that transaction commits. Seen as 40P01 for
+    // the deletion or the refunding call.
+    const leaving = await plan.signUp({ credits: 100 });
+    const [starter, pauser, deleter, other] = [await sql.reserve(), await sql.reserve(), await sql.reserve(), await sql.reserve()];
+    let jobId = "";
+    try {
+      const [{ pid: pauserPid }] = await pauser<{ pid: number }[]>`select pg_backend_pid() as pid`;
+      const [{ pid: deleterPid }] = await deleter<{ pid: number }[]>`select pg_backend_pid() as pid`;
+      const [{ pid: otherPid }] = await other<{ pid: number }[]>`select pg_backend_pid() as pid`;
+      // The new job waits for a token: its owner can cancel it.
+      const [job] = await withoutCreateTokens(async () => {
+        await starter`begin`;
+        await asUser(starter as unknown as Tx, leaving);
+        return starter<{ id: string }[]>`select id from public.start_generation(prompt => 'a barn at first light')`;
+      });
+      jobId = job.id;
+      // Already past its deadline (the sweep's reason to take it), set before the start commits.
+      await starter`reset role`;
+      await starter`update private.job_pipeline set deadline_at = now() - interval '1 minute' where job_id = ${jobId}`;
+      await pauser`begin`;
+      await pauser`select from public.credit_ledger where user_id = ${leaving} for update`;
+      const deletion = settle(inTransaction(deleter, () => deleter`delete from auth.users where id = ${leaving}`));
+      await blockedOnALock(deleterPid); // behind the start
+      await starter`commit`;
+      await blockedBy(deleterPid, pauserPid, deletion); // past the profile, before the jobs
+      const refunding = settle(inTransaction(other, () => refund(other, job.id), asOwner ? leaving : undefined));
+      await blockedOnALockOrDone(otherPid, refunding);
+      await pauser`commit`;
+
+      expect(await deletion).toMatchObject({ ok: true });
+      expect(await refunding).toMatchObject(refundOutcome);
+    } finally {
+      await starter`rollback`.catch(() => {}); // a no-op after the commit
+      await pauser`rollback`.catch(() => {});
+      for (const db of [starter, pauser, deleter, other]) db.release();
+    }
+    const [left] = await sql`
+      select (select count(*)::int from public.profiles where id = ${leaving}) as profiles,
+             (select count(*)::int from public.generation_jobs where user_id = ${leaving}) as jobs`;
+    expect(left).toEqual({ profiles: 0, jobs: 0 });
+    const errors = await sql`
+      select message from private.alerts where key = 'deadline_error' and cleared_at is null and details -> 'job_ids' ? ${jobId}`;
+    expect(errors).toEqual([]);
   });
 
   it("account deletion against the reconcile of its job's createTask answer: neither deadlocks", async () => {
