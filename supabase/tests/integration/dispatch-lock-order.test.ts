@@ -341,11 +341,11 @@ describe("a user's call racing a tick on the same job", () => {
       await pauser`begin`;
       await pauser`select from public.credit_ledger where user_id = ${leaving} for update`;
       const deletion = settle(inTransaction(deleter, () => deleter`delete from auth.users where id = ${leaving}`));
-      await blockedOnALock(deleterPid); // behind the start
+      await blockedOnALock(sql, deleterPid); // behind the start
       await starter`commit`;
       await blockedBy(deleterPid, pauserPid, deletion); // past the profile, before the jobs
       const refunding = settle(inTransaction(other, () => refund(other, job.id), asOwner ? leaving : undefined));
-      await blockedOnALockOrDone(otherPid, refunding);
+      await blockedOnALock(sql, otherPid, refunding);
       await pauser`commit`;
 
       expect(await deletion).toMatchObject({ ok: true });
