@@ -364,6 +364,50 @@ describe("a user's call racing a tick on the same job", () => {
     expect(errors).toEqual([]);
   });
 
+  it("account deletion against a retry of a job made after its first pass: neither deadlocks", async () => {
+    // The deletion's trigger (on_auth_user_deleted) locked the rows it could see, then held the
+    // profile for key share while it locked the rows again. A job committed after the first pass,
+    // cancelled and retried: the retry holds that job's pipeline row and waits for the profile
+    // (for update, which key share excludes); the trigger waited for the pipeline row. Made
+    // deterministic: a tick's claim on an older job's pipeline row stops the trigger's first
+    // pass; the new job is made and cancelled; a refund's lock on the profile (for no key update,
+    // which key share passes) keeps the retry waiting with the job's pipeline row; the claim
+    // commits, the trigger runs until it waits for that row; the refund commits. Seen as 40P01 for
+    // the deletion or the retry.
+    const leaving = await plan.signUp({ credits: 100 });
+    const olderJob = await waitingJob(leaving);
+    const [tick, deleter, refund, app] = [await sql.reserve(), await sql.reserve(), await sql.reserve(), await sql.reserve()];
+    const pidOf = async (db: Db) => (await db<{ pid: number }[]>`select pg_backend_pid() as pid`)[0].pid;
+    try {
+      await withoutCreateTokens(async () => {
+        const [tickPid, deleterPid, refundPid, appPid] = [await pidOf(tick), await pidOf(deleter), await pidOf(refund), await pidOf(app)];
+        await tick`begin`;
+        await tick`select from private.job_pipeline where job_id = ${olderJob} for update`;
+        const deletion = settle(inTransaction(deleter, () => deleter`delete from auth.users where id = ${leaving}`));
+        await blockedBy(deleterPid, tickPid, deletion); // in the first pass
+        const newJob = await cancelledJob(leaving);
+        await refund`begin`;
+        await refund`select from public.profiles where id = ${leaving} for no key update`;
+        const retry = settle(inTransaction(app, () => app`select public.retry_generation(${newJob})`, leaving));
+        await blockedBy(appPid, refundPid, retry); // holding the new job's pipeline row
+        await tick`commit`;
+        await blockedBy(deleterPid, appPid, deletion); // past the first pass, at the new job's row
+        await refund`commit`;
+
+        expect(await deletion).toMatchObject({ ok: true });
+        expect(await retry).toMatchObject({ ok: true });
+      });
+    } finally {
+      await tick`rollback`.catch(() => {}); // a no-op after the commit
+      await refund`rollback`.catch(() => {});
+      for (const db of [tick, deleter, refund, app]) db.release();
+    }
+    const [left] = await sql`
+      select (select count(*)::int from public.profiles where id = ${leaving}) as profiles,
+             (select count(*)::int from public.generation_jobs where user_id = ${leaving}) as jobs`;
+    expect(left).toEqual({ profiles: 0, jobs: 0 });
+  });
+
   it("account deletion against the reconcile of its job's createTask answer: neither deadlocks", async () => {
     // reconcile_tick claims the request row, then (apply_response) updates the job's pipeline row;
     // the deletion locked the pipeline row (on_auth_user_deleted) and its cascade then deletes the
