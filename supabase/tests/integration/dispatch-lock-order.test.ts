@@ -66,6 +66,14 @@ async function blockedBy(pid: number, holder: number, work: Promise<unknown>): P
   throw new Error(`backend ${pid} never waited for backend ${holder}${done ? ": its call settled first" : ""}`);
 }
 
+/** The profile and jobs a deleted account left behind (none, once the cascade has run). */
+async function whatIsLeftOf(account: string) {
+  const [left] = await sql<{ profiles: number; jobs: number }[]>`
+    select (select count(*)::int from public.profiles where id = ${account}) as profiles,
+           (select count(*)::int from public.generation_jobs where user_id = ${account}) as jobs`;
+  return left;
+}
+
 /** A finished job with a kept result: one of the user's, cancelled while it waited. */
 async function cancelledJob(owner = userId): Promise<string> {
   const jobId = await waitingJob(owner);
@@ -355,10 +363,7 @@ describe("a user's call racing a tick on the same job", () => {
       await pauser`rollback`.catch(() => {});
       for (const db of [starter, pauser, deleter, other]) db.release();
     }
-    const [left] = await sql`
-      select (select count(*)::int from public.profiles where id = ${leaving}) as profiles,
-             (select count(*)::int from public.generation_jobs where user_id = ${leaving}) as jobs`;
-    expect(left).toEqual({ profiles: 0, jobs: 0 });
+    expect(await whatIsLeftOf(leaving)).toEqual({ profiles: 0, jobs: 0 });
     const errors = await sql`
       select message from private.alerts where key = 'deadline_error' and cleared_at is null and details -> 'job_ids' ? ${jobId}`;
     expect(errors).toEqual([]);
@@ -402,10 +407,7 @@ describe("a user's call racing a tick on the same job", () => {
       await refund`rollback`.catch(() => {});
       for (const db of [tick, deleter, refund, app]) db.release();
     }
-    const [left] = await sql`
-      select (select count(*)::int from public.profiles where id = ${leaving}) as profiles,
-             (select count(*)::int from public.generation_jobs where user_id = ${leaving}) as jobs`;
-    expect(left).toEqual({ profiles: 0, jobs: 0 });
+    expect(await whatIsLeftOf(leaving)).toEqual({ profiles: 0, jobs: 0 });
   });
 
   it("account deletion against the reconcile of its job's createTask answer: neither deadlocks", async () => {
