@@ -115,6 +115,11 @@ describe("a start racing the delete of its photo", () => {
     sql<{ attempts: number; last_error: string | null; waiting: boolean }[]>`
       select attempts, last_error, next_attempt_at = '-infinity' as waiting
         from private.storage_purges where path = ${name} and done_at is null`;
+  /** Whether the purge of `name` is due again within the next 30 s, not now (a skipped owner's). */
+  const deferred = async (name: string) =>
+    (await sql<{ deferred: boolean }[]>`
+      select next_attempt_at > now() and next_attempt_at <= now() + interval '30 seconds' as deferred
+        from private.storage_purges where path = ${name} and done_at is null`)[0]?.deferred;
 
   it("a start in progress keeps the purge off its owner's uploads; the next run sees its job and keeps the photo", async () => {
     const userId = await signUp(sql, "upload-race");
@@ -129,12 +134,38 @@ describe("a start racing the delete of its photo", () => {
         // recorded the photo as expired, due now.
         const name = await expiredUpload(userId, "old.jpg");
         await withoutWaiting((tx) => tx`select private.purge_expired_uploads(now(), 1000)`);
-        expect(await visit(name), "left for the next run, untouched").toEqual([{ attempts: 0, last_error: null, waiting: true }]);
+        expect(await visit(name), "left for the next run, not sent").toEqual([{ attempts: 0, last_error: null, waiting: false }]);
+        expect(await deferred(name), "visited again in 30 s").toBe(true);
       });
-      await sql`select private.purge_expired_uploads(now(), 1000)`;
+      await sql`select private.purge_expired_uploads(now() + interval '1 minute', 1000)`;
       expect(await visit(`${userId}/old.jpg`), "the next run saw the committed job and withdrew the decision").toEqual([]);
     } finally {
       await removeUser(userId);
+    }
+  });
+
+  it("an owner kept busy at every run, with a whole batch of expired uploads, holds up no other owner's uploads", async () => {
+    // A user can keep their own profile row locked at any moment by calling start_generation
+    // over and over (an idempotent replay holds it for update until commit and is never limited).
+    // Their skipped uploads must not stay at the head of the queue and fill every batch.
+    const busy = await signUp(sql, "upload-busy-batch");
+    const free = await signUp(sql, "upload-free-batch");
+    const batch = 3;
+    try {
+      for (let i = 0; i < batch; i++) await expiredUpload(busy, `${i}.jpg`);
+      // Due as long as the busy owner's, and behind them in the queue.
+      const freeName = await expiredUpload(free, "a.jpg");
+      // Two runs a minute apart, the busy owner's row locked at both.
+      await whileHeld((tx) => tx`select 1 from public.profiles where id = ${busy} for update`, async () => {
+        await withoutWaiting((tx) => tx`select private.purge_expired_uploads(now(), ${batch})`);
+        await withoutWaiting((tx) => tx`select private.purge_expired_uploads(now() + interval '1 minute', ${batch})`);
+      });
+      const [visited] = await visit(freeName);
+      expect(visited, "the other owner's upload is still being purged").toBeDefined();
+      expect(visited.waiting, "the other owner's upload was visited").toBe(false);
+    } finally {
+      await removeUser(busy);
+      await removeUser(free);
     }
   });
 
@@ -147,9 +178,10 @@ describe("a start racing the delete of its photo", () => {
       await whileHeld((tx) => tx`select 1 from public.profiles where id = ${busy} for update`, async () => {
         await withoutWaiting((tx) => tx`select private.purge_expired_uploads(now(), 1000)`);
       });
-      expect(await visit(busyName), "the locked owner's upload waits for the next run").toEqual([
-        { attempts: 0, last_error: null, waiting: true },
+      expect(await visit(busyName), "the locked owner's upload waits for the next run, not sent").toEqual([
+        { attempts: 0, last_error: null, waiting: false },
       ]);
+      expect(await deferred(busyName), "visited again in 30 s").toBe(true);
       const [visited] = await visit(freeName);
       expect(visited, "the other owner's upload is still being purged").toBeDefined();
       expect(visited.waiting, "the other owner's upload was visited").toBe(false);
