@@ -47,12 +47,12 @@ select is((select count(*)::int from private.result_purges where user_id = :'flo
   'and finishes the empty purges ahead of it on the way, without a request');
 select is((select attempts from private.result_purges where job_id = :'job'), 1, 'the owner''s purge was sent');
 
--- Requests stay bounded by max_jobs.
+-- Folders with images share a request (storage_purge_shared_requests.test.sql).
 insert into storage.objects (bucket_id, name)
 select 'generated-images', c.user_id || '/' || c.id || '/0.png' from copies c where c.user_id = :'owner';
 insert into private.result_purges (job_id, user_id, reason, requested_at, next_attempt_at)
 select c.id, c.user_id, 'deleted', :'t0', :'t0' from copies c where c.user_id = :'owner';
-select is(private.purge_results(:'t0', 3), 3, 'a run sends at most max_jobs requests');
+select is(private.purge_results(:'t0', 3), 1, 'five more folders with an image each: one request');
 
 select * from finish();
 rollback;
