@@ -63,3 +63,28 @@ as $$
   select q.method::text, q.url, q.headers, convert_from(q.body, 'utf8')::jsonb, q.timeout_milliseconds
     from net.http_request_queue q where q.id = request_id
 $$;
+
+-- Deleted jobs of `who`'s (cancelled, refunded), one per id, written at once rather than started
+-- one by one: copies of one started as the app does, whose own purge is closed. Their purges and
+-- objects are the caller's.
+create function pg_temp.deleted_jobs(who text, ids uuid[])
+returns void
+language plpgsql
+as $$
+declare
+  template uuid;
+begin
+  perform tests.authenticate_as(who);
+  select (public.start_generation(prompt => 'a lighthouse at dusk')).id into template;
+  perform public.cancel_generation(template);
+  perform public.delete_generation(template);
+  perform tests.act_as_owner();
+  update private.result_purges set done_at = now() where job_id = template;
+  insert into public.generation_jobs (id, user_id, mode, prompt, aspect_ratio, model_key, quality, credits_charged, request,
+                                      request_fingerprint, status, stage, error_code, error_message, completed_at,
+                                      results_removed_at, deleted_at)
+  select c.id, j.user_id, j.mode, j.prompt, j.aspect_ratio, j.model_key, j.quality, 0, j.request, j.request_fingerprint,
+         j.status, j.stage, j.error_code, j.error_message, j.completed_at, j.results_removed_at, j.deleted_at
+    from unnest(ids) c (id), public.generation_jobs j where j.id = template;
+end
+$$;

@@ -7,25 +7,12 @@ select plan(4);
 
 select tests.create_supabase_user('pr_one') as one \gset
 
--- A deleted job (cancelled, refunded) to copy.
-select tests.authenticate_as('pr_one');
-select (public.start_generation(prompt => 'a lighthouse at dusk')).id as job \gset
-select public.cancel_generation(:'job');
-select public.delete_generation(:'job');
-select tests.act_as_owner();
-update private.result_purges set done_at = now() where job_id = :'job';
-
 -- 300 deleted jobs with an image left each, due again: 150 carried by a request that got no
 -- answer, 150 by one the Storage API refused.
 create temporary table folders as
   select private.uuid_v7() as job_id, :'one'::uuid as user_id, case when g <= 150 then 900001 else 900002 end as previous
     from generate_series(1, 300) g;
-insert into public.generation_jobs (id, user_id, mode, prompt, aspect_ratio, model_key, quality, credits_charged, request,
-                                    request_fingerprint, status, stage, error_code, error_message, completed_at,
-                                    results_removed_at, deleted_at)
-select f.job_id, f.user_id, j.mode, j.prompt, j.aspect_ratio, j.model_key, j.quality, 0, j.request, j.request_fingerprint,
-       j.status, j.stage, j.error_code, j.error_message, j.completed_at, j.results_removed_at, j.deleted_at
-  from folders f, public.generation_jobs j where j.id = :'job';
+select pg_temp.deleted_jobs('pr_one', array(select job_id from folders));
 insert into storage.objects (bucket_id, name) select 'generated-images', f.user_id || '/' || f.job_id || '/0.png' from folders f;
 insert into net._http_response (id, status_code, content, created)
 values (900002, 503, 'storage unavailable', now() - interval '10 minutes');

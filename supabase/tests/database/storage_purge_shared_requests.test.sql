@@ -6,43 +6,30 @@ begin;
 select plan(8);
 \ir storage_purge_fixture.sql
 
-select tests.create_supabase_user('ps_one') as one \gset
-select tests.create_supabase_user('ps_two') as two \gset
-
--- A deleted job (cancelled, refunded) to copy: its copies are written at once, not started one by one.
-select tests.authenticate_as('ps_one');
-select (public.start_generation(prompt => 'a lighthouse at dusk')).id as job \gset
-select public.cancel_generation(:'job');
-select public.delete_generation(:'job');
-select tests.act_as_owner();
-update private.result_purges set done_at = now() where job_id = :'job';
-create temporary table deleted_job as select * from public.generation_jobs where id = :'job';
+select tests.create_supabase_user('ps_one');
+select tests.create_supabase_user('ps_two');
 
 -- Deleted jobs with `size` images in each folder, and their due purges as delete_generation
 -- writes them.
 create temporary table folders (job_id uuid primary key, user_id uuid, size integer, queued_at timestamptz);
-create function pg_temp.due_folders(owner uuid, n integer, size integer, queued_at timestamptz)
+create function pg_temp.due_folders(who text, n integer, size integer, queued_at timestamptz)
 returns void
 language sql
 as $$
-  insert into folders select private.uuid_v7(), owner, size, queued_at from generate_series(1, n);
-  insert into public.generation_jobs (id, user_id, mode, prompt, aspect_ratio, model_key, quality, credits_charged, request,
-                                      request_fingerprint, status, stage, error_code, error_message, completed_at,
-                                      results_removed_at, deleted_at)
-  select f.job_id, f.user_id, j.mode, j.prompt, j.aspect_ratio, j.model_key, j.quality, 0, j.request, j.request_fingerprint,
-         j.status, j.stage, j.error_code, j.error_message, j.completed_at, j.results_removed_at, j.deleted_at
-    from folders f, deleted_job j where f.user_id = owner and f.queued_at = due_folders.queued_at;
+  insert into folders select private.uuid_v7(), tests.get_supabase_uid(who), size, queued_at from generate_series(1, n);
+  select pg_temp.deleted_jobs(who, array(select f.job_id from folders f where f.queued_at = due_folders.queued_at
+                                           and f.user_id = tests.get_supabase_uid(who)));
   insert into storage.objects (bucket_id, name)
   select 'generated-images', f.user_id || '/' || f.job_id || '/' || i || '.png'
-    from folders f, generate_series(0, f.size - 1) i where f.user_id = owner and f.queued_at = due_folders.queued_at;
+    from folders f, generate_series(0, f.size - 1) i where f.user_id = tests.get_supabase_uid(who) and f.queued_at = due_folders.queued_at;
   insert into private.result_purges (job_id, user_id, reason, requested_at, next_attempt_at)
   select f.job_id, f.user_id, 'deleted', f.queued_at, f.queued_at from folders f
-   where f.user_id = owner and f.queued_at = due_folders.queued_at;
+   where f.user_id = tests.get_supabase_uid(who) and f.queued_at = due_folders.queued_at;
 $$;
 
 -- 300 folders of two users, 3 images each: 900 names, one request.
-select pg_temp.due_folders(:'one', 150, 3, now() - interval '2 minutes');
-select pg_temp.due_folders(:'two', 150, 3, now() - interval '2 minutes');
+select pg_temp.due_folders('ps_one', 150, 3, now() - interval '2 minutes');
+select pg_temp.due_folders('ps_two', 150, 3, now() - interval '2 minutes');
 select is(private.purge_results(now(), 50), 1, '300 due folders with 900 images: one request');
 select is((select count(distinct last_request_id)::int from private.result_purges p join folders f using (job_id)
             where p.attempts = 1 and p.last_request_at = now()), 1,
@@ -58,7 +45,7 @@ select results_eq(
 
 -- Four folders of 400 images: two fit in a request (800 names), a third does not.
 delete from net.http_request_queue;
-select pg_temp.due_folders(:'one', 4, 400, now() - interval '1 minute');
+select pg_temp.due_folders('ps_one', 4, 400, now() - interval '1 minute');
 select is(private.purge_results(now() + interval '1 second', 1), 1, 'max_jobs 1: one request');
 select is((select jsonb_array_length(b.body -> 'prefixes') from pg_temp.queued((select max(last_request_id) from private.result_purges)) b),
   800, 'with the two folders whose names fit in 1000');
