@@ -15,6 +15,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type postgres from "postgres";
 import { afterAll, describe, expect, it } from "vitest";
+import { asUser, signUp as signUpWith, type Tx } from "./support/concurrency.ts";
 import { connectAsAdmin } from "./support/db.ts";
 
 const dir = join(import.meta.dirname, "../../migrations");
@@ -27,7 +28,6 @@ const purgeOrphanedFolders = migration("20261203160100_folders_of_accounts_delet
 const admin = connectAsAdmin({ max: 1 });
 afterAll(() => admin.end({ timeout: 5 }));
 
-type Tx = postgres.TransactionSql<Record<string, never>>;
 class Rollback extends Error {}
 
 /** Runs `work` in a transaction that is always rolled back; resolves with what it returned. */
@@ -49,18 +49,12 @@ async function apply(tx: Tx, sql: string): Promise<void> {
   await tx`reset role`;
 }
 
-async function signUp(tx: Tx): Promise<string> {
-  const id = randomUUID();
-  await tx`insert into auth.users (id, aud, role, email, raw_app_meta_data, raw_user_meta_data, created_at, updated_at)
-           values (${id}, 'authenticated', 'authenticated', ${`upgrade-${id}@test.kiln.local`},
-                   '{"provider": "email", "providers": ["email"]}', '{}', now(), now())`;
-  return id;
-}
+/** A user signed up as the auth service would, inside the caller's transaction. */
+const signUp = (tx: Tx) => signUpWith(tx as unknown as postgres.Sql<Record<string, unknown>>, "upgrade");
 
 /** A job started as the app does, left waiting: with no KIE key in Vault nothing is sent. */
 async function startJob(tx: Tx, userId: string): Promise<string> {
-  await tx`select set_config('request.jwt.claims', ${JSON.stringify({ sub: userId, role: "authenticated" })}, true)`;
-  await tx`set local role authenticated`;
+  await asUser(tx, userId);
   const [{ id }] = await tx`select id from public.start_generation(prompt => 'a red fox')`;
   await tx`reset role`;
   return id as string;

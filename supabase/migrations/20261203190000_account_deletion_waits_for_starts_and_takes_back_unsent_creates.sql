@@ -16,6 +16,19 @@
 --
 -- Another round is needed only when a start of the account committed during the round before:
 -- a start that is refused makes no job, and the loop ends at the first round without a new one.
+--
+-- Also: deleting an account while pg_net's worker was stalled (or behind a backlog) left the
+-- account's createTasks in pg_net's queue: the cascade deleted our request log rows, not the
+-- queued requests. When the worker came back it sent them, so the deleted user's prompt and photo
+-- URL still reached KIE, which ran the tasks and billed them; their callbacks then found no job.
+--
+-- Once the trigger holds every request and pipeline row of the account, it now takes the
+-- account's unanswered createTasks back out of the queue, as the deadline tick does for a job
+-- past its deadline. The queue row must be ours: the newest of our
+-- requests with its id (pg_net reuses ids after a crash) and a createTask. A row the worker has
+-- locked is being sent and is left to it (its answer finds no job). Polls and finalize requests
+-- carry no user content and are left to run out. If the withdrawal fails (pg_net's tables
+-- changed), the account is deleted all the same, with a warning in the log.
 
 -- The account's unanswered requests, then its pipeline rows (the ticks' order), each in id order;
 -- returns the jobs whose pipeline rows the caller now holds.
@@ -50,6 +63,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   held uuid[];
+  problem text;
 begin
   loop
     held := private.lock_rows_of_account(old.id);
@@ -67,8 +81,25 @@ begin
       null;
     end;
   end loop;
+  -- The account's createTasks pg_net has not taken yet: never sent, and now never will be.
+  begin
+    with queued as (
+      select nq.id
+        from net.http_request_queue nq join private.requests r on nq.id = r.net_request_id
+       where r.job_id in (select j.id from public.generation_jobs j where j.user_id = old.id)
+         and r.kind = 'create' and r.resolved_at is null
+         and nq.url like '%/api/v1/jobs/createTask'
+         and not exists (select 1 from private.requests newer
+                          where newer.net_request_id = r.net_request_id and newer.queued_at > r.queued_at)
+         for update of nq skip locked
+    )
+    delete from net.http_request_queue nq using queued where nq.id = queued.id;
+  exception when others then
+    get stacked diagnostics problem = message_text;
+    raise warning 'account %: its queued createTasks could not be taken back: %', old.id, problem;
+  end;
   return old;
 end
 $$;
 comment on function private.lock_pipeline_of_deleted_user() is
-  'API: Private. Trigger before a delete on auth.users: locks the user''s unanswered request rows, then pipeline rows, in the ticks'' lock order (request row, pipeline row, job, profile); then waits for a start in flight (the profile, for key share, given back and taken again until every job''s rows are held), so the cascade cannot deadlock with a tick, a callback, a cancel or a retry.';
+  'API: Private. Trigger before a delete on auth.users: locks the user''s unanswered request rows, then pipeline rows, in the ticks'' lock order (request row, pipeline row, job, profile); then waits for a start in flight (the profile, for key share, given back and taken again until every job''s rows are held), so the cascade cannot deadlock with a tick, a callback, a cancel or a retry; then takes the user''s createTasks pg_net has not taken out of its queue.';
