@@ -108,6 +108,18 @@ up() {
     cluster_start "$STACK_DIR"
   fi
   cluster_restart_if_stale "$STACK_DIR"
+  local unknown
+  unknown=$(migrations_not_here "$DB_URL")
+  if [ -n "$unknown" ]; then
+    # Applied by another checkout (a branch, a rewritten history): the CLI refuses to go on.
+    [ "${KILN_STACK_REBUILD_STALE:-}" = 1 ] ||
+      die "the stack in $STACK_DIR has migrations this checkout does not ($unknown): KILN_STACK_DIR=$STACK_DIR npm run stack:reset"
+    log "the stack in $STACK_DIR has migrations this checkout does not ($unknown): making it again"
+    cluster_stop "$STACK_DIR"
+    rm -rf "$STACK_DIR/data"
+    cluster_init "$STACK_DIR" $PORT
+    cluster_start "$STACK_DIR"
+  fi
   log "applying bootstrap, pending migrations and seed"
   PGOPTIONS='-c client_min_messages=warning' db_prepare "$PORT"
   # One random finalize credential per stack: Vault's finalize_credential and the function's

@@ -192,6 +192,16 @@ cli_url() { case "$1" in *\?*) echo "$1&sslmode=disable" ;; *) echo "$1?sslmode=
 
 psql_url() { psql "$1" -X -q -v ON_ERROR_STOP=1 "${@:2}"; }
 
+# migrations_not_here URL: the migration versions that database has applied and
+# supabase/migrations does not hold (another checkout applied them), space-separated.
+migrations_not_here() {
+  local applied version
+  applied=$(psql_url "$1" -At -c "select version from supabase_migrations.schema_migrations order by version" 2>/dev/null) || return 0
+  for version in $applied; do
+    compgen -G "$KILN_ROOT/supabase/migrations/${version}_*.sql" >/dev/null || printf '%s ' "$version"
+  done | sed 's/ $//'
+}
+
 # db_prepare PORT: what the platform provides (as the superuser), then, as `postgres`, our
 # migrations (with the real CLI), the local stack's settings overrides and the seed.
 db_prepare() {

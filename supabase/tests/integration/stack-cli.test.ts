@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connect, databaseUrl } from "./support/db.ts";
 
 // `npm run stack:up` on a stack made with the other pg_net: the cluster's preloads were fixed
 // when it was made, so a look-alike stack under the real extension would leave every job waiting
@@ -14,13 +15,15 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 let scratch = "";
 let installed: "real" | "lookalike";
 
-function run(command: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stderr: string }> {
+function run(command: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((done, fail) => {
-    const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
     let stderr = "";
+    child.stdout.on("data", (chunk) => (stdout += chunk));
     child.stderr.on("data", (chunk) => (stderr += chunk));
     child.on("error", fail);
-    child.on("close", (code) => done({ code, stderr }));
+    child.on("close", (code) => done({ code, stdout, stderr }));
   });
 }
 
@@ -65,5 +68,28 @@ describe("stack:up and the pg_net a stack was made with", () => {
     const { stderr } = await stackUp(await fakeStack("same", same));
     // It goes on (and fails later on the fake data directory), without the refusal.
     expect(stderr).not.toContain("npm run stack:reset");
+  });
+});
+
+// A stack database that another checkout migrated (a branch, a rewritten history) holds versions
+// this checkout has no file for; the CLI then refuses to migrate it. `stack:up` names them (the
+// demo's own stack is made again): migrations_not_here finds them.
+describe("stack:up and migrations applied by another checkout", () => {
+  const sql = connect({ max: 1 });
+  const foreign = "20991231235900";
+  afterAll(async () => {
+    await sql`delete from supabase_migrations.schema_migrations where version = ${foreign}`;
+    await sql.end({ timeout: 5 });
+  });
+  const notHere = () =>
+    run("bash", ["-c", 'source scripts/lib/local-stack.sh; migrations_not_here "$0"', databaseUrl()]).then((r) => r.stdout.trim());
+
+  it("finds none in a database migrated from this checkout", async () => {
+    expect(await notHere()).toBe("");
+  });
+
+  it("names a version applied there that this checkout has no file for", async () => {
+    await sql`insert into supabase_migrations.schema_migrations (version, name) values (${foreign}, 'from_another_branch')`;
+    expect(await notHere()).toBe(foreign);
   });
 });
