@@ -410,6 +410,57 @@ describe("a user's call racing a tick on the same job", () => {
     expect(await whatIsLeftOf(leaving)).toEqual({ profiles: 0, jobs: 0 });
   });
 
+  it("account deletion against the reconcile of a createTask sent between its two passes: neither deadlocks", async () => {
+    // The trigger locks the account's unanswered requests, then its pipeline rows. The dispatch
+    // tick, holding a waiting job's pipeline row, sends its createTask and commits between the
+    // two: the trigger holds the pipeline row, not the new request. The reconcile tick claims the
+    // request and waits for the pipeline row; the cascade, deleting the request, waited for the
+    // tick. Made deterministic: the tick's claim stops the trigger's pipeline pass, the tick
+    // sends and commits; a start in flight (the profile, for update) stops the trigger at its
+    // key share; the answer is stored and the reconcile tick runs until it waits; the start
+    // commits. Seen as 40P01 for the deletion or the reconcile.
+    const leaving = await plan.signUp({ credits: 100 });
+    const jobId = await waitingJob(leaving);
+    const [tick, deleter, start, reconciler] = [await sql.reserve(), await sql.reserve(), await sql.reserve(), await sql.reserve()];
+    const pidOf = async (db: Db) => (await db<{ pid: number }[]>`select pg_backend_pid() as pid`)[0].pid;
+    let netId = "";
+    let requestId = "";
+    try {
+      const [tickPid, deleterPid, startPid, reconcilerPid] = [await pidOf(tick), await pidOf(deleter), await pidOf(start), await pidOf(reconciler)];
+      await start`begin`;
+      await start`select from public.profiles where id = ${leaving} for update`;
+      await tick`begin`;
+      await tick`select from private.job_pipeline where job_id = ${jobId} for update`;
+      const deletion = settle(inTransaction(deleter, () => deleter`delete from auth.users where id = ${leaving}`));
+      await blockedBy(deleterPid, tickPid, deletion); // past the requests, at the pipeline row
+      await tick`select private.send_create_task(${jobId})`;
+      await tick`commit`;
+      await blockedBy(deleterPid, startPid, deletion); // holding the pipeline row, at the key share
+      [{ netId, requestId }] = await sql<{ netId: string; requestId: string }[]>`
+        select net_request_id::text as "netId", id::text as "requestId" from private.requests where job_id = ${jobId} and kind = 'create'`;
+      // pg_net sent it and stored KIE's answer.
+      await sql`delete from net.http_request_queue where id = ${netId}::bigint`;
+      await sql`insert into net._http_response (id, status_code, content)
+                values (${netId}::bigint, 200, ${JSON.stringify({ code: 200, data: { taskId: `task-${jobId}` } })})`;
+      const reconcile = settle(inTransaction(reconciler, () => reconciler`select private.reconcile_tick()`));
+      await blockedBy(reconcilerPid, deleterPid, reconcile); // holding the request, at the pipeline row
+      await start`commit`;
+
+      expect(await deletion).toMatchObject({ ok: true });
+      expect(await reconcile).toMatchObject({ ok: true });
+    } finally {
+      await tick`rollback`.catch(() => {}); // a no-op after the commit
+      await start`rollback`.catch(() => {});
+      for (const db of [tick, deleter, start, reconciler]) db.release();
+      if (netId) await sql`delete from net._http_response where id = ${netId}::bigint`;
+    }
+    expect(await whatIsLeftOf(leaving)).toEqual({ profiles: 0, jobs: 0 });
+    const errors = await sql`
+      select message from private.alerts
+       where key = 'reconcile_error' and cleared_at is null and details ->> 'request_id' = ${requestId}`;
+    expect(errors).toEqual([]);
+  });
+
   it("account deletion against the reconcile of its job's createTask answer: neither deadlocks", async () => {
     // reconcile_tick claims the request row, then (apply_response) updates the job's pipeline row;
     // the deletion locked the pipeline row (on_auth_user_deleted) and its cascade then deletes the
