@@ -287,6 +287,8 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
           }
           stored.push(path);
         }
+        // If this throws, the images stay: the completion may have committed before the
+        // connection broke, and then they are the job's. Otherwise the job's purge removes them.
         const applied = await db.completeJob(
           job,
           attempt,

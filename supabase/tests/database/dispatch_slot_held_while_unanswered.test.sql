@@ -1,8 +1,9 @@
 -- A rate token stays taken for as long as its request is unanswered (it may wait in pg_net's
 -- queue well past a window), and one window past the answer. A token whose request was never
--- logged comes back after a window, and housekeeping frees held tokens no request stands for.
+-- logged comes back after a window, a request deleted unanswered (its account deleted) gives its
+-- token back at once, and housekeeping frees held tokens no request stands for.
 begin;
-select plan(13);
+select plan(16);
 \ir dispatch_fixture.sql
 
 -- recordInfo (1 s window): one poll token left, taken by a poll queued at 00:00:00 and unanswered.
@@ -45,6 +46,20 @@ select is((select count(*)::int from private.rate_slots where bucket = 'poll' an
   'the unanswered poll keeps its token');
 select is((select count(*)::int from private.rate_slots where bucket = 'poll' and available_at = '2030-01-01 00:01:01+00'), 2,
   'the freed ones come back one window after housekeeping');
+
+-- An account deleted while its createTask is unanswered: the cascade deletes the request, and
+-- the token comes back one window after the delete, not at the next housekeeping.
+update private.rate_slots set available_at = '-infinity' where bucket = 'create';
+select pg_temp.start_job('hu_leaving') as leaving_job \gset
+select is((select count(*)::int from private.rate_slots where bucket = 'create' and available_at = 'infinity'), 1,
+  'the start''s createTask, unanswered, holds a create token');
+delete from auth.users where id = tests.get_supabase_uid('hu_leaving');
+select is((select count(*)::int from private.rate_slots where bucket = 'create' and available_at = 'infinity'), 0,
+  'deleting the account gives the token back');
+select is((select count(*)::int from private.rate_slots
+            where bucket = 'create'
+              and available_at = now() + make_interval(secs => private.setting_number('dispatch.create_window_seconds')::double precision)), 1,
+  'free one window after the delete');
 
 select * from finish();
 rollback;
