@@ -2,7 +2,7 @@
 -- errors: the logged classification and what it does to the job. Responses are inserted into
 -- net._http_response with the columns the real pg_net writes.
 begin;
-select plan(27);
+select plan(35);
 \ir dispatch_fixture.sql
 update private.settings set value = '100' where key = 'dispatch.create_per_window';
 
@@ -28,8 +28,19 @@ insert into cases (label, status, content, timed_out, error_msg, expected) value
   ('body 500', 200, '{"code": 500, "msg": "server error"}', false, null, 'transient|f|waiting|pending|-|0'),
   ('body 503', 200, '{"code": 503, "msg": "?"}', false, null, 'transient|f|waiting|pending|-|0'),
   ('HTTP 403 from the edge', 403, 'error code: 1010', false, null, 'transient|f|waiting|pending|-|0'),
+  -- Gateway statuses: the origin was not reached (521, 522, 523, 525) or answered an explicit
+  -- error (500, 503), so no task was made; or the request reached it and its answer was lost
+  -- (502, 504, 520, 524), so KIE may have made the task.
   ('HTTP 522 from the edge', 522, '<html>522</html>', false, null, 'transient|f|waiting|pending|-|0'),
-  ('HTTP 502 claiming code 200', 502, '{"code": 200, "data": {"taskId": "t-liar"}}', false, null, 'transient|f|waiting|pending|-|0'),
+  ('HTTP 521 from the edge', 521, '<html>521</html>', false, null, 'transient|f|waiting|pending|-|0'),
+  ('HTTP 523 from the edge', 523, '<html>523</html>', false, null, 'transient|f|waiting|pending|-|0'),
+  ('HTTP 525 from the edge', 525, '<html>525</html>', false, null, 'transient|f|waiting|pending|-|0'),
+  ('HTTP 500 without an envelope', 500, 'Internal Server Error', false, null, 'transient|f|waiting|pending|-|0'),
+  ('HTTP 503 without an envelope', 503, 'Service Unavailable', false, null, 'transient|f|waiting|pending|-|0'),
+  ('HTTP 502 claiming code 200', 502, '{"code": 200, "data": {"taskId": "t-liar"}}', false, null, 'transient|t|waiting|pending|-|0'),
+  ('HTTP 504 from a gateway', 504, '<html>504 Gateway Time-out</html>', false, null, 'transient|t|waiting|pending|-|0'),
+  ('HTTP 520 from the edge', 520, '<html>520</html>', false, null, 'transient|t|waiting|pending|-|0'),
+  ('HTTP 524 from the edge', 524, '<html>524</html>', false, null, 'transient|t|waiting|pending|-|0'),
   ('HTTP 400 without an envelope', 400, 'Bad Request', false, null, 'permanent|f|failed|failed|provider_rejected|1'),
   ('timeout', null, null, true, 'Timeout of 8000 ms reached. Total time: 8001.2 ms', 'transient|t|waiting|pending|-|0'),
   ('connection refused', null, null, false, 'Couldn''t connect to server', 'transient|f|waiting|pending|-|0'),
