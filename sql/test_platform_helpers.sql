@@ -46,3 +46,16 @@ $$;
 alter function tests.delete_as_auth_service(uuid) owner to supabase_auth_admin;
 revoke all on function tests.delete_as_auth_service(uuid) from public;
 grant execute on function tests.delete_as_auth_service(uuid) to postgres;
+
+-- Make the installed pg_cron look like another version (pg_extension.extversion), as when the
+-- platform upgrades the extension under jobs scheduled by the older one. For a test's own
+-- transaction only: its rollback puts the catalog row back. Only a superuser writes pg_extension.
+create or replace function tests.pretend_pg_cron_version(version text)
+returns void
+language sql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  update pg_catalog.pg_extension set extversion = pretend_pg_cron_version.version where extname = 'pg_cron'
+$$;
+revoke all on function tests.pretend_pg_cron_version(text) from public;
+grant execute on function tests.pretend_pg_cron_version(text) to postgres;
