@@ -9,6 +9,8 @@
  *   had not sent them stay in its queue; they are taken back out, and nothing else is.
  * - 20261203160100: accounts deleted before 20261201120000 left their Storage folders with no
  *   purge; each folder named by a user id without a profile gets one, once.
+ * - 20261203200100: createTasks answered HTTP 502, 504, 520 or 524 were logged as not accepted;
+ *   those answers are marked maybe accepted and counted as their jobs' unknown outcomes, once.
  */
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -22,6 +24,7 @@ const dir = join(import.meta.dirname, "../../migrations");
 const migration = (name: string) => readFileSync(join(dir, name), "utf8");
 const withdrawLostCreates = migration("20261203160000_lost_creates_still_queued_withdrawn.sql");
 const purgeOrphanedFolders = migration("20261203160100_folders_of_accounts_deleted_before_purges.sql");
+const gatewayErrorsMaybeAccepted = migration("20261203200100_gateway_errors_may_have_created_the_task.sql");
 
 // The platform's superuser sets up what only the platform writes (auth.users, storage.objects,
 // pg_net's queue as the earlier code left it); the migration itself runs as postgres.
@@ -179,5 +182,76 @@ describe("20261203160100: the Storage folders of accounts deleted before their d
       `generated-images ${goneWithPurge}/ ${goneWithPurge} account_deleted open`,
     ].sort());
     expect(seen.second).toEqual(seen.first);
+  });
+});
+
+describe("20261203200100: createTasks a gateway answered before they counted as maybe accepted", () => {
+  /** A createTask of the job's first attempt answered as the earlier code logged it: not accepted. */
+  async function logAnswered(tx: Tx, job: string, status: number, bodyCode: number | null): Promise<number> {
+    const [{ id }] = await tx`
+      insert into private.requests (job_id, attempt, kind, net_request_id, sent_at, timeout_ms, resolved_at, http_status, body_code,
+                                    outcome, maybe_accepted, error)
+      values (${job}, 1, 'create', -1, now() - interval '1 minute', 8000, now() - interval '50 seconds', ${status}, ${bodyCode},
+              'transient', false, ${`create http ${status}`})
+      returning id`;
+    return Number(id);
+  }
+
+  /** Jobs waiting for their retry after a createTask answered with each status (and body code). */
+  async function waitingAfter(tx: Tx, answers: [number, number | null][]): Promise<{ job: string; request: number }[]> {
+    await tx`delete from vault.secrets where name in ('kie_api_key', 'functions_base_url')`;
+    await tx`update public.plans set max_active_jobs = 100, starts_per_minute = 100`;
+    const user = await signUp(tx);
+    await tx`select public.grant_credits(${user}, 100, 'test credits')`;
+    const waiting = [];
+    for (const [status, bodyCode] of answers) {
+      const job = await startJob(tx, user);
+      await tx`update private.job_pipeline set attempt = 1, retries = 1, next_run_at = now() + interval '1 minute' where job_id = ${job}`;
+      waiting.push({ job, request: await logAnswered(tx, job, status, bodyCode) });
+    }
+    return waiting;
+  }
+
+  const state = (tx: Tx, jobs: { job: string; request: number }[]) =>
+    tx`select r.http_status, r.body_code, r.maybe_accepted, p.unknown_outcomes,
+              private.is_job_task(p.job_id, 1, 'task-never-heard-of') as task_known
+         from private.requests r join private.job_pipeline p on p.job_id = r.job_id
+        where r.id in ${tx(jobs.map((j) => j.request))}
+        order by r.http_status, r.body_code nulls first`;
+
+  it("marks the answers a gateway gave after passing the request on, counts them once, and leaves the rest", async () => {
+    const seen = await rolledBack(async (tx) => {
+      const jobs = await waitingAfter(tx, [[502, null], [504, null], [520, null], [524, null], [522, null], [503, null], [502, 500]]);
+      await apply(tx, gatewayErrorsMaybeAccepted);
+      const first = await state(tx, jobs);
+      await apply(tx, gatewayErrorsMaybeAccepted);
+      return { first, second: await state(tx, jobs) };
+    });
+    const row = (status: number, bodyCode: number | null, maybe: boolean) =>
+      ({ http_status: status, body_code: bodyCode, maybe_accepted: maybe, unknown_outcomes: maybe ? 1 : 0, task_known: maybe });
+    expect(seen.first.map((r) => ({ ...r }))).toEqual([
+      row(502, null, true),
+      // KIE's own envelope (code 500) came through: its answer, which made nothing.
+      row(502, 500, false),
+      row(503, null, false),
+      row(504, null, true),
+      row(520, null, true),
+      // Cloudflare could not reach KIE's origin.
+      row(522, null, false),
+      row(524, null, true),
+    ]);
+    // Applied again, it counts nothing twice.
+    expect(seen.second).toEqual(seen.first);
+  });
+
+  it("leaves the answers of a code an operator had already classified as not accepted", async () => {
+    const seen = await rolledBack(async (tx) => {
+      const jobs = await waitingAfter(tx, [[502, null], [504, null]]);
+      await tx`update private.kie_outcomes set maybe_accepted = false
+                where (operation, source, code) = ('create', 'http', '502')`;
+      await apply(tx, gatewayErrorsMaybeAccepted);
+      return (await state(tx, jobs)).map((r) => [r.http_status, r.maybe_accepted, r.unknown_outcomes]);
+    });
+    expect(seen).toEqual([[502, false, 0], [504, true, 1]]);
   });
 });
