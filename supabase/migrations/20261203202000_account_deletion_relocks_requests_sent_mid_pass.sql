@@ -12,6 +12,11 @@
 -- round's row locks and the profile's key share (a tick waiting for the pipeline row goes on and
 -- resolves or keeps its request), and goes round. Another round is needed only when a start or a
 -- tick of the account committed during the round before.
+--
+-- Also: the deletion took the account's unsent createTasks back out of pg_net's queue, and left
+-- its unsent recordInfo polls there. They carry no user content, but each would still spend a
+-- token of KIE's recordInfo budget on a job that no longer exists, and its token stayed held until
+-- housekeeping. The deletion now takes those back too, under the same rules.
 
 drop function private.lock_rows_of_account(uuid);
 
@@ -67,14 +72,15 @@ begin
       null;
     end;
   end loop;
-  -- The account's createTasks pg_net has not taken yet: never sent, and now never will be.
+  -- The account's createTasks and polls pg_net has not taken yet: never sent, and now never will be.
   begin
     with queued as (
       select nq.id
         from net.http_request_queue nq join private.requests r on nq.id = r.net_request_id
        where r.job_id in (select j.id from public.generation_jobs j where j.user_id = old.id)
-         and r.kind = 'create' and r.resolved_at is null
-         and nq.url like '%/api/v1/jobs/createTask'
+         and r.resolved_at is null
+         and ((r.kind = 'create' and nq.url like '%/api/v1/jobs/createTask')
+              or (r.kind = 'poll' and (nq.url like '%/api/v1/jobs/recordInfo' or nq.url like '%/api/v1/jobs/recordInfo?%')))
          and not exists (select 1 from private.requests newer
                           where newer.net_request_id = r.net_request_id and newer.queued_at > r.queued_at)
          for update of nq skip locked
@@ -82,10 +88,10 @@ begin
     delete from net.http_request_queue nq using queued where nq.id = queued.id;
   exception when others then
     get stacked diagnostics problem = message_text;
-    raise warning 'account %: its queued createTasks could not be taken back: %', old.id, problem;
+    raise warning 'account %: its queued createTasks and polls could not be taken back: %', old.id, problem;
   end;
   return old;
 end
 $$;
 comment on function private.lock_pipeline_of_deleted_user() is
-  'API: Private. Trigger before a delete on auth.users: locks the user''s unanswered request rows, then pipeline rows, in the ticks'' lock order (request row, pipeline row, job, profile), then waits for a start in flight (the profile, for key share); a round that missed a job or request committed meanwhile gives every lock back and goes round, so the cascade cannot deadlock with a tick, a callback, a cancel or a retry; then takes the user''s createTasks pg_net has not taken out of its queue.';
+  'API: Private. Trigger before a delete on auth.users: locks the user''s unanswered request rows, then pipeline rows, in the ticks'' lock order (request row, pipeline row, job, profile), then waits for a start in flight (the profile, for key share); a round that missed a job or request committed meanwhile gives every lock back and goes round, so the cascade cannot deadlock with a tick, a callback, a cancel or a retry; then takes the user''s createTasks and recordInfo polls pg_net has not taken out of its queue.';
