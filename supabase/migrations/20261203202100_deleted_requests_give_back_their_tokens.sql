@@ -17,10 +17,15 @@
 --     any later time, so the token stays held, and housekeeping frees it as one no request stands
 --     for, as before.
 -- Nothing waits: pg_net's queue is only read, and the token is taken with skip locked.
+--
+-- The trigger function is security definer: the cascade that deletes the request rows runs as the
+-- role that deleted the account, and Supabase Auth deletes users as supabase_auth_admin, which
+-- has no rights on private or net. As the deleting role, every account deletion of a user with an
+-- unanswered request would fail ("permission denied for schema private").
 
 create function private.release_slot_of_deleted_request()
 returns trigger
-language plpgsql volatile
+language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
@@ -56,7 +61,8 @@ begin
 end
 $$;
 comment on function private.release_slot_of_deleted_request() is
-  'API: Private. Trigger (arguments: bucket, window setting key): a request deleted before its answer gives back one held token of its bucket once it can no longer reach KIE: free one request timeout plus one window after the delete when it is no longer in pg_net''s queue; left held (for housekeeping) while it is still queued.';
+  'API: Private. Trigger (arguments: bucket, window setting key): a request deleted before its answer gives back one held token of its bucket once it can no longer reach KIE: free one request timeout plus one window after the delete when it is no longer in pg_net''s queue; left held (for housekeeping) while it is still queued. Security definer: the account deletion''s cascade runs as the deleting role (supabase_auth_admin for Supabase Auth), which has no rights on private or net.';
+revoke all on function private.release_slot_of_deleted_request() from public;
 
 create trigger requests_release_create_slot_when_deleted
   after delete on private.requests

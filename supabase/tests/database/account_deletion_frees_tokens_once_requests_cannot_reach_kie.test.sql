@@ -32,7 +32,8 @@ select results_eq(
   'two unanswered createTasks and one unanswered recordInfo hold their tokens');
 
 select clock_timestamp() as deleting_from \gset
-delete from auth.users where id = tests.get_supabase_uid('dk_leaving');
+-- As Supabase Auth deletes a user: as supabase_auth_admin, which has no rights on private or net.
+select tests.delete_as_auth_service(tests.get_supabase_uid('dk_leaving'));
 select clock_timestamp() as deleted_by \gset
 
 select ok(not exists (select 1 from net.http_request_queue where id = :'poll_net_id'),
