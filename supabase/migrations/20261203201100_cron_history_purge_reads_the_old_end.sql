@@ -14,7 +14,10 @@
 -- two runs, so a backlog shrinks by about 18,000 a run). A run that started long ago and ended
 -- recently (runid and end_time out of step) stays until it is old enough; the expired rows after
 -- it in the window go now. Runs without an end_time (cut short by a server restart, or still
--- running) stay, as before, and each holds a place in the window.
+-- running) stay, as before, and take no place in the window: it is the 20,000 smallest runids
+-- among runs that recorded their end. Such runs gather at the old end (each restart leaves the
+-- runs it cut short there for good), and a window that counted them would, once 20,000 had
+-- gathered, hold nothing the purge may delete, run after run, while the table grew again.
 --
 -- Expired cron history is never locked by anyone (pg_cron writes a run's row only until it has
 -- ended), so that delete needs no SKIP LOCKED; the request log and late results keep it. The
@@ -30,9 +33,11 @@ declare
   highest bigint;
   purged integer;
 begin
-  -- The window: the max_rows smallest runids, read from the primary key.
+  -- The window: the max_rows smallest runids of runs that recorded their end, read from the
+  -- primary key. Runs without an end_time are passed over (read, never counted): they would
+  -- otherwise fill the window for good.
   select min(w.runid), max(w.runid) into lowest, highest
-    from (select r.runid from cron.job_run_details r order by r.runid limit max_rows) as w;
+    from (select r.runid from cron.job_run_details r where r.end_time is not null order by r.runid limit max_rows) as w;
   -- A closed runid range, so even a generic plan reads it through the primary key.
   delete from cron.job_run_details d
    where d.runid between lowest and highest
@@ -42,7 +47,7 @@ begin
 end
 $$;
 comment on function private.purge_cron_history(timestamptz, integer) is
-  'API: Private. Deletes the cron.job_run_details rows that ended before `before` among the max_rows smallest runids (the oldest runs, read through the primary key); returns how many. Never a younger row, never more than max_rows.';
+  'API: Private. Deletes the cron.job_run_details rows that ended before `before` among the max_rows smallest runids of runs with an end_time (the oldest runs, read through the primary key; runs without an end_time stay and take no place); returns how many. Never a younger row, never more than max_rows.';
 revoke all on function private.purge_cron_history(timestamptz, integer) from public;
 
 create or replace function private.housekeeping_tick(at timestamptz default now())
