@@ -43,6 +43,7 @@ declare
                                                      'project_url', 'service_role_key']) as n
                            where private.secret(n) is null);
   drift jsonb := private.tick_schedule_drift();
+  cron_version text := (select e.extversion from pg_catalog.pg_extension as e where e.extname = 'pg_cron');
 begin
   if cardinality(missing) > 0 then
     perform private.raise_alert('missing_secret',
@@ -60,11 +61,9 @@ begin
       format('pg_cron runs %s on other schedules than private.ticks asks of pg_cron %s (details.ticks: the schedule '
              'pg_cron has, null for no job, and the one wanted; after a pg_cron upgrade, sub-minute ticks still run '
              'once a minute). Run select private.schedule_ticks(); as the project owner.',
-             (select string_agg(d ->> 'name', ', ') from jsonb_array_elements(drift) as d),
-             (select e.extversion from pg_catalog.pg_extension as e where e.extname = 'pg_cron')),
+             (select string_agg(d ->> 'name', ', ') from jsonb_array_elements(drift) as d), cron_version),
       false,
-      jsonb_build_object('ticks', drift,
-                         'pg_cron_version', (select e.extversion from pg_catalog.pg_extension as e where e.extname = 'pg_cron')),
+      jsonb_build_object('ticks', drift, 'pg_cron_version', cron_version),
       at);
   else
     update private.alerts a set cleared_at = account_tick.at where a.key = 'tick_schedule_drift' and a.cleared_at is null;

@@ -18,6 +18,21 @@
 -- token of KIE's recordInfo budget on a job that no longer exists, and its token stayed held until
 -- housekeeping. The deletion now takes those back too, under the same rules.
 
+-- The KIE operation a queued pg_net request performs, read from its URL: 'create' (createTask),
+-- 'poll' (recordInfo, its task id in the query string) or null (not a KIE job request).
+create function private.kie_request_kind(url text)
+returns text
+language sql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  select case
+           when url like '%/api/v1/jobs/createTask' then 'create'
+           when url like '%/api/v1/jobs/recordInfo' or url like '%/api/v1/jobs/recordInfo?%' then 'poll'
+         end
+$$;
+comment on function private.kie_request_kind(text) is
+  'API: Private. The kind of our request (private.requests.kind) a queued pg_net URL performs at KIE: create (createTask), poll (recordInfo), or null for any other URL.';
+
 drop function private.lock_rows_of_account(uuid);
 
 -- The account's unanswered requests, then its pipeline rows (the ticks' order), each in id order;
@@ -79,8 +94,7 @@ begin
         from net.http_request_queue nq join private.requests r on nq.id = r.net_request_id
        where r.job_id in (select j.id from public.generation_jobs j where j.user_id = old.id)
          and r.resolved_at is null
-         and ((r.kind = 'create' and nq.url like '%/api/v1/jobs/createTask')
-              or (r.kind = 'poll' and (nq.url like '%/api/v1/jobs/recordInfo' or nq.url like '%/api/v1/jobs/recordInfo?%')))
+         and r.kind in ('create', 'poll') and private.kie_request_kind(nq.url) = r.kind
          and not exists (select 1 from private.requests newer
                           where newer.net_request_id = r.net_request_id and newer.queued_at > r.queued_at)
          for update of nq skip locked

@@ -6,7 +6,7 @@
 --
 -- A KIE request waiting in pg_net's queue with no unanswered request of ours behind it now counts
 -- as one more request standing for a held token of its bucket: its token is freed by the first
--- run after it has left the queue. Which bucket is read from the URL, as the take-backs do.
+-- run after it has left the queue. Its bucket is read from its URL (private.kie_request_kind).
 
 create or replace function private.release_orphaned_tokens(at timestamptz default now())
 returns integer
@@ -23,10 +23,7 @@ begin
     select (select count(*) from private.rate_slots s where s.bucket = bucket_name and s.available_at = 'infinity')
          - (select count(*) from private.requests q where q.kind = bucket_name and q.resolved_at is null)
          - (select count(*) from net.http_request_queue nq
-             where case bucket_name
-                     when 'create' then nq.url like '%/api/v1/jobs/createTask'
-                     else nq.url like '%/api/v1/jobs/recordInfo' or nq.url like '%/api/v1/jobs/recordInfo?%'
-                   end
+             where private.kie_request_kind(nq.url) = bucket_name
                and not exists (select 1 from private.requests q
                                 where q.net_request_id = nq.id and q.kind = bucket_name and q.resolved_at is null))
       into excess;
