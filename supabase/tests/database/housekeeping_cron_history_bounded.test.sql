@@ -12,7 +12,7 @@ insert into cron.job_run_details (jobid, runid, command, status, start_time, end
   (1, 910001, 'select 1', 'succeeded', '2030-01-02 00:00:00+00', '2030-01-02 00:00:01+00'),  -- expired
   (1, 910002, 'select 1', 'succeeded', '2030-01-02 23:59:00+00', '2030-01-03 00:00:30+00'),  -- started before, ended after the cutoff
   (1, 910003, 'select 1', 'succeeded', '2030-01-02 23:59:10+00', '2030-01-02 23:59:11+00'),  -- expired, after a younger runid
-  (1, 910004, 'select 1', 'failed',    '2030-01-02 23:59:20+00', null),                      -- no end: still running or cut short
+  (1, 910004, 'select 1', 'running',   '2030-01-02 23:59:20+00', null),                      -- no end, still running
   (1, 910005, 'select 1', 'succeeded', '2030-01-02 23:59:50+00', '2030-01-02 23:59:59+00'),  -- expired
   (1, 910006, 'select 1', 'succeeded', '2030-01-03 00:00:00+00', '2030-01-03 00:00:00+00'),  -- ended at the cutoff: kept
   (1, 910007, 'select 1', 'succeeded', '2030-01-09 00:00:00+00', '2030-01-09 00:00:01+00');  -- young
@@ -21,7 +21,7 @@ select is(private.housekeeping_tick('2030-01-10 00:00:00+00') -> 'cron_runs', '3
   'three runs ended before the retention');
 select results_eq($$ select runid from cron.job_run_details order by runid $$,
   $$ values (910002::bigint), (910004), (910006), (910007) $$,
-  'exactly those go: the run that ended after the cutoff stays though a later runid expired, as do a run with no end and younger runs');
+  'exactly those go: the run that ended after the cutoff stays though a later runid expired, as do a run still running and younger runs');
 
 -- More expired rows than one run deletes: 20,010 of them, then a young one.
 delete from cron.job_run_details;
