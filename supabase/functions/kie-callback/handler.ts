@@ -86,6 +86,9 @@ interface Outcome {
   detail?: string;
 }
 
+/** One log line of the request being handled: redacted like every line the function writes. */
+type Note = (fields: Record<string, unknown>) => void;
+
 const refuse = (status: number, msg: string): Outcome => ({ status, msg });
 const issues = (e: z.ZodError) =>
   e.issues.map((i) => `${i.path.length ? i.path.join(".") : "(body)"}: ${i.message}`).join("; ");
@@ -122,7 +125,7 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
     return { value };
   }
 
-  async function onCallback(req: Request, url: URL): Promise<Outcome> {
+  async function onCallback(req: Request, url: URL, note: Note): Promise<Outcome> {
     const query = callbackQuery.safeParse(Object.fromEntries(url.searchParams));
     if (!query.success) return refuse(400, "the callback URL needs job (uuid), attempt (1, 2, …) and token");
     const { job, attempt, token } = query.data;
@@ -150,10 +153,10 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
       target?.callbackTokenHash ?? DUMMY_TOKEN_HASH,
     );
     if (target === null || !tokenMatches) return refuse(401, BAD_TOKEN);
-    return settle(job, attempt, taskId, target, body.value);
+    return settle(job, attempt, taskId, target, body.value, note);
   }
 
-  async function onFinalize(req: Request, url: URL): Promise<Outcome> {
+  async function onFinalize(req: Request, url: URL, note: Note): Promise<Outcome> {
     const credential = config.KILN_FINALIZE_CREDENTIAL;
     // Unset: a deployment fault, not the sender's. 503 keeps the poll path retrying meanwhile.
     if (!credential) return refuse(503, "finalize is not configured: KILN_FINALIZE_CREDENTIAL is not set");
@@ -173,7 +176,7 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
     const taskId = (parsed.data.data.taskId || parsed.data.data.task_id)!;
     const target = await db.callbackTarget(job, attempt, taskId);
     if (target === null) return refuse(404, "unknown job or attempt");
-    return settle(job, attempt, taskId, target, body.value);
+    return settle(job, attempt, taskId, target, body.value, note);
   }
 
   async function settle(
@@ -182,6 +185,7 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
     taskId: string,
     target: CallbackTarget,
     report: unknown,
+    note: Note,
   ): Promise<Outcome> {
     const answer = (result: Outcome["result"], status = 200, msg = "success"): Outcome => ({
       status,
@@ -266,7 +270,7 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
             await storage.remove(RESULT_BUCKET, stored);
           } catch (error) {
             // Unreadable by users anyway; the job's purge removes its whole folder later.
-            log(JSON.stringify({ fn: "kie-callback", job, attempt, cleanup: why, error: String(error) }));
+            note({ job, attempt, cleanup: why, error: String(error) });
           }
         };
         for (const [i, image] of (images as Extract<FetchedImage, { ok: true }>[]).entries()) {
@@ -321,7 +325,9 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
     else if (req.method !== "POST") outcome = refuse(405, "use POST");
     else {
       try {
-        outcome = route === "finalize" ? await onFinalize(req, url) : await onCallback(req, url);
+        outcome = route === "finalize"
+          ? await onFinalize(req, url, redactedLog)
+          : await onCallback(req, url, redactedLog);
       } catch (error) {
         // The database or Storage failed, or was unreachable: nothing completed, retry later.
         redactedLog({ error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });

@@ -6,6 +6,7 @@ import {
   FINALIZE_CREDENTIAL,
   harness,
   HMAC_KEY,
+  JOB,
   NOW_MS,
   PNG,
   SERVICE_KEY,
@@ -42,6 +43,28 @@ Deno.test("no token or key in any log line or response, on any path", async () =
 
   assert.ok(h.logs.length >= 9, "every request is logged");
   assert.ok(h.logs.some((l) => l.includes("[redacted]")), "the dependency error was logged, redacted");
+  for (const text of [...h.logs, ...h.responses]) {
+    for (const secret of SECRETS) assert.ok(!text.includes(secret), `leaked in: ${text}`);
+  }
+});
+
+Deno.test("a failed clean-up is logged redacted, like every other line", async () => {
+  const h = harness();
+  await h.db.addAttempt({});
+  // The job finishes elsewhere while the image downloads: this delivery's image must go again.
+  h.web.routes.set(URL_A, () => {
+    h.db.attempts.get(`${JOB}/1`)!.accepting = false;
+    return new Response(PNG.slice());
+  });
+  h.storage.remove = () =>
+    Promise.reject(new Error(`delete refused for ${SERVICE_KEY} (token=${TOKEN}, ${FINALIZE_CREDENTIAL})`));
+
+  const res = await h.callback(successBody());
+
+  assert.equal(res.body.result, "duplicate");
+  const cleanup = h.logs.filter((l) => l.includes('"cleanup"'));
+  assert.equal(cleanup.length, 1, "the failed delete is logged");
+  assert.ok(cleanup[0].includes("[redacted]"), cleanup[0]);
   for (const text of [...h.logs, ...h.responses]) {
     for (const secret of SECRETS) assert.ok(!text.includes(secret), `leaked in: ${text}`);
   }
