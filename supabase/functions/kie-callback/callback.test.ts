@@ -500,6 +500,15 @@ Deno.test("the replay window is configurable", async () => {
   assert.equal((await h.callback(successBody(), { headers: await signed(nowSeconds - 29) })).status, 200);
 });
 
+Deno.test("an empty replay window setting means unset (300 s), not a window of 0 s", async () => {
+  // `supabase secrets set KIE_WEBHOOK_MAX_SKEW_SECONDS=` or an env file line with no value.
+  for (const blank of ["", " "]) {
+    const h = await ready({ KIE_WEBHOOK_HMAC_KEY: HMAC_KEY, KIE_WEBHOOK_MAX_SKEW_SECONDS: blank });
+    const res = await h.callback(successBody(), { headers: await signed(nowSeconds - 20) });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+  }
+});
+
 Deno.test("a valid signature does not replace the URL token", async () => {
   const h = await ready({ KIE_WEBHOOK_HMAC_KEY: HMAC_KEY });
   const res = await h.callback(successBody(), {

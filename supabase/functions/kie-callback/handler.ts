@@ -32,6 +32,10 @@ const DUMMY_TOKEN_HASH = "0".repeat(64);
 /** One answer for an unknown job, an unknown attempt and a wrong token: ids do not leak. */
 const BAD_TOKEN = "invalid callback token";
 
+/** A number setting; blank (`NAME=` in an env file or a secret set to "") means unset, not 0. */
+const numberSetting = <T extends z.ZodType>(schema: T) =>
+  z.preprocess((v) => (typeof v === "string" && v.trim() === "" ? undefined : v), schema);
+
 const envSchema = z.object({
   // Not used here except to keep it out of every log line and answer.
   SUPABASE_SERVICE_ROLE_KEY: z.string().min(1),
@@ -39,13 +43,15 @@ const envSchema = z.object({
   KILN_FINALIZE_CREDENTIAL: z.string().optional().transform((v) => v || undefined),
   // Set when webhook signing is enabled on the KIE account ("Webhook Security Verification").
   KIE_WEBHOOK_HMAC_KEY: z.string().optional().transform((v) => v || undefined),
-  KIE_WEBHOOK_MAX_SKEW_SECONDS: z.coerce.number().int().nonnegative().default(300),
+  KIE_WEBHOOK_MAX_SKEW_SECONDS: numberSetting(z.coerce.number().int().nonnegative().default(300)),
   // Per image; never above the bucket's limit, or an image could download and then not store.
-  KIE_RESULT_MAX_BYTES: z.coerce.number().int().positive().max(
-    RESULT_BUCKET_MAX_BYTES,
-    `must not exceed ${RESULT_BUCKET_MAX_BYTES}, the file_size_limit of the ${RESULT_BUCKET} bucket`,
-  ).default(RESULT_BUCKET_MAX_BYTES),
-  KIE_RESULT_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
+  KIE_RESULT_MAX_BYTES: numberSetting(
+    z.coerce.number().int().positive().max(
+      RESULT_BUCKET_MAX_BYTES,
+      `must not exceed ${RESULT_BUCKET_MAX_BYTES}, the file_size_limit of the ${RESULT_BUCKET} bucket`,
+    ).default(RESULT_BUCKET_MAX_BYTES),
+  ),
+  KIE_RESULT_TIMEOUT_MS: numberSetting(z.coerce.number().int().positive().default(30_000)),
 });
 
 export interface Dependencies {

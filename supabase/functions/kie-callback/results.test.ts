@@ -135,6 +135,14 @@ Deno.test("the size cap defaults to the bucket's limit, and may not exceed it", 
   harness({ KIE_RESULT_MAX_BYTES: "20000000" });
 });
 
+Deno.test("empty size cap and timeout settings mean unset: the defaults apply, the function starts", async () => {
+  const h = harness({ KIE_RESULT_MAX_BYTES: "", KIE_RESULT_TIMEOUT_MS: "" });
+  await h.db.addAttempt({});
+  h.web.serve(URL_A, PNG);
+  h.web.serve(URL_B, bigPng());
+  assert.equal((await h.callback(TWO)).body.result, "completed");
+});
+
 Deno.test("refusal reasons never carry the result URL (it can hold a signed query)", async () => {
   const h = await ready();
   const signedUrl = "https://tempfile.aiquickdraw.com/f/x.png?sig=SECRETSIG123";
