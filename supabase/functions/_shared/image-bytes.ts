@@ -126,20 +126,24 @@ export async function fetchImage(
   }
 }
 
-/** `fn` over `items`, at most `limit` at a time, results in order. */
-export async function mapBounded<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]);
+/**
+ * At most `limit` tasks at a time, started in the order they were asked for (first come, first
+ * served). One set of lanes is shared by every request a process serves, so what they hold at
+ * once is bounded per process, not per request.
+ */
+export function createLanes(limit: number): <T>(task: () => Promise<T>) => Promise<T> {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  return async <T>(task: () => Promise<T>): Promise<T> => {
+    if (running >= limit) await new Promise<void>((resolve) => waiting.push(resolve));
+    else running++;
+    try {
+      return await task();
+    } finally {
+      // The lane passes straight to the next waiting task, or is freed.
+      const next = waiting.shift();
+      if (next) next();
+      else running--;
     }
   };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }

@@ -292,6 +292,64 @@ Deno.test("downloads run at most two at a time", async () => {
   assert.equal(peak, 2);
 });
 
+Deno.test("a delivery holds at most two images that are not stored yet (memory: 4 x 20 MB at the cap)", async () => {
+  const h = harness();
+  await h.db.addAttempt({});
+  const urls = [1, 2, 3, 4].map((n) => `https://tempfile.aiquickdraw.com/f/${n}.png`);
+  let held = 0;
+  let peak = 0;
+  for (const u of urls) {
+    h.web.routes.set(u, () => {
+      peak = Math.max(peak, ++held);
+      return new Response(PNG.slice());
+    });
+  }
+  const upload = h.storage.upload.bind(h.storage);
+  h.storage.upload = async (...args) => {
+    await upload(...args);
+    held--;
+  };
+  const res = await h.callback(successBody({ resultJson: JSON.stringify({ resultUrls: urls }) }));
+  assert.equal(res.body.result, "completed");
+  assert.equal(h.db.completed[0].paths.length, 4);
+  assert.equal(held, 0);
+  assert.ok(peak <= 2, `${peak} images held at once`);
+});
+
+Deno.test("deliveries at once share the two lanes: still at most two images held", async () => {
+  // Two jobs finishing together, or one result delivered twice (KIE's retry and the finalize
+  // request): the function runs them in one process, under one memory limit.
+  const h = harness();
+  const other = "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b";
+  const otherToken = "cb-token-for-the-other-job-0123456789";
+  await h.db.addAttempt({});
+  await h.db.addAttempt({ jobId: other, token: otherToken });
+  const urls = [1, 2, 3, 4].map((n) => `https://tempfile.aiquickdraw.com/f/${n}.png`);
+  let held = 0;
+  let peak = 0;
+  for (const u of urls) {
+    h.web.routes.set(u, async () => {
+      peak = Math.max(peak, ++held);
+      await new Promise((r) => setTimeout(r, 1));
+      return new Response(PNG.slice());
+    });
+  }
+  const upload = h.storage.upload.bind(h.storage);
+  h.storage.upload = async (...args) => {
+    await upload(...args);
+    held--;
+  };
+  const body = successBody({ resultJson: JSON.stringify({ resultUrls: urls }) });
+  const q = new URLSearchParams({ job: other, attempt: "1", token: otherToken });
+  const answers = await Promise.all([
+    h.callback(body),
+    h.send(`/kie-callback?${q}`, { method: "POST", body: JSON.stringify(body) }),
+  ]);
+  assert.deepEqual(answers.map((a) => a.body.result), ["completed", "completed"]);
+  assert.equal(held, 0);
+  assert.ok(peak <= 2, `${peak} images held at once`);
+});
+
 Deno.test("a delivery that loses the race deletes what it stored; the winner's images stay", async () => {
   const h = await ready();
   // Two deliveries of the same result at once (KIE's retry and the finalize request).

@@ -13,7 +13,7 @@
  */
 import { z } from "zod";
 import type { CallbackTarget, DatabasePort, TaskReport } from "../_shared/database.ts";
-import { type FetchedImage, fetchImage, mapBounded, readCapped } from "../_shared/image-bytes.ts";
+import { createLanes, type FetchedImage, fetchImage, readCapped } from "../_shared/image-bytes.ts";
 import { verifyKieSignature } from "../_shared/kie.ts";
 import { RESULT_BUCKET, RESULT_BUCKET_MAX_BYTES } from "../_shared/result-bucket.ts";
 import { resultUrlProblem } from "../_shared/result-hosts.ts";
@@ -24,7 +24,7 @@ import { ObjectRefused, type ObjectStore } from "../_shared/storage.ts";
 export const MAX_BODY_BYTES = 256 * 1024;
 /** Containers nested in a body at most: KIE's nest three or four deep. */
 export const MAX_BODY_DEPTH = 64;
-/** Downloads at once, and redirects followed per download. */
+/** Images downloaded (and held until stored) at once, by all requests together; redirects per download. */
 const DOWNLOAD_CONCURRENCY = 2;
 const MAX_REDIRECTS = 3;
 /** Compared against when the job or attempt is unknown, so the answer takes as long as a bad token's. */
@@ -111,6 +111,9 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
   const { db, storage } = deps;
   const log = deps.log ?? ((line: string) => console.log(line));
   const newId = deps.newId ?? (() => crypto.randomUUID());
+  // Shared by every delivery this process serves: two deliveries at once (two jobs, or KIE's
+  // retry beside the finalize request) still hold at most two images in memory.
+  const lanes = createLanes(DOWNLOAD_CONCURRENCY);
 
   async function readJson(req: Request): Promise<{ value: unknown } | Outcome> {
     if (Number(req.headers.get("content-length")) > MAX_BODY_BYTES) {
@@ -229,18 +232,12 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
           await db.completeJob(job, attempt, taskId, []);
           return answer("ignored", 200, "the task is not this job's; nothing changed");
         }
-        // Every image is fetched before any is stored, and the job completes only once all are.
         const limits = {
           timeoutMs: config.KIE_RESULT_TIMEOUT_MS,
           maxBytes: config.KIE_RESULT_MAX_BYTES,
           maxRedirects: MAX_REDIRECTS,
           allowed: (url: string) => resultUrlProblem(url, target.resultHosts),
         };
-        const images = await mapBounded(
-          reading.resultUrls,
-          DOWNLOAD_CONCURRENCY,
-          (u) => fetchImage(deps.fetch, u, limits),
-        );
         // A result no retry can store (over the bucket's size limit, or refused by Storage for what
         // it is) fails the job now, with its refund, instead of at its deadline: recorded as the
         // provider's "unusable" outcome. The reason stays private (last_error and the log).
@@ -254,18 +251,6 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
           );
           return { ...answer(applied === "applied" ? "failure_recorded" : "duplicate"), detail: reason };
         };
-        const bad = images.findIndex((image) => !image.ok);
-        if (bad >= 0) {
-          const failed = images[bad] as { reason: string; unusable?: true };
-          if (failed.unusable) return unusable(bad, failed.reason);
-          // The reason stays in the log: telling the sender would make this a probe of the network.
-          return {
-            ...refuse(502, `result image ${bad + 1} of ${n} could not be fetched`),
-            job,
-            attempt,
-            detail: failed.reason,
-          };
-        }
         // A folder of its own per delivery: a concurrent or losing delivery never replaces the
         // images a completed job lists, and users can read only what result_urls lists.
         const folder = `${target.userId}/${job}/${newId()}`;
@@ -279,23 +264,63 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
             note({ job, attempt, cleanup: why, error: String(error) });
           }
         };
-        for (const [i, image] of (images as Extract<FetchedImage, { ok: true }>[]).entries()) {
-          const path = `${folder}/${i}.${image.kind.ext}`;
-          try {
-            await storage.upload(RESULT_BUCKET, path, image.bytes, image.kind.mime);
-          } catch (error) {
-            await discard("upload failed");
-            // Storage refusing the image itself (too large, a type not allowed) is the result's
-            // fault, like an image over the download cap. Anything else is Storage failing: 503.
-            if (error instanceof ObjectRefused) return unusable(i, String(error));
+        // Each image goes to Storage as soon as it is downloaded, in one of the two lanes every
+        // delivery shares, so the process holds at most two images at once (four at the size cap
+        // would take most of the function's memory, twice that with a second delivery beside
+        // it). After a failure nothing more of this delivery is fetched or stored; what was
+        // stored is deleted below, and the job completes only once every image is stored.
+        type Failure =
+          | { i: number; fetch: Extract<FetchedImage, { ok: false }> }
+          | { i: number; store: unknown };
+        const paths: string[] = new Array(n);
+        let failing = false;
+        const steps = await Promise.all(
+          reading.resultUrls.map((url, i) =>
+            lanes(async (): Promise<Failure | null> => {
+              if (failing) return null;
+              const image = await fetchImage(deps.fetch, url, limits);
+              if (!image.ok) {
+                failing = true;
+                return { i, fetch: image };
+              }
+              if (failing) return null;
+              const path = `${folder}/${i}.${image.kind.ext}`;
+              try {
+                await storage.upload(RESULT_BUCKET, path, image.bytes, image.kind.mime);
+              } catch (error) {
+                failing = true;
+                return { i, store: error };
+              }
+              stored.push(path);
+              paths[i] = path;
+              return null;
+            })
+          ),
+        );
+        // The first image (by number) that went wrong decides the answer.
+        const bad = steps.find((step) => step !== null);
+        if (bad) {
+          if ("fetch" in bad) {
+            await discard("download failed");
+            if (bad.fetch.unusable) return unusable(bad.i, bad.fetch.reason);
+            // The reason stays in the log: telling the sender would make this a probe of the network.
             return {
-              ...refuse(503, `storing result image ${i + 1} of ${n} failed`),
+              ...refuse(502, `result image ${bad.i + 1} of ${n} could not be fetched`),
               job,
               attempt,
-              detail: String(error),
+              detail: bad.fetch.reason,
             };
           }
-          stored.push(path);
+          await discard("upload failed");
+          // Storage refusing the image itself (too large, a type not allowed) is the result's
+          // fault, like an image over the download cap. Anything else is Storage failing: 503.
+          if (bad.store instanceof ObjectRefused) return unusable(bad.i, String(bad.store));
+          return {
+            ...refuse(503, `storing result image ${bad.i + 1} of ${n} failed`),
+            job,
+            attempt,
+            detail: String(bad.store),
+          };
         }
         // If this throws, the images stay: the completion may have committed before the
         // connection broke, and then they are the job's. Otherwise the job's purge removes them.
@@ -303,7 +328,7 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
           job,
           attempt,
           taskId,
-          stored.map((p) => `${RESULT_BUCKET}/${p}`),
+          paths.map((p) => `${RESULT_BUCKET}/${p}`),
         );
         if (applied === "applied") return answer("completed");
         await discard(applied);

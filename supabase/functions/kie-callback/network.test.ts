@@ -126,7 +126,7 @@ Deno.test("over HTTP: stalled, missing and unreachable results are 502 and compl
       assert.equal((await res.json()).msg, "result image 2 of 2 could not be fetched");
       assert.match(logs.at(-1)!, reason);
     }
-    assert.equal(storage.uploads, 0);
+    assert.equal(storage.objects.size, 0, "what a failed delivery stored is deleted");
     assert.deepEqual(db.completed, []);
   });
 });
@@ -139,7 +139,7 @@ Deno.test("over HTTP: a result over the size cap fails the job at once as unusab
     assert.equal(db.failures.length, 1);
     assert.equal(db.failures[0].code, "unusable");
     assert.match(db.failures[0].message, /larger than 1000000 bytes/);
-    assert.equal(storage.uploads, 0);
+    assert.equal(storage.objects.size, 0, "what the failed delivery stored is deleted");
     assert.deepEqual(db.completed, []);
   });
 });

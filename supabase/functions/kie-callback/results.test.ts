@@ -56,7 +56,6 @@ for (const [name, arrange] of tooLarge) {
     arrange(h);
     const res = await h.callback(TWO);
     assertFailedUnusable(h, res, /result image 2 of 2 cannot be stored: larger than 1000 bytes/);
-    assert.equal(h.storage.uploads, 0);
     // A repeated delivery finds the attempt finished.
     assert.equal((await h.callback(TWO)).body.result, "duplicate");
   });
@@ -99,10 +98,23 @@ for (const [name, arrange, reason] of failures) {
     // The sender learns only which image; why is for the log (no probe of the network).
     assert.equal(res.body.msg, "result image 2 of 2 could not be fetched");
     assert.match(h.logs.join("\n"), reason);
-    assert.equal(h.storage.uploads, 0, "no image stored while another could not be fetched");
+    assert.equal(h.storage.objects.size, 0, "what the failed delivery stored is deleted");
     assertNotCompleted(h);
   });
 }
+
+Deno.test("after a failed download the delivery fetches and stores nothing more", async () => {
+  const h = await ready();
+  const urls = [1, 2, 3, 4].map((n) => `https://tempfile.aiquickdraw.com/f/${n}.png`);
+  // Image 1's host refuses the connection; the others would serve.
+  for (const u of urls.slice(1)) h.web.serve(u, PNG);
+  const res = await h.callback(successBody({ resultJson: JSON.stringify({ resultUrls: urls }) }));
+  assert.equal(res.status, 502);
+  assert.equal(res.body.msg, "result image 1 of 4 could not be fetched");
+  assert.ok(!h.web.requested.includes(urls[2]) && !h.web.requested.includes(urls[3]), h.web.requested.join());
+  assert.equal(h.storage.objects.size, 0, "what the other lane stored is deleted");
+  assertNotCompleted(h);
+});
 
 Deno.test("an image exactly at the size cap is accepted", async () => {
   const h = await ready();
