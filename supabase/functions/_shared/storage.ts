@@ -20,9 +20,37 @@ export interface ObjectStore {
   remove(bucket: string, paths: string[]): Promise<void>;
 }
 
-export function supabaseObjectStore(supabaseUrl: string, serviceRoleKey: string): ObjectStore {
+/** Longest a Storage request may take, answer included: a 20 MB upload takes seconds. */
+const STORAGE_TIMEOUT_MS = 30_000;
+
+export function supabaseObjectStore(
+  supabaseUrl: string,
+  serviceRoleKey: string,
+  { timeoutMs = STORAGE_TIMEOUT_MS }: { timeoutMs?: number } = {},
+): ObjectStore {
+  // storage-js sets no timeout: a Storage that accepts the connection and never answers would
+  // hold the request (and one of the function's two download lanes) until the platform ends it.
+  // Each request, its answer read in full (a small JSON body), gets at most timeoutMs; running
+  // out is a failure of Storage (503, retried), never a refusal of the image.
+  const timedFetch: typeof fetch = async (input, init) => {
+    const controller = new AbortController();
+    const timer = setTimeout(
+      () => controller.abort(new DOMException(`no answer within ${timeoutMs} ms`, "TimeoutError")),
+      timeoutMs,
+    );
+    try {
+      const res = await fetch(input, { ...init, signal: controller.signal });
+      const body = await res.arrayBuffer();
+      return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+    } catch (error) {
+      throw controller.signal.aborted ? controller.signal.reason : error;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
   const client = createClient(supabaseUrl, serviceRoleKey, {
     auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
+    global: { fetch: timedFetch },
   });
   return {
     async upload(bucket, path, bytes, contentType) {

@@ -109,3 +109,30 @@ Deno.test("upload: refusals of the object itself are ObjectRefused; other failur
     });
   }
 });
+
+Deno.test("a Storage that never answers: upload and remove fail after the timeout, not hang", async () => {
+  const pending: (() => void)[] = [];
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () =>
+      new Promise<Response>((resolve) => pending.push(() => resolve(new Response(null, { status: 503 })))),
+  );
+  try {
+    const store = supabaseObjectStore(`http://127.0.0.1:${server.addr.port}`, SERVICE_KEY, {
+      timeoutMs: 100,
+    });
+    const upload = await store.upload("generated-images", "u/j/1.png", PNG, "image/png").then(
+      () => null,
+      (e: Error) => e,
+    );
+    assert.ok(upload, "the upload must fail");
+    assert.ok(!(upload instanceof ObjectRefused), "Storage failing is not a refusal of the image");
+    assert.match(upload.message, /no answer within 100 ms/);
+    const remove = await store.remove("generated-images", ["u/j/1.png"]).then(() => null, (e: Error) => e);
+    assert.ok(remove, "the delete must fail");
+    assert.match(remove.message, /no answer within 100 ms/);
+  } finally {
+    pending.forEach((answer) => answer());
+    await server.shutdown();
+  }
+});
