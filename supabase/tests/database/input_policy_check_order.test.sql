@@ -27,7 +27,7 @@ select throws_ok(statement, 'KL028', null, why)
   ) as checks(statement, why);
 
 select is(tests.refusal($$ select public.start_generation(prompt => E'a nude\u001b ' || repeat('x', 2000)) $$),
-  'KL011: 2008 characters (UTF-16 units) with the style, at most 1000',
+  'KL011: 2008 characters (UTF-16 units), at most 1000',
   'a prompt over the model''s limit with a control character and a blocked term: KL011 first');
 select is(tests.refusal($$ select public.start_generation(prompt => 'a cat', negative_prompt => E'nude\u001b ' || repeat('x', 2000)) $$),
   'KL011: 2006 characters (UTF-16 units), at most 1000',

@@ -33,7 +33,7 @@ select throws_ok(format('select public.start_generation(prompt => %L, negative_p
   ) as refused(prompt, negative, why);
 
 select is(tests.refusal(format('select public.start_generation(prompt => %L)', repeat(E'\U0001f600', 2501))),
-  'KL011: 5002 characters (UTF-16 units) with the style, at most 5000', 'the detail counts UTF-16 units');
+  'KL011: 5002 characters (UTF-16 units), at most 5000', 'the detail counts UTF-16 units');
 select is(tests.refusal(format('select public.start_generation(prompt => %L, negative_prompt => %L)', 'a cat', repeat(E'\U0001f600', 2501))),
   'KL011: 5002 characters (UTF-16 units), at most 5000', 'the negative prompt''s detail too');
 
