@@ -2,7 +2,7 @@ import { createHash, randomUUID } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect, databaseUrl } from "./support/db.ts";
+import { connect } from "./support/db.ts";
 import { type NetWorker, startNetWorker } from "./support/net-worker.ts";
 
 // The whole database side of the pipeline through pg_net's worker, against a small

@@ -1,9 +1,8 @@
-import { randomUUID } from "node:crypto";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { SupabaseClient } from "@supabase/supabase-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect, databaseUrl } from "./support/db.ts";
+import { connect } from "./support/db.ts";
 import { type PurgeStack, startPurgeStack, waitFor, waitForResponse } from "./support/storage-purge.ts";
 import { createUser, png, type TestGateway } from "./support/gateway.ts";
 

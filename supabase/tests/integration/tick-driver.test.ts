@@ -5,7 +5,7 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startTickDriver, TICK_DRIVER_APPLICATION_NAME, type TickDriver } from "../../../scripts/dev-stack/tick-driver.ts";
-import { adminDatabaseUrl, connect, connectAsAdmin, databaseUrl } from "./support/db.ts";
+import { adminDatabaseUrl, connect, connectAsAdmin } from "./support/db.ts";
 
 const sql = connect();
 const suffix = Math.random().toString(36).slice(2, 8);
