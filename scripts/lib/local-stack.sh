@@ -1,6 +1,7 @@
 # Shared shell functions for the local Supabase-compatible stack (sourced, not executed).
 #
-# Used by scripts/test.sh (a throwaway cluster per run) and scripts/stack.sh (a long-lived one).
+# Used by scripts/test.sh (a throwaway cluster per run), scripts/stack.sh (a long-lived one) and
+# the scripts that start from either: demo.sh, soak.sh and bench/bench.sh.
 # Everything here is development tooling: nothing in this file deploys.
 # Every step that can fail calls `die` itself: callers use these functions in `||` lists, where
 # bash ignores `set -e`.
