@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   DELIVERY,
   failureBody,
+  FINALIZE_CREDENTIAL,
   harness,
   HMAC_KEY,
   JOB,
@@ -204,6 +205,34 @@ Deno.test("wrong token: 401, nothing changed", async () => {
     assert.equal(res.body.msg, "invalid callback token");
   }
   assertUntouched(h);
+});
+
+Deno.test("a parameter named twice: 400, nothing changed, neither value logged", async () => {
+  const h = await ready();
+  const twice = [
+    `job=${JOB}&attempt=1&token=wrong-token-value-0001&token=${TOKEN}`,
+    `job=${JOB}&attempt=1&token=${TOKEN}&token=wrong-token-value-0001`,
+    `job=${JOB}&job=${crypto.randomUUID()}&attempt=1&token=${TOKEN}`,
+    `job=${JOB}&attempt=1&attempt=2&token=${TOKEN}`,
+  ];
+  for (const query of twice) {
+    const res = await h.send(`/kie-callback?${query}`, {
+      method: "POST",
+      body: JSON.stringify(successBody()),
+    });
+    assert.equal(res.status, 400, query);
+    assert.match(String(res.body.msg), /names a parameter more than once/);
+  }
+  const finalize = await h.send(`/kie-callback?job=${JOB}&attempt=1&source=poll&source=poll`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${FINALIZE_CREDENTIAL}` },
+    body: JSON.stringify(successBody()),
+  });
+  assert.equal(finalize.status, 400);
+  assertUntouched(h);
+  for (const line of h.logs) {
+    assert.ok(!line.includes(TOKEN) && !line.includes("wrong-token-value-0001"), line);
+  }
 });
 
 Deno.test("unknown job or attempt: the same 401 as a wrong token, after the same hash comparison", async () => {

@@ -29,6 +29,22 @@ const DOWNLOAD_CONCURRENCY = 2;
 const MAX_REDIRECTS = 3;
 /** Compared against when the job or attempt is unknown, so the answer takes as long as a bad token's. */
 const DUMMY_TOKEN_HASH = "0".repeat(64);
+const PARAMETER_TWICE = "the URL names a parameter more than once";
+
+/**
+ * The URL's parameters, or null when one is named twice: which value counts would be a guess
+ * (Object.fromEntries keeps the last, URLSearchParams.get the first), and the token checked must
+ * be the token redacted from the log.
+ */
+function singleParams(url: URL): Record<string, string> | null {
+  const params: Record<string, string> = {};
+  for (const [name, value] of url.searchParams) {
+    if (Object.hasOwn(params, name)) return null;
+    params[name] = value;
+  }
+  return params;
+}
+
 /** One answer for an unknown job, an unknown attempt and a wrong token: ids do not leak. */
 const BAD_TOKEN = "invalid callback token";
 
@@ -135,7 +151,9 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
   }
 
   async function onCallback(req: Request, url: URL, note: Note): Promise<Outcome> {
-    const query = callbackQuery.safeParse(Object.fromEntries(url.searchParams));
+    const params = singleParams(url);
+    if (params === null) return refuse(400, PARAMETER_TWICE);
+    const query = callbackQuery.safeParse(params);
     if (!query.success) return refuse(400, "the callback URL needs job (uuid), attempt (1, 2, …) and token");
     const { job, attempt, token } = query.data;
     const body = await readJson(req);
@@ -173,7 +191,9 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
     if (!(await timingSafeEqualText(bearer, credential))) {
       return refuse(401, "finalize needs the finalize credential");
     }
-    const query = finalizeQuery.safeParse(Object.fromEntries(url.searchParams));
+    const params = singleParams(url);
+    if (params === null) return refuse(400, PARAMETER_TWICE);
+    const query = finalizeQuery.safeParse(params);
     if (!query.success) {
       return refuse(400, "the finalize URL needs job (uuid), attempt (1, 2, …) and source=poll");
     }
@@ -345,7 +365,7 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
       config.SUPABASE_SERVICE_ROLE_KEY,
       config.KILN_FINALIZE_CREDENTIAL,
       config.KIE_WEBHOOK_HMAC_KEY,
-      url.searchParams.get("token"),
+      ...url.searchParams.getAll("token"),
     ];
     const route = routeOf(url);
     const redactedLog = (fields: Record<string, unknown>) =>
