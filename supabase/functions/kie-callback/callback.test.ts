@@ -379,6 +379,57 @@ Deno.test("deliveries at once share the two lanes: still at most two images held
   assert.ok(peak <= 2, `${peak} images held at once`);
 });
 
+Deno.test("failed deliveries give their lanes back: a later delivery in the same process completes", async () => {
+  // The lanes are shared by every delivery a process serves: one kept by a delivery that failed
+  // would be gone for every delivery after it.
+  const h = harness({ KIE_RESULT_TIMEOUT_MS: "50" });
+  await h.db.addAttempt({});
+  const urls = [1, 2, 3, 4].map((n) => `https://tempfile.aiquickdraw.com/f/${n}.png`);
+  const body = successBody({ resultJson: JSON.stringify({ resultUrls: urls }) });
+  const serveAll = () => urls.forEach((u) => h.web.serve(u, PNG));
+
+  // A result host that refuses the connection (the fetch rejects).
+  serveAll();
+  h.web.routes.delete(urls[1]);
+  let res = await h.callback(body);
+  assert.equal(res.status, 502, JSON.stringify(res.body));
+
+  // Storage failing an upload (it throws).
+  serveAll();
+  h.storage.failOnUpload = h.storage.uploads + 1;
+  res = await h.callback(body);
+  assert.equal(res.status, 503, JSON.stringify(res.body));
+
+  // A result host that never answers: the download times out.
+  serveAll();
+  h.web.routes.set(
+    urls[0],
+    (init) =>
+      new Promise<Response>((_, reject) =>
+        init?.signal?.addEventListener("abort", () => reject(init.signal!.reason))
+      ),
+  );
+  res = await h.callback(body);
+  assert.equal(res.status, 502, JSON.stringify(res.body));
+  assert.match(h.logs.join("\n"), /timed out after 50 ms/);
+
+  // Both lanes are free: the next delivery downloads two at a time again, and completes.
+  let running = 0;
+  let peak = 0;
+  for (const u of urls) {
+    h.web.routes.set(u, async () => {
+      peak = Math.max(peak, ++running);
+      await new Promise((r) => setTimeout(r, 5));
+      running--;
+      return new Response(PNG.slice());
+    });
+  }
+  res = await h.callback(body);
+  assert.equal(res.body.result, "completed", JSON.stringify(res.body));
+  assert.equal(h.db.completed[0].paths.length, 4);
+  assert.equal(peak, 2, "two downloads at once");
+});
+
 Deno.test("a delivery that loses the race deletes what it stored; the winner's images stay", async () => {
   const h = await ready();
   // Two deliveries of the same result at once (KIE's retry and the finalize request).
