@@ -3,7 +3,7 @@
 #
 # Installs what is missing (Debian packages when root, npm ci, the pg_net look-alike), starts a
 # private cluster on a free loopback port, applies the platform bootstrap, the migrations (with
-# the Supabase CLI) and the seed, then runs: schema lint, advisors, generated-types freshness,
+# the Supabase CLI) and the seed, then runs: schema lint, advisors, generated-types and schema freshness,
 # pgTAP, Deno checks and tests for the Edge Functions, tsc, and vitest. The cluster and anything
 # the run started are stopped on every exit path.
 
@@ -14,7 +14,7 @@ usage: npm test [-- SUITE...]
 Runs all suites, or only the named ones:
   lint       supabase db lint (plpgsql_check), fails on errors
   advisors   supabase db advisors, fails on any warning about public/private
-  types      the committed Database types match the migrated schema
+  types      the committed Database types and supabase/schema.sql match the migrated schema
   pgtap      supabase/tests/database/*.test.sql through pg_prove
   deno       deno check, lint, fmt --check and test on supabase/functions
   tsc        tsc --noEmit on scripts and TypeScript tests
@@ -142,6 +142,13 @@ run_types() {
   if ! diff -u supabase/functions/_shared/database.types.ts "$fresh" >"$WORK/types.diff"; then
     head -40 "$WORK/types.diff" >&2
     echo "supabase/functions/_shared/database.types.ts is stale: run npm run db:types" >&2
+    return 1
+  fi
+  local schema="$WORK/schema.sql"
+  bash scripts/db-schema.sh --db-url "$DB_URL" --out "$schema" || return 1
+  if ! diff -u supabase/schema.sql "$schema" >"$WORK/schema.diff"; then
+    head -40 "$WORK/schema.diff" >&2
+    echo "supabase/schema.sql is stale: run npm run db:schema" >&2
     return 1
   fi
 }
