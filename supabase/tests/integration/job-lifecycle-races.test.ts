@@ -304,3 +304,46 @@ describe("an operator's change to an account racing the user's start", () => {
     expect(left).toEqual({ credits: balance - price, jobs: 1, ledger: balance - price });
   });
 });
+
+describe("an account deletion racing the results-retention tick over the account's expired results", () => {
+  /** A user with one completed job whose results are due to expire. */
+  async function accountWithExpiredResults(): Promise<{ owner: string; jobId: string }> {
+    const owner = await plan.signUp({ credits: 10 });
+    const jobId = await generatingJob(owner);
+    await sql`select private.callback_complete(${jobId}, 1, ${`task-${jobId}`}, array[${`${owner}/${jobId}/0.png`}])`;
+    await sql`update private.job_pipeline set results_expire_at = now() - interval '1 minute' where job_id = ${jobId}`;
+    return { owner, jobId };
+  }
+
+  async function whatIsLeftOf(owner: string) {
+    const [left] = await sql<{ profiles: number; jobs: number; result_purges: number; account_purges: number }[]>`
+      select (select count(*)::int from public.profiles where id = ${owner}) as profiles,
+             (select count(*)::int from public.generation_jobs where user_id = ${owner}) as jobs,
+             (select count(*)::int from private.result_purges where user_id = ${owner}) as result_purges,
+             (select count(*)::int from private.storage_purges where user_id = ${owner} and reason = 'account_deleted') as account_purges`;
+    return left;
+  }
+
+  const retentionErrorRaised = async () =>
+    (await sql<{ raised: boolean }[]>`
+      select exists (select from private.alerts where key = 'retention_error' and cleared_at is null) as raised`)[0].raised;
+
+  it("the deletion runs first: the tick passes over the account's rows without waiting, and no part of it fails", async () => {
+    const { owner } = await accountWithExpiredResults();
+    await sql`select private.results_retention_tick()`; // anything else due now is handled before the race
+    await sql`update private.job_pipeline p set results_expire_at = now() - interval '1 minute'
+                from public.generation_jobs j where j.id = p.job_id and j.user_id = ${owner}`;
+    expect(await retentionErrorRaised()).toBe(false);
+
+    const outcome = await secondPassesFirst(
+      (admin) => admin`delete from auth.users where id = ${owner}`,
+      (tick) => tick`select private.results_retention_tick()`,
+    );
+
+    expect(outcome.second).toMatchObject({ ok: true });
+    // Each part runs in a subtransaction of its own: one that had waited past the lock timeout
+    // would show here, as the retention_error alert.
+    expect(await retentionErrorRaised()).toBe(false);
+    expect(await whatIsLeftOf(owner)).toEqual({ profiles: 0, jobs: 0, result_purges: 0, account_purges: 2 });
+  });
+});
