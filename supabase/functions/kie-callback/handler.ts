@@ -37,12 +37,9 @@ const PARAMETER_TWICE = "the URL names a parameter more than once";
  * be the token redacted from the log.
  */
 function singleParams(url: URL): Record<string, string> | null {
-  const params: Record<string, string> = {};
-  for (const [name, value] of url.searchParams) {
-    if (Object.hasOwn(params, name)) return null;
-    params[name] = value;
-  }
-  return params;
+  const names = [...url.searchParams.keys()];
+  if (new Set(names).size !== names.length) return null;
+  return Object.fromEntries(url.searchParams);
 }
 
 /** One answer for an unknown job, an unknown attempt and a wrong token: ids do not leak. */
