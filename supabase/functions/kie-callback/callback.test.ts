@@ -297,8 +297,8 @@ Deno.test("more results than the job asked for: 422, nothing downloaded", async 
   assert.equal(ok.status, 200);
 });
 
-Deno.test("downloads run at most two at a time", async () => {
-  const h = harness();
+/** The most downloads that ran at once while one delivery of four images was handled. */
+async function peakDownloads(h: ReturnType<typeof harness>): Promise<number> {
   await h.db.addAttempt({});
   const urls = [
     URL_A,
@@ -318,7 +318,22 @@ Deno.test("downloads run at most two at a time", async () => {
   }
   const res = await h.callback(successBody({ resultJson: JSON.stringify({ resultUrls: urls }) }));
   assert.equal(res.status, 200);
-  assert.equal(peak, 2);
+  return peak;
+}
+
+Deno.test("downloads run at most two at a time", async () => {
+  assert.equal(await peakDownloads(harness()), 2);
+  assert.equal(await peakDownloads(harness({ KIE_RESULT_LANES: "" })), 2, "blank means the default");
+});
+
+Deno.test("KIE_RESULT_LANES sets the lanes, within 40 MB of images held at once", async () => {
+  // Four lanes at a 10 MB cap hold what two hold at the 20 MB default.
+  assert.equal(await peakDownloads(harness({ KIE_RESULT_LANES: "4", KIE_RESULT_MAX_BYTES: "10000000" })), 4);
+  assert.equal(await peakDownloads(harness({ KIE_RESULT_LANES: "1" })), 1);
+  assert.throws(() => harness({ KIE_RESULT_LANES: "3" }), /KIE_RESULT_LANES × KIE_RESULT_MAX_BYTES/);
+  assert.throws(() => harness({ KIE_RESULT_LANES: "0" }));
+  assert.throws(() => harness({ KIE_RESULT_LANES: "9", KIE_RESULT_MAX_BYTES: "1000" }));
+  assert.throws(() => harness({ KIE_RESULT_LANES: "two" }));
 });
 
 Deno.test("a delivery holds at most two images that are not stored yet (memory: 4 x 20 MB at the cap)", async () => {

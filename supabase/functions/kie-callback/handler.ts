@@ -24,9 +24,14 @@ import { ObjectRefused, type ObjectStore } from "../_shared/storage.ts";
 export const MAX_BODY_BYTES = 256 * 1024;
 /** Containers nested in a body at most: KIE's nest three or four deep. */
 export const MAX_BODY_DEPTH = 64;
-/** Images downloaded (and held until stored) at once, by all requests together; redirects per download. */
-const DOWNLOAD_CONCURRENCY = 2;
+/** Redirects followed per download. */
 const MAX_REDIRECTS = 3;
+/**
+ * Bytes of images the process may hold at once, lanes × per-image cap: two at the 20 MB cap. An
+ * image in flight costs about three times its size (read chunks, the joined copy, the upload
+ * body), so this keeps them near 120 MB of the 256 MB a hosted Edge Function gets.
+ */
+const HELD_IMAGE_BYTES = 40_000_000;
 /** Compared against when the job or attempt is unknown, so the answer takes as long as a bad token's. */
 const DUMMY_TOKEN_HASH = "0".repeat(64);
 const PARAMETER_TWICE = "the URL names a parameter more than once";
@@ -65,6 +70,12 @@ const envSchema = z.object({
     ).default(RESULT_BUCKET_MAX_BYTES),
   ),
   KIE_RESULT_TIMEOUT_MS: numberSetting(z.coerce.number().int().positive().default(30_000)),
+  // Images downloaded, and held until stored, at once by all requests of the process together.
+  KIE_RESULT_LANES: numberSetting(z.coerce.number().int().min(1).max(8).default(2)),
+}).refine((env) => env.KIE_RESULT_LANES * env.KIE_RESULT_MAX_BYTES <= HELD_IMAGE_BYTES, {
+  message: `KIE_RESULT_LANES × KIE_RESULT_MAX_BYTES must not exceed ${HELD_IMAGE_BYTES} (the images the ` +
+    "process may hold at once): lower the cap to raise the lanes",
+  path: ["KIE_RESULT_LANES"],
 });
 
 export interface Dependencies {
@@ -125,8 +136,8 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
   const log = deps.log ?? ((line: string) => console.log(line));
   const newId = deps.newId ?? (() => crypto.randomUUID());
   // Shared by every delivery this process serves: two deliveries at once (two jobs, or KIE's
-  // retry beside the finalize request) still hold at most two images in memory.
-  const lanes = createLanes(DOWNLOAD_CONCURRENCY);
+  // retry beside the finalize request) still hold at most KIE_RESULT_LANES images in memory.
+  const lanes = createLanes(config.KIE_RESULT_LANES);
 
   async function readJson(req: Request): Promise<{ value: unknown } | Outcome> {
     if (Number(req.headers.get("content-length")) > MAX_BODY_BYTES) {
