@@ -20,6 +20,8 @@ export interface ObjectStore {
   remove(bucket: string, paths: string[]): Promise<void>;
 }
 
+const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
+
 /** Longest a Storage request may take, answer included: a 20 MB upload takes seconds. */
 const STORAGE_TIMEOUT_MS = 30_000;
 
@@ -29,7 +31,7 @@ export function supabaseObjectStore(
   { timeoutMs = STORAGE_TIMEOUT_MS }: { timeoutMs?: number } = {},
 ): ObjectStore {
   // storage-js sets no timeout: a Storage that accepts the connection and never answers would
-  // hold the request (and one of the function's two download lanes) until the platform ends it.
+  // hold the request (and one of the function's download lanes) until the platform ends it.
   // Each request, its answer read in full (a small JSON body), gets at most timeoutMs; running
   // out is a failure of Storage (503, retried), never a refusal of the image.
   const timedFetch: typeof fetch = async (input, init) => {
@@ -41,7 +43,12 @@ export function supabaseObjectStore(
     try {
       const res = await fetch(input, { ...init, signal: controller.signal });
       const body = await res.arrayBuffer();
-      return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+      // A 204 or 304 may carry no body, not even an empty one.
+      return new Response(NULL_BODY_STATUSES.has(res.status) ? null : body, {
+        status: res.status,
+        statusText: res.statusText,
+        headers: res.headers,
+      });
     } catch (error) {
       throw controller.signal.aborted ? controller.signal.reason : error;
     } finally {

@@ -136,3 +136,26 @@ Deno.test("a Storage that never answers: upload and remove fail after the timeou
     await server.shutdown();
   }
 });
+
+Deno.test("an answer with no body (204) reaches the client as Storage sent it, not as an error of the timeout wrapper", async () => {
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response(null, { status: 204 }),
+  );
+  try {
+    const store = supabaseObjectStore(`http://127.0.0.1:${server.addr.port}`, SERVICE_KEY);
+    // storage-js expects JSON after a success, so both still fail, but on Storage's answer.
+    for (
+      const call of [
+        () => store.upload("generated-images", "u/j/1.png", PNG, "image/png"),
+        () => store.remove("generated-images", ["u/j/1.png"]),
+      ]
+    ) {
+      const error = await call().then(() => null, (e: Error) => e);
+      assert.ok(error);
+      assert.doesNotMatch(error.message, /null body status/);
+    }
+  } finally {
+    await server.shutdown();
+  }
+});
