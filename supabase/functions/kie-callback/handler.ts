@@ -282,8 +282,10 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
         // A folder of its own per delivery: a concurrent or losing delivery never replaces the
         // images a completed job lists, and users can read only what result_urls lists.
         const folder = `${target.userId}/${job}/${newId()}`;
-        const stored: string[] = [];
+        // Where each image was stored, by its number; a hole for one not stored (yet).
+        const paths: string[] = new Array(n);
         const discard = async (why: string) => {
+          const stored = paths.filter((path) => path !== undefined);
           if (stored.length === 0) return;
           try {
             await storage.remove(RESULT_BUCKET, stored);
@@ -292,15 +294,14 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
             note({ job, attempt, cleanup: why, error: String(error) });
           }
         };
-        // Each image goes to Storage as soon as it is downloaded, in one of the two lanes every
-        // delivery shares, so the process holds at most two images at once (four at the size cap
-        // would take most of the function's memory, twice that with a second delivery beside
-        // it). After a failure nothing more of this delivery is fetched or stored; what was
-        // stored is deleted below, and the job completes only once every image is stored.
+        // Each image goes to Storage as soon as it is downloaded, in one of the lanes every
+        // delivery shares, so the process holds at most KIE_RESULT_LANES images at once (four at
+        // the size cap would take most of the function's memory, twice that with a second
+        // delivery beside it). After a failure nothing more of this delivery is fetched or stored;
+        // what was stored is deleted below, and the job completes only once every image is stored.
         type Failure =
           | { i: number; fetch: Extract<FetchedImage, { ok: false }> }
           | { i: number; store: unknown };
-        const paths: string[] = new Array(n);
         let failing = false;
         const steps = await Promise.all(
           reading.resultUrls.map((url, i) =>
@@ -319,7 +320,6 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
                 failing = true;
                 return { i, store: error };
               }
-              stored.push(path);
               paths[i] = path;
               return null;
             })
