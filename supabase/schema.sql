@@ -488,7 +488,7 @@ begin
     if found then
       if existing.amount <> grant_credits.amount then
         perform private.raise_error('KL019', 'idempotency key already used for a different amount',
-          format('key %s granted %s', grant_credits.idempotency_key, existing.amount), 'Use a new key for a new grant.');
+          format('key %s granted %s', private.error_value(grant_credits.idempotency_key), existing.amount), 'Use a new key for a new grant.');
       end if;
       return existing;
     end if;
@@ -2008,7 +2008,7 @@ begin
     if found then
       if existing.request_fingerprint <> fingerprint then
         perform private.raise_error('KL019', 'idempotency key already used with different parameters',
-          format('key %s belongs to job %s', idempotency_key, existing.id), 'Use a new key for a new generation.');
+          format('key %s belongs to job %s', private.error_value(idempotency_key), existing.id), 'Use a new key for a new generation.');
       end if;
       return existing;
     end if;
@@ -2048,7 +2048,7 @@ begin
       perform private.raise_error('KL002', 'inputs apply to templates only', null, 'Leave inputs out for text-to-image.');
     end if;
     if cardinality(image_urls) > 0 then
-      perform private.raise_error('KL013', 'text-to-image takes no images', format('%s image URLs given', cardinality(image_urls)),
+      perform private.raise_error('KL013', 'text-to-image takes no images', format('%s image URL%s given', cardinality(image_urls), case when cardinality(image_urls) = 1 then '' else 's' end),
         'Use a template to edit photos.');
     end if;
     final_prompt := private.clean_text(user_prompt);

@@ -62,7 +62,7 @@ select is(pg_temp.refusal_text(statement), expected, why)
 -- An idempotency key is quoted in KL019's detail.
 select lives_ok($$ select public.start_generation(prompt => 'a cat', idempotency_key => E'key\u001b]0;x\u0007') $$, 'a first start with the key');
 select matches(pg_temp.refusal_text($$ select public.start_generation(prompt => 'a dog', idempotency_key => E'key\u001b]0;x\u0007') $$),
-  '^KL019: [^|]+ \| key key\\u001b\]0;x\\u0007 belongs to job [0-9a-f-]{36} \| ', 'KL019 quotes the key with its controls escaped');
+  '^KL019: [^|]+ \| key "key\\u001b\]0;x\\u0007" belongs to job [0-9a-f-]{36} \| ', 'KL019 quotes the key with its controls escaped');
 
 select * from finish();
 rollback;
