@@ -69,3 +69,68 @@ Deno.test("lanes: a task that throws or rejects frees its lane; its caller gets 
   last.forEach((g) => g.finish(false));
   assert.deepEqual(await Promise.all(ran), ["ok", "ok"]);
 });
+
+// A waiter may stop waiting (its delivery gave up, or its sender hung up): it must leave the queue
+// then, or a lane freed later would go to a task nobody runs for, and be lost with it.
+
+const tick = () => new Promise((r) => setTimeout(r, 0));
+
+Deno.test("lanes: a waiter whose signal aborts leaves the queue; the freed lane goes to the next live waiter", async () => {
+  const lanes = createLanes(1);
+  const counter = { running: 0, peak: 0 };
+  const holder = gate(counter);
+  const held = lanes(holder.task);
+  const gaveUp = new AbortController();
+  let deadRan = false;
+  const dead = lanes(() => {
+    deadRan = true;
+    return Promise.resolve("ran");
+  }, { signal: gaveUp.signal });
+  const live = gate(counter);
+  const next = lanes(live.task);
+  gaveUp.abort(new Error("waited too long"));
+  await assert.rejects(dead, /waited too long/, "the waiter's caller gets the signal's reason at once");
+  holder.finish(false);
+  assert.equal(await held, "ok");
+  await tick();
+  assert.equal(counter.running, 1, "the lane passed to the live waiter");
+  live.finish(false);
+  assert.equal(await next, "ok");
+  assert.equal(deadRan, false, "the task that gave up never runs");
+  // No lane was lost: the single lane is free again.
+  const again = gate(counter);
+  const last = lanes(again.task);
+  await tick();
+  assert.equal(counter.running, 1);
+  again.finish(false);
+  assert.equal(await last, "ok");
+});
+
+Deno.test("lanes: a signal aborted before asking takes no lane, even a free one; one aborted after the grant changes nothing", async () => {
+  const lanes = createLanes(1);
+  const before = new AbortController();
+  before.abort(new Error("hung up"));
+  let ran = false;
+  await assert.rejects(
+    lanes(() => {
+      ran = true;
+      return Promise.resolve("ran");
+    }, { signal: before.signal }),
+    /hung up/,
+  );
+  assert.equal(ran, false);
+  const counter = { running: 0, peak: 0 };
+  const after = new AbortController();
+  const g = gate(counter);
+  const granted = lanes(g.task, { signal: after.signal });
+  after.abort(new Error("too late"));
+  g.finish(false);
+  assert.equal(await granted, "ok", "a running task is not the lanes' to stop");
+  // The lane is free: a next task runs at once.
+  const g2 = gate(counter);
+  const p2 = lanes(g2.task);
+  await tick();
+  assert.equal(counter.running, 1);
+  g2.finish(false);
+  assert.equal(await p2, "ok");
+});

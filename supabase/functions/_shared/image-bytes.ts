@@ -126,17 +126,43 @@ export async function fetchImage(
   }
 }
 
+/** A task's place in the lanes: `signal` ends its wait (never a task that already runs). */
+export interface LaneOptions {
+  signal?: AbortSignal;
+}
+
+export type Lanes = <T>(task: () => Promise<T>, options?: LaneOptions) => Promise<T>;
+
 /**
  * At most `limit` tasks at a time, started in the order they were asked for (first come, first
  * served). One set of lanes is shared by every request a process serves, so what they hold at
  * once is bounded per process, not per request.
+ *
+ * A task waiting for a lane whose `signal` aborts leaves the queue at once and is never started:
+ * its caller gets the signal's reason, and the next lane freed goes to the next task still
+ * waiting. A signal aborted before the call takes no lane, even a free one. Once a task runs, its
+ * signal no longer matters to the lanes.
  */
-export function createLanes(limit: number): <T>(task: () => Promise<T>) => Promise<T> {
+export function createLanes(limit: number): Lanes {
   let running = 0;
   const waiting: (() => void)[] = [];
-  return async <T>(task: () => Promise<T>): Promise<T> => {
-    if (running >= limit) await new Promise<void>((resolve) => waiting.push(resolve));
-    else running++;
+  return async <T>(task: () => Promise<T>, { signal }: LaneOptions = {}): Promise<T> => {
+    signal?.throwIfAborted();
+    if (running >= limit) {
+      await new Promise<void>((resolve, reject) => {
+        const grant = () => {
+          signal?.removeEventListener("abort", leave);
+          resolve();
+        };
+        const leave = () => {
+          const at = waiting.indexOf(grant);
+          if (at !== -1) waiting.splice(at, 1);
+          reject(signal!.reason);
+        };
+        signal?.addEventListener("abort", leave, { once: true });
+        waiting.push(grant);
+      });
+    } else running++;
     try {
       return await task();
     } finally {

@@ -23,7 +23,7 @@ export interface ObjectStore {
 const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
 
 /** Longest a Storage request may take, answer included: a 20 MB upload takes seconds. */
-const STORAGE_TIMEOUT_MS = 30_000;
+export const STORAGE_TIMEOUT_MS = 30_000;
 
 export function supabaseObjectStore(
   supabaseUrl: string,

@@ -445,6 +445,144 @@ Deno.test("failed deliveries give their lanes back: a later delivery in the same
   assert.equal(peak, 2, "two downloads at once");
 });
 
+// ---------------------------------------------------------------------------------------------
+// The wait for a lane: bounded (KIE_RESULT_LANE_WAIT_MS), and over when the sender hangs up
+// ---------------------------------------------------------------------------------------------
+
+const OTHER_JOBS = [
+  { jobId: "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b", token: "cb-token-for-the-second-job-0123456789" },
+  { jobId: "6a7b8c9d-0e1f-4a2b-9c3d-4e5f6a7b8c9d", token: "cb-token-for-the-third-job-01234567890" },
+];
+const URL_C = "https://tempfile.aiquickdraw.com/f/c.png";
+
+/**
+ * One lane, taken by the default job's delivery, whose result host stalls until `release`; the
+ * other jobs' results (URL_B, URL_C) are served at once.
+ */
+async function laneHeld(env: Record<string, string> = {}) {
+  const h = harness({ KIE_RESULT_LANES: "1", ...env });
+  await h.db.addAttempt({});
+  for (const o of OTHER_JOBS) await h.db.addAttempt(o);
+  let release!: () => void;
+  const stalled = new Promise<void>((r) => release = r);
+  let requested!: () => void;
+  const downloading = new Promise<void>((r) => requested = r);
+  h.web.routes.set(URL_A, async () => {
+    requested();
+    await stalled;
+    return new Response(PNG.slice());
+  });
+  h.web.serve(URL_B, JPEG, { "content-type": "image/jpeg" });
+  h.web.serve(URL_C, PNG);
+  const holder = h.callback(successBody());
+  await downloading;
+  /** A delivery of job 2 or 3 (URL_B, URL_C), by KIE or, with `finalize`, by the poll path. */
+  const deliver = (n: 2 | 3, o: { signal?: AbortSignal; finalize?: boolean } = {}) => {
+    const { jobId, token } = OTHER_JOBS[n - 2];
+    const body = successBody({ resultJson: JSON.stringify({ resultUrls: [n === 2 ? URL_B : URL_C] }) });
+    return o.finalize
+      ? h.finalize(body, { job: jobId })
+      : h.callback(body, { job: jobId, token, signal: o.signal });
+  };
+  const accepting = (n: 2 | 3) => h.db.attempts.get(`${OTHER_JOBS[n - 2].jobId}/1`)!.accepting;
+  return { h, holder, release, deliver, accepting };
+}
+
+Deno.test("no lane within KIE_RESULT_LANE_WAIT_MS: 503 with Retry-After, nothing fetched or stored; the retry gets the lane", async () => {
+  const { h, holder, release, deliver, accepting } = await laneHeld();
+  assert.equal(h.timers.count, 0, "a delivery that got its lane at once has no wait running");
+  const waiting = deliver(2);
+  await h.timers.pendingAtLeast(1);
+  h.timers.advance(9_999);
+  assert.equal(h.timers.count, 1, "still waiting at 9999 ms");
+  h.timers.advance(1);
+  const gaveUp = await waiting;
+  assert.equal(gaveUp.status, 503, JSON.stringify(gaveUp.body));
+  assert.equal(gaveUp.body.msg, "too busy to fetch the results now; retry later");
+  // The longest a lane stays held: the download timeout (30 s) and the Storage timeout (30 s).
+  assert.equal(gaveUp.headers.get("retry-after"), "60");
+  assert.match(h.logs.at(-1)!, /"status":503.*no lane of 1 came free within 10000 ms/);
+  assert.ok(!h.web.requested.includes(URL_B), "nothing of it was fetched");
+  assert.equal(h.storage.uploads, 0, "nothing stored");
+  assert.equal(accepting(2), true, "nothing completed: left to KIE's retry and to polling");
+
+  // KIE's retry arrives while the lane is still held: once it is freed, the lane goes to the
+  // retry, not to the delivery that gave up.
+  const retry = deliver(2);
+  await h.timers.pendingAtLeast(1);
+  release();
+  assert.equal((await holder).body.result, "completed");
+  assert.equal((await retry).body.result, "completed");
+  assert.equal(h.web.requested.filter((u) => u === URL_B).length, 1, "fetched once, by the retry");
+  assert.equal(h.timers.count, 0, "no wait left running");
+});
+
+Deno.test("a sender that hangs up while its delivery waits: out of the queue at once; the next live delivery gets the lane", async () => {
+  const { h, holder, release, deliver, accepting } = await laneHeld();
+  const hangUp = new AbortController();
+  const gone = deliver(2, { signal: hangUp.signal });
+  await h.timers.pendingAtLeast(1);
+  const live = deliver(3, { finalize: true });
+  await h.timers.pendingAtLeast(2);
+  hangUp.abort();
+  const answer = await gone;
+  assert.equal(answer.status, 503, "answered while the lane is still held");
+  assert.match(h.logs.at(-1)!, /the sender hung up before a lane came free/);
+  assert.equal(h.timers.count, 1, "the live delivery still waits");
+  release();
+  assert.equal((await holder).body.result, "completed");
+  assert.equal((await live).body.result, "completed");
+  assert.ok(!h.web.requested.includes(URL_B), "the hung-up delivery never ran");
+  assert.equal(accepting(2), true);
+  assert.equal(h.storage.objects.size, 2, "the two completed jobs' images, nothing else");
+  assert.equal(h.timers.count, 0);
+});
+
+Deno.test("once its first image has a lane, a delivery does not give up: its other images wait behind it", async () => {
+  const h = harness({ KIE_RESULT_LANES: "1" });
+  await h.db.addAttempt({});
+  let release!: () => void;
+  const stalled = new Promise<void>((r) => release = r);
+  let requested!: () => void;
+  const downloading = new Promise<void>((r) => requested = r);
+  h.web.routes.set(URL_A, async () => {
+    requested();
+    await stalled;
+    return new Response(PNG.slice());
+  });
+  h.web.serve(URL_B, JPEG, { "content-type": "image/jpeg" });
+  const res = h.callback(successBody({ resultJson: JSON.stringify({ resultUrls: [URL_A, URL_B] }) }));
+  await downloading;
+  assert.equal(h.timers.count, 0, "its wait ended when image 1 got the lane");
+  h.timers.advance(120_000);
+  release();
+  assert.equal((await res).body.result, "completed");
+  assert.equal(h.db.completed[0].paths.length, 2);
+});
+
+Deno.test("KIE_RESULT_LANE_WAIT_MS: 10 s by default (blank too), 1 ms to 120 s, anything else refused at start", async () => {
+  for (
+    const [setting, ms] of [[undefined, 10_000], ["", 10_000], ["2500", 2_500], ["120000", 120_000]] as const
+  ) {
+    const { h, holder, release, deliver } = await laneHeld(
+      setting === undefined ? {} : { KIE_RESULT_LANE_WAIT_MS: setting },
+    );
+    // The poll path's finalize request waits under the same bound.
+    const waiting = deliver(2, { finalize: true });
+    await h.timers.pendingAtLeast(1);
+    h.timers.advance(ms - 1);
+    assert.equal(h.timers.count, 1, `still waiting at ${ms - 1} ms`);
+    h.timers.advance(1);
+    assert.equal((await waiting).status, 503);
+    assert.match(h.logs.at(-1)!, new RegExp(`within ${ms} ms`));
+    release();
+    await holder;
+  }
+  for (const bad of ["0", "-5", "120001", "1.5", "ten"]) {
+    assert.throws(() => harness({ KIE_RESULT_LANE_WAIT_MS: bad }), /KIE_RESULT_LANE_WAIT_MS/, bad);
+  }
+});
+
 Deno.test("a delivery that loses the race deletes what it stored; the winner's images stay", async () => {
   const h = await ready();
   // Two deliveries of the same result at once (KIE's retry and the finalize request).

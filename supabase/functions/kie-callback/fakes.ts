@@ -213,8 +213,52 @@ export class FakeWeb {
   };
 }
 
+/**
+ * The handler's timers on a clock that moves only when a test says so: `advance(ms)` fires, in
+ * order, the timers due by then.
+ */
+export class ManualTimers {
+  private clock = 0;
+  private readonly pending: { at: number; fire: () => void }[] = [];
+  private readonly watchers: { count: number; resolve: () => void }[] = [];
+
+  set = (ms: number, fire: () => void): () => void => {
+    const timer = { at: this.clock + ms, fire };
+    this.pending.push(timer);
+    for (const w of this.watchers.filter((w) => this.pending.length >= w.count)) {
+      this.watchers.splice(this.watchers.indexOf(w), 1);
+      w.resolve();
+    }
+    return () => {
+      const at = this.pending.indexOf(timer);
+      if (at !== -1) this.pending.splice(at, 1);
+    };
+  };
+
+  /** Timers set and neither fired nor cancelled. */
+  get count(): number {
+    return this.pending.length;
+  }
+
+  /** Resolves once at least `count` timers are pending (a delivery waiting for a lane sets one). */
+  pendingAtLeast(count: number): Promise<void> {
+    if (this.pending.length >= count) return Promise.resolve();
+    return new Promise((resolve) => this.watchers.push({ count, resolve }));
+  }
+
+  advance(ms: number) {
+    this.clock += ms;
+    const due = this.pending.filter((t) => t.at <= this.clock).sort((a, b) => a.at - b.at);
+    for (const t of due) {
+      this.pending.splice(this.pending.indexOf(t), 1);
+      t.fire();
+    }
+  }
+}
+
 export function harness(env: Record<string, string> = {}) {
   const db = new FakeDatabase();
+  const timers = new ManualTimers();
   const storage = new FakeStorage();
   const web = new FakeWeb();
   const logs: string[] = [];
@@ -227,29 +271,45 @@ export function harness(env: Record<string, string> = {}) {
     now: () => NOW_MS,
     env: { SUPABASE_SERVICE_ROLE_KEY: SERVICE_KEY, KILN_FINALIZE_CREDENTIAL: FINALIZE_CREDENTIAL, ...env },
     log: (line) => logs.push(line),
+    timer: timers.set,
   });
   const responses: string[] = [];
   async function send(
     path: string,
     init: RequestInit,
-  ): Promise<{ status: number; body: Record<string, unknown> }> {
+  ): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
     const res = await handler(new Request(`http://functions.local${path}`, init));
     const text = await res.text();
     responses.push(text);
-    return { status: res.status, body: JSON.parse(text) };
+    return { status: res.status, body: JSON.parse(text), headers: res.headers };
   }
   return {
     db,
     storage,
     web,
+    timers,
     logs,
     responses,
     send,
     /** KIE's callback for the default job, attempt 1, with the right token unless told. */
-    callback(body: unknown, o: { token?: string; attempt?: string; headers?: Record<string, string> } = {}) {
-      const q = new URLSearchParams({ job: JOB, attempt: o.attempt ?? "1", token: o.token ?? TOKEN });
+    callback(
+      body: unknown,
+      o: {
+        token?: string;
+        attempt?: string;
+        job?: string;
+        headers?: Record<string, string>;
+        /** The sender hangs up when this aborts. */
+        signal?: AbortSignal;
+      } = {},
+    ) {
+      const q = new URLSearchParams({
+        job: o.job ?? JOB,
+        attempt: o.attempt ?? "1",
+        token: o.token ?? TOKEN,
+      });
       const raw = typeof body === "string" ? body : JSON.stringify(body);
-      return send(`/kie-callback?${q}`, { method: "POST", body: raw, headers: o.headers });
+      return send(`/kie-callback?${q}`, { method: "POST", body: raw, headers: o.headers, signal: o.signal });
     },
     /** The finalize request Postgres sends: the recordInfo reply, the credential, source=poll. */
     finalize(reply: unknown, o: { key?: string; job?: string; attempt?: string } = {}) {

@@ -18,7 +18,7 @@ import { verifyKieSignature } from "../_shared/kie.ts";
 import { RESULT_BUCKET, RESULT_BUCKET_MAX_BYTES } from "../_shared/result-bucket.ts";
 import { resultUrlProblem } from "../_shared/result-hosts.ts";
 import { redact, sha256Hex, timingSafeEqualText } from "../_shared/secrets.ts";
-import { ObjectRefused, type ObjectStore } from "../_shared/storage.ts";
+import { ObjectRefused, type ObjectStore, STORAGE_TIMEOUT_MS } from "../_shared/storage.ts";
 
 /** Callback bodies are a few KB; anything near this is not KIE. */
 export const MAX_BODY_BYTES = 256 * 1024;
@@ -72,6 +72,10 @@ const envSchema = z.object({
   KIE_RESULT_TIMEOUT_MS: numberSetting(z.coerce.number().int().positive().default(30_000)),
   // Images downloaded, and held until stored, at once by all requests of the process together.
   KIE_RESULT_LANES: numberSetting(z.coerce.number().int().min(1).max(8).default(2)),
+  // How long a delivery may wait for its first lane before it gives up (503, Retry-After):
+  // below KIE's 15 s callback timeout, so it answers while the sender still listens. At most
+  // 120 s, the longest kie.finalize_timeout_ms lets the finalize request wait.
+  KIE_RESULT_LANE_WAIT_MS: numberSetting(z.coerce.number().int().min(1).max(120_000).default(10_000)),
 }).refine((env) => env.KIE_RESULT_LANES * env.KIE_RESULT_MAX_BYTES <= HELD_IMAGE_BYTES, {
   message: `KIE_RESULT_LANES × KIE_RESULT_MAX_BYTES must not exceed ${HELD_IMAGE_BYTES} (the images the ` +
     "process may hold at once): lower the cap to raise the lanes",
@@ -88,7 +92,12 @@ export interface Dependencies {
   log?: (line: string) => void;
   /** A fresh name for one delivery's folder (default: a random UUID). */
   newId?: () => string;
+  /** Call `fire` once after `ms` milliseconds unless cancelled (default: setTimeout). */
+  timer?: (ms: number, fire: () => void) => () => void;
 }
+
+/** Why a delivery stopped waiting for a lane before it started: nothing of it ran. */
+class LaneWaitEnded extends Error {}
 
 const jobId = z.guid();
 const attempt = z.union([z.number().int().positive(), z.string().regex(/^[1-9]\d{0,8}$/).transform(Number)]);
@@ -114,6 +123,8 @@ interface Outcome {
   attempt?: number;
   /** Logged (redacted), never returned. */
   detail?: string;
+  /** Seconds, sent as Retry-After. */
+  retryAfter?: number;
 }
 
 /** One log line of the request being handled: redacted like every line the function writes. */
@@ -135,6 +146,13 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
   const { db, storage } = deps;
   const log = deps.log ?? ((line: string) => console.log(line));
   const newId = deps.newId ?? (() => crypto.randomUUID());
+  const timer = deps.timer ?? ((ms: number, fire: () => void) => {
+    const id = setTimeout(fire, ms);
+    return () => clearTimeout(id);
+  });
+  // Every lane busy now has been freed at least once by then: a download holds one for at most
+  // KIE_RESULT_TIMEOUT_MS, the upload after it for at most the Storage timeout.
+  const laneRetryAfter = Math.ceil((config.KIE_RESULT_TIMEOUT_MS + STORAGE_TIMEOUT_MS) / 1000);
   // Shared by every delivery this process serves: two deliveries at once (two jobs, or KIE's
   // retry beside the finalize request) still hold at most KIE_RESULT_LANES images in memory.
   const lanes = createLanes(config.KIE_RESULT_LANES);
@@ -188,7 +206,7 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
       target?.callbackTokenHash ?? DUMMY_TOKEN_HASH,
     );
     if (target === null || !tokenMatches) return refuse(401, BAD_TOKEN);
-    return settle(job, attempt, taskId, target, body.value, note);
+    return settle(job, attempt, taskId, target, body.value, note, req.signal);
   }
 
   async function onFinalize(req: Request, url: URL, note: Note): Promise<Outcome> {
@@ -213,7 +231,7 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
     const taskId = (parsed.data.data.taskId || parsed.data.data.task_id)!;
     const target = await db.callbackTarget(job, attempt, taskId);
     if (target === null) return refuse(404, "unknown job or attempt");
-    return settle(job, attempt, taskId, target, body.value, note);
+    return settle(job, attempt, taskId, target, body.value, note, req.signal);
   }
 
   async function settle(
@@ -223,6 +241,8 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
     target: CallbackTarget,
     report: unknown,
     note: Note,
+    /** Aborts when the sender hangs up (the request's signal). */
+    sender: AbortSignal,
   ): Promise<Outcome> {
     const answer = (result: Outcome["result"], status = 200, msg = "success"): Outcome => ({
       status,
@@ -299,13 +319,21 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
         // the size cap would take most of the function's memory, twice that with a second
         // delivery beside it). After a failure nothing more of this delivery is fetched or stored;
         // what was stored is deleted below, and the job completes only once every image is stored.
+        //
+        // The wait for a lane is bounded: a delivery none of whose images got a lane within
+        // KIE_RESULT_LANE_WAIT_MS, or whose sender hung up first, leaves the queue having run and
+        // stored nothing. Once one of its images runs, the delivery keeps its place to the end:
+        // its other images wait right behind it, and giving up then would throw away its work.
         type Failure =
           | { i: number; fetch: Extract<FetchedImage, { ok: false }> }
-          | { i: number; store: unknown };
+          | { i: number; store: unknown }
+          | { i: number; waited: LaneWaitEnded };
         let failing = false;
+        const wait = firstLaneWait(config.KIE_RESULT_LANE_WAIT_MS, config.KIE_RESULT_LANES, sender, timer);
         const steps = await Promise.all(
           reading.resultUrls.map((url, i) =>
             lanes(async (): Promise<Failure | null> => {
+              wait.stop();
               if (failing) return null;
               const image = await fetchImage(deps.fetch, url, limits);
               if (!image.ok) {
@@ -322,12 +350,28 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
               }
               paths[i] = path;
               return null;
+            }, { signal: wait.signal }).catch((error: unknown): Failure => {
+              // Only the wait ends this way; every step above catches its own failures.
+              if (!(error instanceof LaneWaitEnded)) throw error;
+              failing = true;
+              return { i, waited: error };
             })
           ),
-        );
+        ).finally(wait.stop);
         // The first image (by number) that went wrong decides the answer.
         const bad = steps.find((step) => step !== null);
         if (bad) {
+          if ("waited" in bad) {
+            await discard("gave up waiting for a lane");
+            // Busy, not broken: nothing completed, so KIE retries (polling stays the safety net).
+            return {
+              ...refuse(503, "too busy to fetch the results now; retry later"),
+              job,
+              attempt,
+              detail: bad.waited.message,
+              retryAfter: laneRetryAfter,
+            };
+          }
           if ("fetch" in bad) {
             await discard("download failed");
             if (bad.fetch.unusable) return unusable(bad.i, bad.fetch.reason);
@@ -402,9 +446,46 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
     };
     return new Response(redact(JSON.stringify(body), secrets), {
       status: outcome.status,
-      headers: { "content-type": "application/json", ...(outcome.status === 405 ? { allow: "POST" } : {}) },
+      headers: {
+        "content-type": "application/json",
+        ...(outcome.status === 405 ? { allow: "POST" } : {}),
+        ...(outcome.retryAfter ? { "retry-after": String(outcome.retryAfter) } : {}),
+      },
     });
   };
+}
+
+/**
+ * One delivery's wait for its first lane. `signal` aborts with a LaneWaitEnded when `ms` pass, or
+ * when the sender hangs up, before `stop` is called; `stop` (when one of the delivery's images
+ * starts, and when it is done) ends the wait for good.
+ *
+ * A hang-up is the request's signal aborting. Deno.serve aborts it when it notices the client
+ * gone, which it does not always do while the handler waits (not for a request of a few hundred
+ * bytes or more, in Deno 2.9): the time bound is what keeps the queue short, the hang-up only
+ * frees a place sooner when the runtime reports it.
+ */
+function firstLaneWait(
+  ms: number,
+  lanes: number,
+  sender: AbortSignal,
+  timer: (ms: number, fire: () => void) => () => void,
+): { signal: AbortSignal; stop: () => void } {
+  const waiting = new AbortController();
+  const end = (why: string) => waiting.abort(new LaneWaitEnded(why));
+  const hangUp = () => end("the sender hung up before a lane came free");
+  const cancel = timer(ms, () => end(`no lane of ${lanes} came free within ${ms} ms`));
+  sender.addEventListener("abort", hangUp, { once: true });
+  let stopped = false;
+  const stop = () => {
+    if (stopped) return;
+    stopped = true;
+    cancel();
+    sender.removeEventListener("abort", hangUp);
+  };
+  // Only a hang-up while waiting counts (a signal aborted already fires no event): a runtime that
+  // aborted request signals early would then cost nothing but the bound wait.
+  return { signal: waiting.signal, stop };
 }
 
 /**
