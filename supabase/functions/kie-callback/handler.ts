@@ -420,8 +420,11 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
       ...url.searchParams.getAll("token"),
     ];
     const route = routeOf(url);
+    // Redacted value by value, before the line is written: a secret is found as it is, not as JSON
+    // escapes it, and a token anyone may put in the URL can hide only what it matches inside a
+    // value, never the line's structure or the fields the function sets itself.
     const redactedLog = (fields: Record<string, unknown>) =>
-      log(redact(JSON.stringify({ fn: "kie-callback", route, ...fields }), secrets));
+      log(JSON.stringify({ fn: "kie-callback", route, ...redactValues(fields, secrets) }));
 
     let outcome: Outcome;
     if (route === null) outcome = refuse(404, "no such route");
@@ -444,7 +447,7 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
       msg: outcome.msg,
       ...(outcome.result ? { result: outcome.result } : {}),
     };
-    return new Response(redact(JSON.stringify(body), secrets), {
+    return new Response(JSON.stringify(redactValues(body, secrets)), {
       status: outcome.status,
       headers: {
         "content-type": "application/json",
@@ -453,6 +456,25 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
       },
     });
   };
+}
+
+/**
+ * Fields with every secret replaced in each string; a value of any other kind than a string,
+ * number, boolean or null is written as its JSON text, redacted the same way.
+ */
+function redactValues(
+  fields: Record<string, unknown>,
+  secrets: readonly (string | null | undefined)[],
+): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(fields).map(([name, value]) => {
+      if (typeof value === "string") return [name, redact(value, secrets)];
+      if (value === null || value === undefined || typeof value === "number" || typeof value === "boolean") {
+        return [name, value];
+      }
+      return [name, redact(JSON.stringify(value) ?? String(value), secrets)];
+    }),
+  );
 }
 
 /**

@@ -69,3 +69,40 @@ Deno.test("a failed clean-up is logged redacted, like every other line", async (
     for (const secret of SECRETS) assert.ok(!text.includes(secret), `leaked in: ${text}`);
   }
 });
+
+// Anyone may put a token in the URL, and every occurrence of it is redacted: it must hide only
+// what it matches inside a value, never the line's structure or the fields the function writes.
+Deno.test("a token that spells part of the log line neither breaks the line nor hides its fields", async () => {
+  const h = harness();
+  await h.db.addAttempt({});
+  const tokens = ['"status":401', "kie-callback", "callback", '","msg":"invalid callback token"}'];
+  for (const token of tokens) {
+    assert.equal((await h.callback(successBody(), { token })).status, 401);
+    const q = new URLSearchParams({ token });
+    assert.equal((await h.send(`/elsewhere?${q}`, { method: "POST", body: "{}" })).status, 404);
+  }
+  assert.equal(h.logs.length, tokens.length * 2);
+  for (const [i, line] of h.logs.entries()) {
+    const fields = JSON.parse(line);
+    assert.equal(fields.fn, "kie-callback", line);
+    assert.equal(fields.route, i % 2 === 0 ? "callback" : null, line);
+    assert.equal(fields.status, i % 2 === 0 ? 401 : 404, line);
+  }
+  for (const text of h.responses) assert.equal(typeof JSON.parse(text).code, "number", text);
+});
+
+Deno.test("a key with characters JSON escapes is redacted too", async () => {
+  const key = 'whk-"quoted"\\and\\slashed-0123';
+  const h = harness({ KIE_WEBHOOK_HMAC_KEY: key });
+  await h.db.addAttempt({});
+  h.db.broken = new Error(`auth failed with ${key}`);
+  const ts = String(Math.floor(NOW_MS / 1000));
+  const headers = { "x-webhook-timestamp": ts, "x-webhook-signature": await sign(key, TASK, ts) };
+  assert.equal((await h.callback(successBody(), { headers })).status, 503);
+  const escaped = JSON.stringify(key).slice(1, -1);
+  assert.ok(h.logs.some((l) => l.includes("[redacted]")), h.logs.join("\n"));
+  for (const line of h.logs) {
+    assert.ok(!line.includes(escaped), `leaked in: ${line}`);
+    assert.ok(!JSON.stringify(JSON.parse(line)).includes(escaped));
+  }
+});
