@@ -696,7 +696,7 @@ alter table private.alerts add constraint alerts_key_format CHECK ((key ~ '^[a-z
 alter table private.alerts add constraint alerts_pkey PRIMARY KEY (key);
 CREATE INDEX alerts_active_pause_idx ON private.alerts USING btree (key) WHERE ((cleared_at IS NULL) AND pauses_dispatch);
 alter table private.alerts enable row level security;
-comment on table private.alerts is 'API: Private. Operator alerts (kie_account, kie_low_balance, missing_secret, reconcile_error, deadline_error, pg_net_stalled, retention_error, storage_purge_failing, tick_schedule_drift, tick_failing). Active while cleared_at is null; clear with private.clear_alert(key). Most are also cleared by the tick that finds the problem gone. private.active_alerts adds ticks_silent, computed when read (private.silent_ticks).';
+comment on table private.alerts is 'API: Private. Operator alerts (kie_account, kie_low_balance, missing_secret, reconcile_error, deadline_error, pg_net_stalled, retention_error, storage_purge_failing, tick_schedule_drift, tick_failing). Active while cleared_at is null; clear with private.clear_alert(key). Most are also cleared by the tick that finds the problem gone. private.active_alerts adds ticks_silent, computed when read (private.silent_ticks), and names kiln-account under tick_failing when its own runs keep failing, computed when read (private.tick_failure): it is the tick that raises tick_failing.';
 comment on column private.alerts.cleared_at is 'When cleared (by an operator, by the tick that finds the problem gone, or by a credit check with a balance for a kie_account alert raised only by 402); null while active.';
 comment on column private.alerts.details is 'Context for the operator (codes, job, secret name).';
 comment on column private.alerts.key is 'What is wrong, one row per kind.';
@@ -1066,6 +1066,24 @@ comment on column private.storage_purges.requested_at is 'When the purge was dec
 comment on column private.storage_purges.stalled_attempts is 'Folders: requests sent since the folder last shrank; the backoff grows with these only, so a big folder that empties 1000 objects a visit is visited every 30 s. (A one-object purge backs off by attempts.)';
 comment on column private.storage_purges.user_id is 'Whose files these are (the user may no longer exist).';
 
+-- table private.tick_jobs
+create table private.tick_jobs (
+  name text not null,
+  jobid bigint not null,
+  active boolean not null,
+  seen_at timestamp with time zone not null,
+  changed_at timestamp with time zone
+);
+alter table private.tick_jobs add constraint tick_jobs_name_fkey FOREIGN KEY (name) REFERENCES private.ticks(name) ON UPDATE CASCADE ON DELETE CASCADE;
+alter table private.tick_jobs add constraint tick_jobs_pkey PRIMARY KEY (name);
+alter table private.tick_jobs enable row level security;
+comment on table private.tick_jobs is 'API: Private. What was last seen of each registered tick''s pg_cron job (the owner''s), written by private.schedule_ticks() and every kiln-account run: private.silent_ticks counts a tick''s silence from the later of its last start and changed_at.';
+comment on column private.tick_jobs.active is 'Whether the job was active (not paused with cron.alter_job(active => false)) when last seen.';
+comment on column private.tick_jobs.changed_at is 'When the job was seen installed, rescheduled, re-created, paused or resumed (schedule_ticks: when it made the change; kiln-account: the run that first saw it); null: no change seen since the row was made. pg_cron is not expected to have started it before.';
+comment on column private.tick_jobs.jobid is 'The pg_cron job last seen for the tick (a job re-created by hand has another).';
+comment on column private.tick_jobs.name is 'The tick (private.ticks.name, the pg_cron job name).';
+comment on column private.tick_jobs.seen_at is 'When the job was last seen so; a job that differs from this row changed after it.';
+
 -- table private.ticks
 create table private.ticks (
   name text not null,
@@ -1112,7 +1130,39 @@ create view private.active_alerts with (security_invoker=true) as
     a.last_seen_at,
     a.occurrences
    FROM private.alerts a
-  WHERE (a.cleared_at IS NULL)
+  WHERE ((a.cleared_at IS NULL) AND (a.key <> 'tick_failing'::text))
+UNION ALL
+ SELECT 'tick_failing'::text AS key,
+        CASE
+            WHEN (own.ticks = '[]'::jsonb) THEN stored.message
+            ELSE (format('pg_cron runs of %s keep failing: %s. It is the tick that raises and clears the stored alerts, so they may be out of date until it runs again (computed when read). details.ticks has the latest error; README "A job seems stuck", step 4, lists the failed runs.'::text, ( SELECT string_agg((o.value ->> 'name'::text), ', '::text) AS string_agg
+               FROM jsonb_array_elements(own.ticks) o(value)), "left"(((own.ticks -> 0) ->> 'last_error'::text), 200)) || COALESCE((' Stored before: '::text || stored.message), ''::text))
+        END AS message,
+    false AS pauses_dispatch,
+    (COALESCE(stored.details, '{}'::jsonb) || jsonb_build_object('ticks', merged.ticks)) AS details,
+    LEAST(stored.raised_at, ( SELECT min(((o.value ->> 'failing_since'::text))::timestamp with time zone) AS min
+           FROM jsonb_array_elements(own.ticks) o(value))) AS raised_at,
+    GREATEST(stored.last_seen_at,
+        CASE
+            WHEN (own.ticks <> '[]'::jsonb) THEN now()
+            ELSE NULL::timestamp with time zone
+        END) AS last_seen_at,
+    COALESCE(stored.occurrences, 1) AS occurrences
+   FROM ((( SELECT COALESCE(jsonb_agg(f.failure ORDER BY t.name), '[]'::jsonb) AS ticks
+           FROM (private.ticks t
+             CROSS JOIN LATERAL ( SELECT private.tick_failure(t.name) AS failure) f)
+          WHERE ((t.command = 'select private.account_tick()'::text) AND (f.failure IS NOT NULL))) own
+     LEFT JOIN private.alerts stored ON (((stored.key = 'tick_failing'::text) AND (stored.cleared_at IS NULL))))
+     CROSS JOIN LATERAL ( SELECT COALESCE(jsonb_agg(m.tick ORDER BY (m.tick ->> 'name'::text)), '[]'::jsonb) AS ticks
+           FROM ( SELECT s.tick
+                   FROM jsonb_array_elements(COALESCE((stored.details -> 'ticks'::text), '[]'::jsonb)) s(tick)
+                  WHERE (NOT (EXISTS ( SELECT 1
+                           FROM private.ticks t
+                          WHERE ((t.name = (s.tick ->> 'name'::text)) AND (t.command = 'select private.account_tick()'::text)))))
+                UNION ALL
+                 SELECT o.tick
+                   FROM jsonb_array_elements(own.ticks) o(tick)) m) merged)
+  WHERE (merged.ticks <> '[]'::jsonb)
 UNION ALL
  SELECT 'ticks_silent'::text AS key,
     'Ticks have not run for three of their periods: pg_cron is not starting them (its scheduler stopped or cannot connect, or a run hung). Jobs wait meanwhile. See step 4 of "A job seems stuck".'::text AS message,
@@ -1124,7 +1174,7 @@ UNION ALL
     1 AS occurrences
    FROM ( SELECT private.silent_ticks() AS ticks) silent
   WHERE (silent.ticks <> '[]'::jsonb);
-comment on view private.active_alerts is 'API: Private. Operators: alerts not cleared yet (clear with private.clear_alert(key)), and ticks_silent, computed when read: registered ticks pg_cron has not started for three of their periods (private.silent_ticks).';
+comment on view private.active_alerts is 'API: Private. Operators: alerts not cleared yet (clear with private.clear_alert(key)); tick_failing also names kiln-account when its own last three finished runs failed, computed when read (private.tick_failure), since it is the tick that raises alerts; and ticks_silent, computed when read: registered ticks pg_cron has not started for three of their periods (private.silent_ticks).';
 
 -- view private.dispatch_rate
 create view private.dispatch_rate with (security_invoker=true) as
@@ -1286,9 +1336,23 @@ begin
     update private.alerts a set cleared_at = account_tick.at where a.key = 'tick_schedule_drift' and a.cleared_at is null;
   end if;
 
-  -- Ticks whose every recent run failed. Its own subtransaction: the credit check still goes out.
+  -- Which jobs were paused, resumed or re-created since the last run (ticks_silent counts from
+  -- then). Its own subtransaction: the rest of the tick still runs.
   begin
-    failing := private.failing_ticks();
+    perform private.observe_tick_jobs(at);
+  exception when others then
+    get stacked diagnostics problem = message_text;
+    raise warning 'the ticks'' pg_cron jobs could not be recorded: %', problem;
+  end;
+
+  -- Ticks whose every recent run failed. Its own subtransaction: the credit check still goes out.
+  -- This tick's own runs are left out: the one in progress is not among them, so the first run
+  -- that succeeds after failures would name itself; private.active_alerts computes them when read.
+  begin
+    failing := (select coalesce(jsonb_agg(f.tick order by f.tick ->> 'name'), '[]'::jsonb)
+                  from jsonb_array_elements(private.failing_ticks()) as f (tick)
+                 where not exists (select 1 from private.ticks as t
+                                    where t.name = f.tick ->> 'name' and t.command = 'select private.account_tick()'));
     if jsonb_array_length(failing) > 0 then
       perform private.raise_alert('tick_failing',
         format('pg_cron runs of %s keep failing: %s. details.ticks has each one''s latest error; README "A job seems '
@@ -1307,7 +1371,7 @@ begin
   return private.send_credit_check(at);
 end
 $function$;
-comment on function private.account_tick(at timestamp with time zone) is 'API: Private. Tick: alerts on missing Vault secrets (the dispatch ones, and the Storage API''s project_url and service_role_key), on pg_cron jobs that do not run a registered tick as the registry asks (missing, another schedule, command or database: tick_schedule_drift) and on ticks whose recent runs all failed (tick_failing), and sends the KIE credit check (low-balance alert, and the probe that lifts a pause raised only by 402).';
+comment on function private.account_tick(at timestamp with time zone) is 'API: Private. Tick: alerts on missing Vault secrets (the dispatch ones, and the Storage API''s project_url and service_role_key), on pg_cron jobs that do not run a registered tick as the registry asks (missing, another schedule, command or database: tick_schedule_drift) and on the other ticks whose recent runs all failed (tick_failing; its own failures are computed by private.active_alerts), records which tick jobs were paused, resumed or re-created (private.tick_jobs, for ticks_silent), and sends the KIE credit check (low-balance alert, and the probe that lifts a pause raised only by 402).';
 
 -- function private.apply_lost_request(request private.requests, at timestamp with time zone)
 CREATE OR REPLACE FUNCTION private.apply_lost_request(request private.requests, at timestamp with time zone DEFAULT now())
@@ -2743,29 +2807,12 @@ CREATE OR REPLACE FUNCTION private.failing_ticks()
  STABLE
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  with recent as (
-    select d.jobid, d.status, d.return_message, d.start_time, d.runid
-      from cron.job_run_details as d
-     where d.runid >= (select coalesce(max(x.runid), 0) - 20000 from cron.job_run_details as x)
-       and d.status in ('succeeded', 'failed')
-  )
-  select coalesce(jsonb_agg(jsonb_build_object('name', t.name, 'failed_runs', last_runs.runs,
-                                               'failing_since', last_runs.first_start,
-                                               'last_error', left(btrim(last_runs.last_message), 300))
-                            order by t.name), '[]'::jsonb)
+  select coalesce(jsonb_agg(f.failure order by t.name), '[]'::jsonb)
     from private.ticks as t
-    -- A paused job is stopped on purpose (often because it failed): not an alert.
-    join cron.job as j on j.jobname = t.name and j.username = current_user and j.active
-   cross join lateral (
-     select count(*)::integer as runs,
-            count(*) filter (where r.status = 'failed')::integer as failed,
-            min(r.start_time) as first_start,
-            (array_agg(r.return_message order by r.runid desc))[1] as last_message
-       from (select * from recent where recent.jobid = j.jobid order by recent.runid desc limit 3) as r
-   ) as last_runs
-   where last_runs.runs > 0 and last_runs.failed = last_runs.runs
+   cross join lateral (select private.tick_failure(t.name) as failure) as f
+   where f.failure is not null
 $function$;
-comment on function private.failing_ticks() is 'API: Private. The registered ticks whose active pg_cron job (the current user''s; a paused job is left out) failed its last three finished runs (or every one it has, if fewer), among the newest 20,000 runs of cron.job_run_details: [{name, failed_runs, failing_since, last_error}], ordered by name; [] when none.';
+comment on function private.failing_ticks() is 'API: Private. The registered ticks whose active pg_cron job (the current user''s; a paused job is left out) failed its last three finished runs (or every one it has, if fewer), among the newest 20,000 runs of cron.job_run_details (private.tick_failure): [{name, failed_runs, failing_since, last_error}], ordered by name; [] when none.';
 
 -- function private.find_blocked_term(content text)
 CREATE OR REPLACE FUNCTION private.find_blocked_term(content text)
@@ -3579,6 +3626,29 @@ begin
 end
 $function$;
 comment on function private.moderation_text(content text) is 'API: Private. Folds text for blocklist matching: NFKD, Latin-looking Greek capitals to Latin, lowercase, combining marks and default-ignorable code points removed.';
+
+-- function private.observe_tick_jobs(at timestamp with time zone, changed text[])
+CREATE OR REPLACE FUNCTION private.observe_tick_jobs(at timestamp with time zone DEFAULT now(), changed text[] DEFAULT '{}'::text[])
+ RETURNS void
+ LANGUAGE sql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  -- The current user's jobs, as schedule_ticks makes them. A tick without a job keeps its row: a
+  -- job made again later has another jobid, and counts as changed.
+  insert into private.tick_jobs as r (name, jobid, active, seen_at, changed_at)
+  select t.name, j.jobid, j.active, observe_tick_jobs.at,
+         case when t.name = any(observe_tick_jobs.changed) then observe_tick_jobs.at end
+    from private.ticks as t
+    join cron.job as j on j.jobname = t.name and j.username = current_user
+  on conflict on constraint tick_jobs_pkey do update
+     set jobid = excluded.jobid,
+         active = excluded.active,
+         seen_at = excluded.seen_at,
+         changed_at = case when excluded.changed_at is not null then excluded.changed_at
+                           when r.jobid <> excluded.jobid or r.active <> excluded.active then excluded.seen_at
+                           else r.changed_at end
+$function$;
+comment on function private.observe_tick_jobs(at timestamp with time zone, changed text[]) is 'API: Private. Records what is seen of each registered tick''s pg_cron job in private.tick_jobs: jobid and active flag as of at; changed_at becomes at for the ticks named in changed (schedule_ticks installed or changed their jobs) and for a job whose jobid or active flag differs from what was last seen.';
 
 -- function private.pause_for_account(message text, source text, code text, job_id uuid, at timestamp with time zone)
 CREATE OR REPLACE FUNCTION private.pause_for_account(message text, source text, code text, job_id uuid, at timestamp with time zone DEFAULT now())
@@ -4790,6 +4860,8 @@ AS $function$
 declare
   seconds_supported boolean := private.pg_cron_supports_seconds();
   tick record;
+  previous record;
+  changed text[] := '{}';
 begin
   -- Ticks removed from the registry stop running.
   perform cron.unschedule(j.jobname)
@@ -4801,17 +4873,27 @@ begin
   for tick in select t.name, t.every_seconds, t.command from private.ticks as t order by t.name loop
     name := tick.name;
     schedule := private.cron_schedule(tick.every_seconds, seconds_supported);
+    select j.jobid, j.schedule, j.command, j.database into previous
+      from cron.job as j where j.jobname = tick.name and j.username = current_user;
     -- cron.schedule with a job name replaces that user's job of the same name (its schedule and
     -- command; before pg_cron 1.5 not its database, which is put back here).
     perform cron.schedule(tick.name, schedule, tick.command);
     perform cron.alter_job(j.jobid, database => current_database())
        from cron.job as j
       where j.jobname = tick.name and j.username = current_user and j.database <> current_database();
+    -- A job made or changed now is not expected to have started on its new schedule before now.
+    if not exists (select 1 from cron.job as j
+                    where j.jobname = tick.name and j.username = current_user
+                      and (j.jobid, j.schedule, j.command, j.database)
+                          is not distinct from (previous.jobid, previous.schedule, previous.command, previous.database)) then
+      changed := changed || tick.name;
+    end if;
     return next;
   end loop;
+  perform private.observe_tick_jobs(now(), changed);
 end
 $function$;
-comment on function private.schedule_ticks() is 'API: Private. Installs one pg_cron job per registered tick (idempotent: its schedule, command and database) and removes kiln- jobs no longer registered. The trigger on private.ticks calls it after every change there.';
+comment on function private.schedule_ticks() is 'API: Private. Installs one pg_cron job per registered tick (idempotent: its schedule, command and database), removes kiln- jobs no longer registered, and records in private.tick_jobs the jobs it made or changed (ticks_silent counts from then). The trigger on private.ticks calls it after every change there.';
 
 -- function private.secret(name text)
 CREATE OR REPLACE FUNCTION private.secret(name text)
@@ -5153,17 +5235,26 @@ AS $function$
   )
   select coalesce(jsonb_agg(jsonb_build_object('name', t.name, 'every_seconds', t.every_seconds,
                                                'last_started_at', s.started,
-                                               'silent_since', coalesce(s.started, w.since) + allowed.gap)
+                                               'silent_since', counted.since + allowed.gap)
                             order by t.name), '[]'::jsonb)
     from private.ticks as t
     join cron.job as j on j.jobname = t.name and j.username = current_user and j.active
    cross join watched as w
    cross join lateral (select make_interval(secs => 3 * t.every_seconds + 120) as gap) as allowed
     left join last_starts as s on s.jobid = j.jobid
+    left join private.tick_jobs as r on r.name = t.name
+   cross join lateral (
+     -- From the later of its last start (none in the history read: its oldest run) and the last
+     -- change of its job. A job that differs from its record (resumed or re-created since) changed
+     -- after the record was last seen.
+     select greatest(coalesce(s.started, w.since),
+                     case when r.jobid <> j.jobid or not r.active then r.seen_at else r.changed_at end) as since
+   ) as counted
    -- With no run at all, since is null and nothing is silent.
-   where coalesce(s.started, w.since) < at - allowed.gap
+   where w.since is not null
+     and counted.since < at - allowed.gap
 $function$;
-comment on function private.silent_ticks(at timestamp with time zone) is 'API: Private. The registered ticks whose active pg_cron job (the current user''s) has started no run for three of its periods plus two minutes, read among the newest 50,000 runs of cron.job_run_details (a tick with none there counts from the oldest of them): [{name, every_seconds, last_started_at, silent_since}], ordered by name; [] when none or when the history is empty.';
+comment on function private.silent_ticks(at timestamp with time zone) is 'API: Private. The registered ticks whose active pg_cron job (the current user''s) has started no run for three of its periods plus two minutes, counted from the later of its last start among the newest 50,000 runs of cron.job_run_details (a tick with none there: the oldest of them) and the last change of its job seen in private.tick_jobs (installed, rescheduled, re-created, resumed): [{name, every_seconds, last_started_at, silent_since}], ordered by name; [] when none or when the history is empty.';
 
 -- function private.storage_delete_problem(request_id bigint, sent_at timestamp with time zone)
 CREATE OR REPLACE FUNCTION private.storage_delete_problem(request_id bigint, sent_at timestamp with time zone)
@@ -5460,6 +5551,49 @@ begin
 end
 $function$;
 comment on function private.templates_validate() is 'API: Private. Trigger: refuses invalid template definitions (KL024) on insert, on a change to prompt_template or input_fields, and on activation; stamps published_at.';
+
+-- function private.tick_failure(tick text)
+CREATE OR REPLACE FUNCTION private.tick_failure(tick text)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  with newest as (
+    select coalesce(max(x.runid), 0) as runid from cron.job_run_details as x
+  )
+  select jsonb_build_object('name', t.name, 'failed_runs', failures.runs,
+                            'failing_since', failures.first_start,
+                            'last_error', left(btrim(failures.last_message), 300))
+    from private.ticks as t
+    -- A paused job is stopped on purpose (often because it failed): not an alert.
+    join cron.job as j on j.jobname = t.name and j.username = current_user and j.active
+   cross join newest
+   cross join lateral (
+     -- Its last success: closed runid ranges, read backwards through the primary key.
+     select max(s.runid) as runid
+       from (select d.runid
+               from cron.job_run_details as d
+              where d.runid between newest.runid - 20000 and newest.runid
+                and d.jobid = j.jobid
+                and d.status = 'succeeded'
+              order by d.runid desc
+              limit 1) as s
+   ) as last_success
+   cross join lateral (
+     select count(*)::integer as runs,
+            min(d.start_time) as first_start,
+            (array_agg(d.return_message order by d.runid desc))[1] as last_message
+       from cron.job_run_details as d
+      where d.runid between greatest(newest.runid - 20000, coalesce(last_success.runid + 1, 0)) and newest.runid
+        and d.jobid = j.jobid
+        and d.status = 'failed'
+   ) as failures
+   where t.name = tick
+     -- Its last three finished runs failed, or, with no success among them, every one it has.
+     and (failures.runs >= 3 or (last_success.runid is null and failures.runs > 0))
+$function$;
+comment on function private.tick_failure(tick text) is 'API: Private. For the registered tick named, when its active pg_cron job (the current user''s) failed its last three finished runs (or every one it has, if fewer) among the newest 20,000 runs of cron.job_run_details: {name, failed_runs (failures in a row since its last success there), failing_since (the first of them), last_error}; otherwise null.';
 
 -- function private.tick_schedule_drift()
 CREATE OR REPLACE FUNCTION private.tick_schedule_drift()
