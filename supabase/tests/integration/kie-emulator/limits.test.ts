@@ -1,6 +1,13 @@
 /** Limits (kie-api.md §7): per-key createTask and recordInfo windows, 429 not queued, counters. */
-import { describe, expect, it } from "vitest";
-import { imagen, startEmulator, waitFor } from "./support.ts";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { imagen, startEmulator } from "./support.ts";
+
+// The windows are read from Date.now(): the tests that count within a window freeze it (timers and
+// sockets stay real), so a slow machine cannot spread one burst over two windows.
+const freezeClock = () => vi.useFakeTimers({ toFake: ["Date"], now: Date.now() });
+afterEach(() => {
+  vi.useRealTimers();
+});
 
 describe("createTask limit", () => {
   it("by default admits 20 per 10 s per key; the 21st gets 429 and is not stored", async () => {
@@ -23,11 +30,20 @@ describe("createTask limit", () => {
 
   it("the window slides: after it passes, requests are admitted again (429s do not extend it)", async () => {
     const kie = await startEmulator({ createRate: { limit: 2, windowMs: 500 } });
+    freezeClock();
     expect((await kie.create(imagen())).json.code).toBe(200);
+    vi.advanceTimersByTime(100);
+    expect((await kie.create(imagen())).json.code).toBe(200);
+    vi.advanceTimersByTime(300);
+    expect((await kie.create(imagen())).json.code).toBe(429);
+    // 500 ms after the first: one place is free again, though a 429 came 100 ms ago.
+    vi.advanceTimersByTime(100);
     expect((await kie.create(imagen())).json.code).toBe(200);
     expect((await kie.create(imagen())).json.code).toBe(429);
-    await waitFor(async () => (await kie.create(imagen())).json.code === 200, 2000);
-    expect((await kie.admin("GET", "tasks")).body.tasks).toHaveLength(3);
+    // 500 ms after the second.
+    vi.advanceTimersByTime(100);
+    expect((await kie.create(imagen())).json.code).toBe(200);
+    expect((await kie.admin("GET", "tasks")).body.tasks).toHaveLength(4);
   });
 
   it("is configurable at run time through the admin endpoint", async () => {
@@ -42,6 +58,7 @@ describe("recordInfo limit", () => {
   it("admits 10 per second per key by default; the 11th gets 429", async () => {
     const kie = await startEmulator({ pollRate: { limit: 10, windowMs: 1000 } });
     const taskId = await kie.createOk(imagen());
+    freezeClock();
     const codes: number[] = [];
     for (let i = 0; i < 11; i++) codes.push((await kie.record(taskId)).json.code);
     expect(codes).toEqual([...Array(10).fill(200), 429]);
