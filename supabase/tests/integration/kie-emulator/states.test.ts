@@ -45,9 +45,8 @@ describe("task states", () => {
     const kie = await startEmulator({ taskMs: 400 });
     const started = Date.now();
     const taskId = await kie.createOk(imagen());
-    // 40 ms of waiting is too short to catch reliably on a busy machine; the held-task test pins
-    // each state. Here: not finished yet, then finished no earlier than --task-ms.
-    expect(["waiting", "queuing", "generating"]).toContain((await kie.record(taskId)).json.data!.state);
+    // Only lower bounds: a busy machine can make any upper one (even "not finished at the first
+    // poll") fail. The held-task test pins each state in between.
     const done = await kie.settled(taskId);
     expect(done.state).toBe("success");
     expect(Date.now() - started).toBeGreaterThanOrEqual(400);
