@@ -310,7 +310,8 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
           try {
             await storage.remove(RESULT_BUCKET, stored);
           } catch (error) {
-            // Unreadable by users anyway; the job's purge removes its whole folder later.
+            // Unreadable by users anyway. For a delivery the database did not take, it recorded a
+            // purge of this folder with its answer; otherwise the job's purge removes its folder.
             note({ job, attempt, cleanup: why, error: String(error) });
           }
         };
@@ -395,7 +396,10 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
           };
         }
         // If this throws, the images stay: the completion may have committed before the
-        // connection broke, and then they are the job's. Otherwise the job's purge removes them.
+        // connection broke, and then they are the job's (or, had the database not taken them, it
+        // recorded a purge of their folder). Otherwise the job's purge removes them. An answer
+        // other than applied came with a purge of this folder, recorded by the database: the
+        // delete below is only the fast path.
         const applied = await db.completeJob(
           job,
           attempt,

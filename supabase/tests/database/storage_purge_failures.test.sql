@@ -104,14 +104,15 @@ select tests.delete_as_auth_service(:'late');
 select tests.create_supabase_user('pf_after') as after_owner \gset
 select pg_temp.put_object('user-uploads', :'after_owner' || '/old.png', '8 days');
 update private.upload_sweep set after_name = null, pass_started_at = null;
--- Unreadable settings make the folder purge and the upload purge fail (the trigger refuses
--- such values; a superuser bypassing it stands in for any row or setting a part cannot read).
+-- Unreadable settings make the folder purge, the upload purge and the delivery purge fail (the
+-- last two forget finished purges after the request log's retention; the trigger refuses such
+-- values; a superuser bypassing it stands in for any row or setting a part cannot read).
 alter table private.settings disable trigger settings_values_valid;
 update private.settings set value = '"an hour"' where key = 'storage.deleted_account_watch_seconds';
 update private.settings set value = '"a month"' where key = 'housekeeping.request_log_retention_seconds';
 select private.results_retention_tick(:'t0'::timestamptz + interval '1 minute');
 select is((select array_agg(p ->> 'part') from private.alerts a, jsonb_array_elements(a.details -> 'parts') p
-            where a.key = 'retention_error' and a.cleared_at is null), array['purge_account_storage', 'purge_expired_uploads'],
+            where a.key = 'retention_error' and a.cleared_at is null), array['purge_discarded_deliveries', 'purge_account_storage', 'purge_expired_uploads'],
   'every failing part is named in the retention_error alert');
 select is((select count(*)::int from private.storage_purges where path = :'after_owner' || '/old.png' and done_at is null), 1,
   'and the walk between them still ran');
