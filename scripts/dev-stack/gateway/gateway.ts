@@ -36,9 +36,11 @@ export interface Gateway {
   port: number;
   /**
    * Fault injection for tests: the next `failUploads` Storage uploads (POST or PUT on
-   * /storage/v1/object/...) answer 500 as a failing Storage server would, and store nothing.
+   * /storage/v1/object/...) answer 500 as a failing Storage server would, and store nothing;
+   * the next `failDeletes` bulk deletes (DELETE /storage/v1/object/<bucket>) likewise, and delete
+   * nothing.
    */
-  faults: { failUploads: number };
+  faults: { failUploads: number; failDeletes: number };
   stop(): Promise<void>;
 }
 
@@ -73,7 +75,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const sql = postgres(options.databaseUrl, { max: 10, onnotice: () => {} });
   const storage = createStorageHandler({ sql, dataDir: options.storageDir, jwtSecret: LOCAL_JWT_SECRET });
   let base = "";
-  const faults = { failUploads: 0 };
+  const faults = { failUploads: 0, failDeletes: 0 };
   const functions = createFunctionsHost({
     functionsDir: options.functionsDir,
     configPath: options.configPath,
@@ -97,6 +99,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       if ((m = /^\/storage\/v1(\/.*)$/.exec(path))) {
         if (faults.failUploads > 0 && /^\/object\/(?!sign|list|info|public|authenticated)/.test(m[1]) && ["POST", "PUT"].includes(request.method)) {
           faults.failUploads--;
+          response = Response.json({ statusCode: "500", error: "internal", message: "injected storage fault" }, { status: 500 });
+        } else if (faults.failDeletes > 0 && /^\/object\/[^/]+\/?$/.test(m[1]) && request.method === "DELETE") {
+          faults.failDeletes--;
           response = Response.json({ statusCode: "500", error: "internal", message: "injected storage fault" }, { status: 500 });
         } else {
           response = await storage(request, m[1]);

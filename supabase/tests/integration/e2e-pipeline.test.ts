@@ -3,7 +3,7 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { PNG } from "pngjs";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { userJwt } from "../../../scripts/dev-stack/gateway/keys.ts";
+import { LOCAL_SERVICE_ROLE_KEY, userJwt } from "../../../scripts/dev-stack/gateway/keys.ts";
 import type { KieEmulator } from "../../../scripts/dev-stack/kie-emulator/server.ts";
 import { png, type TestGateway, userClient } from "./support/gateway.ts";
 import { type JobRow, Pipeline, type Status } from "./support/pipeline.ts";
@@ -252,6 +252,85 @@ describe("one job end to end on the local stack", () => {
       releaseDownload();
       await new Promise((r) => slow.close(r));
       await p.setSetting("results.allowed_hosts", hosts);
+    }
+  }, 30_000);
+
+  it("a result stored after its job was deleted and purged, whose own delete fails, is removed by the database", async () => {
+    const id = await startJob(`a kettle on a stove [kie:hold] ${suffix}`);
+    await tickUntil(id, (row) => row.status === "generating");
+    const taskId = await taskIdOf(id);
+    const callbackUrl = kie.state.tasks.get(taskId)!.callBackUrl!;
+
+    let requested!: () => void;
+    const downloadStarted = new Promise<void>((r) => requested = r);
+    let releaseDownload!: () => void;
+    const held = new Promise<void>((r) => releaseDownload = r);
+    const slow = createServer((_req, res) => {
+      requested();
+      void held.then(() => res.writeHead(200, { "content-type": "image/png" }).end(png(8)));
+    });
+    await new Promise<void>((r) => slow.listen(0, "127.0.0.1", r));
+    const slowOrigin = `http://127.0.0.1:${(slow.address() as AddressInfo).port}`;
+    const [{ value: hosts }] = await p.sql<{ value: string[] }[]>`select value from private.settings where key = 'results.allowed_hosts'`;
+    await p.setSetting("results.allowed_hosts", [...hosts, slowOrigin]);
+    // The database's Storage deletes go to this gateway, as on a hosted project.
+    const saved = await p.sql<{ name: string; secret: string }[]>`
+      select name, secret from vault.secrets where name in ('project_url', 'service_role_key')`;
+    await p.sql`delete from vault.secrets where name in ('project_url', 'service_role_key')`;
+    await p.sql`select vault.create_secret(${stack.gateway.url}, 'project_url')`;
+    await p.sql`select vault.create_secret(${LOCAL_SERVICE_ROLE_KEY}, 'service_role_key')`;
+    try {
+      const body = {
+        code: 200,
+        msg: "success",
+        data: { taskId, state: "success", resultJson: JSON.stringify({ resultUrls: [`${slowOrigin}/late.png`] }) },
+      };
+      const answer = fetch(callbackUrl, { method: "POST", body: JSON.stringify(body) });
+      await downloadStarted;
+      // While the image downloads: the job times out, its owner deletes it, and its purge finds
+      // the folder empty and is done.
+      await p.sql`select private.deadline_tick(now() + interval '1 hour')`;
+      await p.sql`select private.deadline_tick(now() + interval '2 hours')`;
+      expect((await job(id)).status).toBe("failed");
+      await p.sql.begin(async (tx) => {
+        await tx`select set_config('role', 'authenticated', true),
+                        set_config('request.jwt.claims', ${JSON.stringify({ sub: userId, role: "authenticated" })}, true)`;
+        await tx`select public.delete_generation(${id})`;
+      });
+      await p.sql`select private.purge_results(now())`;
+      const [jobPurge] = await p.sql`select done_at from private.result_purges where job_id = ${id}`;
+      expect(jobPurge.done_at).not.toBeNull();
+
+      // Then the image is stored, the completion is refused, and the function's delete fails.
+      stack.gateway.faults.failDeletes = 1;
+      releaseDownload();
+      const res = await answer;
+      expect(await res.json()).toEqual({ code: 200, msg: "success", result: "duplicate" });
+      expect(stack.gateway.faults.failDeletes).toBe(0);
+      const objects = () => p.sql`select name from storage.objects where bucket_id = 'generated-images' and name like ${`${userId}/${id}/%`}`;
+      expect(await objects()).toHaveLength(1);
+
+      // The database recorded the delivery's purge with its answer; the retention tick's part empties it.
+      const purges = () => p.sql`select * from private.storage_purges where reason = 'delivery_discarded' and path like ${`${userId}/${id}/%`}`;
+      expect(await purges()).toHaveLength(1);
+      let at = new Date();
+      for (let visit = 0; visit < 10 && !(await purges())[0].done_at; visit++) {
+        await p.sql`select private.purge_discarded_deliveries(${at})`;
+        const [row] = await purges();
+        if (row.last_request_id && !row.done_at) {
+          await p.tickUntil(async () => (await p.sql`select 1 from net._http_response where id = ${row.last_request_id}`).length > 0);
+        }
+        at = new Date((row.next_attempt_at as Date).getTime() + 1);
+      }
+      expect((await purges())[0].done_at).not.toBeNull();
+      expect(await objects()).toEqual([]);
+    } finally {
+      stack.gateway.faults.failDeletes = 0;
+      releaseDownload();
+      await new Promise((r) => slow.close(r));
+      await p.setSetting("results.allowed_hosts", hosts);
+      await p.sql`delete from vault.secrets where name in ('project_url', 'service_role_key')`;
+      for (const { name, secret } of saved) await p.sql`select vault.create_secret(${secret}, ${name})`;
     }
   }, 30_000);
 });
