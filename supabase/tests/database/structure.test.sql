@@ -42,7 +42,8 @@ select function_returns('public', 'start_generation',
   'start_generation(prompt, template_id, inputs, quality, aspect_ratio, image_urls, style, negative_prompt, idempotency_key) returns the job');
 select function_returns('public', 'retry_generation', array['uuid'], 'generation_jobs', 'retry_generation(job_id) returns the job');
 select function_returns('public', 'cancel_generation', array['uuid'], 'generation_jobs', 'cancel_generation(job_id) returns the job');
-select function_returns('public', 'recent_prompts', array['integer'], 'setof record', 'recent_prompts(limit) returns rows');
+select function_returns('public', 'recent_prompts', array['integer'], 'setof recent_prompt',
+  'recent_prompts(limit) returns rows of a named type (the type generator types its attributes nullable, as style is)');
 select function_returns('public', 'grant_credits', array['uuid', 'integer', 'text', 'text'], 'credit_ledger',
   'grant_credits(user_id, amount, reason, idempotency_key) returns the ledger entry');
 select function_returns('public', 'set_plan', array['uuid', 'text'], 'profiles', 'set_plan(user_id, plan) returns the profile');
@@ -50,10 +51,11 @@ select results_eq(
   $$ select pg_get_function_arguments('public.start_generation(text, uuid, jsonb, text, text, text[], text, text, text)'::regprocedure) $$,
   $$ values ('prompt text DEFAULT NULL::text, template_id uuid DEFAULT NULL::uuid, inputs jsonb DEFAULT NULL::jsonb, quality text DEFAULT ''fast''::text, aspect_ratio text DEFAULT NULL::text, image_urls text[] DEFAULT NULL::text[], style text DEFAULT NULL::text, negative_prompt text DEFAULT NULL::text, idempotency_key text DEFAULT NULL::text') $$,
   'start_generation''s named parameters and defaults (the app calls it with named arguments)');
-select results_eq(
-  $$ select pg_get_function_result('public.recent_prompts(integer)'::regprocedure) $$,
-  $$ values ('TABLE(prompt text, style text, quality text, aspect_ratio text, last_used_at timestamp with time zone)') $$,
-  'recent_prompts'' columns');
+select is(
+  (select string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', ' order by a.attnum) from pg_attribute a
+    where a.attrelid = 'public.recent_prompt'::regclass and a.attnum > 0 and not a.attisdropped),
+  'prompt text, style text, quality text, aspect_ratio text, last_used_at timestamp with time zone',
+  'recent_prompts'' columns (public.recent_prompt)');
 
 -- Security definer where the function is the only door; invoker otherwise.
 select is_definer('public', 'start_generation', array['text', 'uuid', 'jsonb', 'text', 'text', 'text[]', 'text', 'text', 'text'],
