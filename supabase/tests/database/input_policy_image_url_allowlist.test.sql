@@ -43,7 +43,7 @@ select lives_ok(
   from (values
     ('https://abcdefghijklmnop.supabase.co/storage/v1/object/sign/user-uploads/5a5a0000-0000-4000-8000-00000000fa01/photo.jpg?token=eyJhbGciOiJIUzI1NiJ9.eyJ1cmwiOiJ1c2VyLXVwbG9hZHMifQ.sig',
      'a signed user-uploads URL on the Storage host'),
-    ('https://ABCDEFGHIJKLMNOP.Supabase.co/storage/v1/object/public/user-uploads/a.png', 'the Storage host in any case'),
+    ('https://ABCDEFGHIJKLMNOP.Supabase.co/storage/v1/object/sign/user-uploads/a.png?token=t', 'the Storage host in any case'),
     ('https://abcdefghijklmnop.supabase.co:443/a.png', 'the Storage host with its port written out'),
     ('https://img1.cdn.example.net/a.png', 'a subdomain of the CDN'),
     ('https://a.b.cdn.example.net/a.png', 'a deeper subdomain of the CDN'),
