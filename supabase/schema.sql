@@ -128,7 +128,7 @@ comment on column public.generation_jobs.prompt is 'The prompt sent to the model
 comment on column public.generation_jobs.quality is 'fast, standard or ultra.';
 comment on column public.generation_jobs.request is 'The parameters as the app sent them (retry_generation replays them).';
 comment on column public.generation_jobs.request_fingerprint is 'Hash of request: an idempotency key reused with other parameters is a conflict.';
-comment on column public.generation_jobs.result_urls is 'Storage URLs of the generated images once completed.';
+comment on column public.generation_jobs.result_urls is 'Object paths of the generated images in Storage once completed, bucket first (generated-images/<user_id>/<job_id>/<delivery>/<n>.<ext>), never URLs: drop the bucket and sign them with createSignedUrls. Empty until completed and once results_removed_at is set.';
 comment on column public.generation_jobs.results_removed_at is 'When the stored images were removed (the plan''s retention ran out, or the owner deleted the job); result_urls is then empty.';
 comment on column public.generation_jobs.retry_of is 'The failed job this one retries.';
 comment on column public.generation_jobs.stage is 'Coarse stage for the app, changing only with status: queued (pending), generating, completed, failed or cancelled.';
@@ -187,7 +187,7 @@ comment on column public.models.is_active is 'Inactive models are hidden and can
 comment on column public.models.key is 'Stable model key used by the app and in jobs.';
 comment on column public.models.kie_model is 'KIE model id sent as createTask.model.';
 comment on column public.models.max_input_images is 'Most input images KIE accepts for this model.';
-comment on column public.models.max_prompt_length is 'Longest prompt KIE accepts, in characters, after the style fragment is added.';
+comment on column public.models.max_prompt_length is 'Longest prompt KIE accepts, after the style fragment is added, counted in UTF-16 code units (an emoji beyond the Basic Multilingual Plane is two).';
 comment on column public.models.min_input_images is 'Fewest input images KIE needs for this model (nano-banana-edit requires one).';
 comment on column public.models.min_plan is 'The lowest plan that may use this model.';
 comment on column public.models.mode is 'text-to-image (a prompt) or image-to-image (a template and the user''s photos).';
@@ -507,7 +507,7 @@ grant execute on function public.grant_credits(user_id uuid, amount integer, rea
 
 -- function public.recent_prompts("limit" integer)
 CREATE OR REPLACE FUNCTION public.recent_prompts("limit" integer DEFAULT 20)
- RETURNS TABLE(prompt text, style text, quality text, aspect_ratio text, last_used_at timestamp with time zone)
+ RETURNS SETOF public.recent_prompt
  LANGUAGE plpgsql
  STABLE
  SET search_path TO ''
@@ -533,7 +533,7 @@ begin
      limit "limit";
 end
 $function$;
-comment on function public.recent_prompts("limit" integer) is 'My most recent distinct text-to-image prompts (among my latest 1,000 text-to-image jobs, deleted ones left out), newest first, for the Create tab.';
+comment on function public.recent_prompts("limit" integer) is 'My most recent distinct text-to-image prompts (among my latest 1,000 text-to-image jobs, deleted ones left out), newest first, for the Create tab; style is null when the prompt was sent without one.';
 grant execute on function public.recent_prompts("limit" integer) to authenticated;
 
 -- function public.retry_generation(job_id uuid)
@@ -1041,8 +1041,9 @@ create table private.storage_purges (
 alter table private.storage_purges add constraint storage_purges_account_folder CHECK (((reason <> 'account_deleted'::text) OR ((user_id IS NOT NULL) AND (path = ((user_id)::text || '/'::text)))));
 alter table private.storage_purges add constraint storage_purges_attempts_non_negative CHECK ((attempts >= 0));
 alter table private.storage_purges add constraint storage_purges_bucket_valid CHECK ((bucket_id = ANY (ARRAY['generated-images'::text, 'user-uploads'::text])));
+alter table private.storage_purges add constraint storage_purges_delivery_folder CHECK (((reason <> 'delivery_discarded'::text) OR ((bucket_id = 'generated-images'::text) AND (user_id IS NOT NULL) AND (path ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/[0-9A-Za-z-]{1,64}/$'::text) AND (split_part(path, '/'::text, 1) = (user_id)::text))));
 alter table private.storage_purges add constraint storage_purges_pkey PRIMARY KEY (id);
-alter table private.storage_purges add constraint storage_purges_reason_valid CHECK ((reason = ANY (ARRAY['account_deleted'::text, 'upload_expired'::text])));
+alter table private.storage_purges add constraint storage_purges_reason_valid CHECK ((reason = ANY (ARRAY['account_deleted'::text, 'upload_expired'::text, 'delivery_discarded'::text])));
 alter table private.storage_purges add constraint storage_purges_stalled_attempts_non_negative CHECK ((stalled_attempts >= 0));
 alter table private.storage_purges add constraint storage_purges_upload_object CHECK (((reason <> 'upload_expired'::text) OR ((bucket_id = 'user-uploads'::text) AND (path <> ''::text))));
 CREATE INDEX storage_purges_done_idx ON private.storage_purges USING btree (done_at) WHERE (done_at IS NOT NULL);
@@ -1050,7 +1051,7 @@ CREATE INDEX storage_purges_due_idx ON private.storage_purges USING btree (reaso
 CREATE UNIQUE INDEX storage_purges_one_open_per_target ON private.storage_purges USING btree (bucket_id, path, reason) WHERE (done_at IS NULL);
 CREATE TRIGGER storage_purges_failing_since BEFORE INSERT OR UPDATE OF last_error ON private.storage_purges FOR EACH ROW EXECUTE FUNCTION private.track_purge_failing_since();
 alter table private.storage_purges enable row level security;
-comment on table private.storage_purges is 'API: Private. Storage objects to remove that no job row stands for: one row per target (a deleted account''s folder in a bucket, or one expired upload), until the target is found empty or gone. No foreign key: a row outlives the user.';
+comment on table private.storage_purges is 'API: Private. Storage objects to remove that no job row stands for: one row per target (a deleted account''s folder in a bucket, one expired upload, or the folder of a delivery of results the job did not take), until the target is found empty or gone. No foreign key: a row outlives the user.';
 comment on column private.storage_purges.attempts is 'Delete requests sent to the Storage API so far.';
 comment on column private.storage_purges.bucket_id is 'The bucket: generated-images or user-uploads.';
 comment on column private.storage_purges.done_at is 'When the target was found empty.';
@@ -1060,8 +1061,8 @@ comment on column private.storage_purges.last_first_name is 'The first object na
 comment on column private.storage_purges.last_request_at is 'When the last delete request was queued (to read its answer in net._http_response).';
 comment on column private.storage_purges.last_request_id is 'The pg_net request id of the last delete request (net._http_response, while pg_net keeps it).';
 comment on column private.storage_purges.next_attempt_at is 'When the purge tick looks at this target next (backoff after each request).';
-comment on column private.storage_purges.path is 'account_deleted: the folder <user_id>/ (everything under it goes). upload_expired: the exact object name in user-uploads.';
-comment on column private.storage_purges.reason is 'account_deleted: the user''s profile was deleted (auth.admin.deleteUser cascades to it). upload_expired: an input photo past uploads.retention_days that no unfinished job lists.';
+comment on column private.storage_purges.path is 'account_deleted: the folder <user_id>/ (everything under it goes). upload_expired: the exact object name in user-uploads. delivery_discarded: the folder <user_id>/<job_id>/<delivery>/ in generated-images.';
+comment on column private.storage_purges.reason is 'account_deleted: the user''s profile was deleted (auth.admin.deleteUser cascades to it). upload_expired: an input photo past uploads.retention_days that no unfinished job lists. delivery_discarded: the callback function stored a delivery of results that private.callback_complete did not take (the job had finished, was deleted or is gone with its account, or the task is not the job''s).';
 comment on column private.storage_purges.requested_at is 'When the purge was decided.';
 comment on column private.storage_purges.stalled_attempts is 'Folders: requests sent since the folder last shrank; the backoff grows with these only, so a big folder that empties 1000 objects a visit is visited every 30 s. (A one-object purge backs off by attempts.)';
 comment on column private.storage_purges.user_id is 'Whose files these are (the user may no longer exist).';
@@ -1256,7 +1257,7 @@ UNION ALL
     p.failing_since
    FROM private.storage_purges p
   WHERE (p.done_at IS NULL);
-comment on view private.pending_storage_purges is 'API: Private. Operators: Storage deletions not finished yet, one row per target: a job''s results (job_deleted, job_expired: the folder <user_id>/<job_id>/), a deleted account''s folder (account_deleted), an expired upload (upload_expired). attempts counts requests sent; last_error says why none could be sent (missing Vault secrets) or how the previous request failed, and failing_since since when the visits fail.';
+comment on view private.pending_storage_purges is 'API: Private. Operators: Storage deletions not finished yet, one row per target: a job''s results (job_deleted, job_expired: the folder <user_id>/<job_id>/), a deleted account''s folder (account_deleted), an expired upload (upload_expired), a delivery of results the job did not take (delivery_discarded: the folder <user_id>/<job_id>/<delivery>/). attempts counts requests sent; last_error says why none could be sent (missing Vault secrets) or how the previous request failed, and failing_since since when the visits fail.';
 
 -- view private.queue_depth
 create view private.queue_depth with (security_invoker=true) as
@@ -1693,25 +1694,60 @@ CREATE OR REPLACE FUNCTION private.callback_complete(job_id uuid, attempt intege
 AS $function$
 declare
   before_stage text;
+  owner uuid;
   wanted integer;
+  folder text;
+  gone_owner uuid;
 begin
   -- Held until commit, so the stage read here is the one complete_job sees.
   select p.stage into before_stage from private.job_pipeline p where p.job_id = callback_complete.job_id for update;
-  if found and not private.is_job_task(job_id, attempt, task_id) then
+  if not found then
+    -- The job went with its account while the delivery was on its way (the callback checked it
+    -- before downloading). Its images lie in the deleted account's folder, whose purge may be
+    -- done by now: the delivery's folder gets a purge of its own, and the delivery is a duplicate.
+    gone_owner := case when split_part(object_paths[1], '/', 2) ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                       then split_part(object_paths[1], '/', 2)::uuid end;
+    if gone_owner is not null
+       and not exists (select from public.generation_jobs j where j.id = callback_complete.job_id)
+       and not exists (select from public.profiles pr where pr.id = gone_owner)
+       and exists (select from private.storage_purges sp
+                    where sp.reason = 'account_deleted' and sp.bucket_id = 'generated-images'
+                      and sp.path = gone_owner::text || '/')
+       and private.discard_delivery(job_id, gone_owner, object_paths, at) is not null then
+      return 'duplicate';
+    end if;
+    -- Otherwise complete_job raises KL040 below.
+  end if;
+  select j.image_count, j.user_id into wanted, owner from public.generation_jobs j where j.id = callback_complete.job_id;
+  if before_stage is not null and not private.is_job_task(job_id, attempt, task_id) then
     perform private.record_late_result(job_id, attempt, task_id, 'complete', 'unknown_task',
       jsonb_build_object('object_paths', to_jsonb(object_paths), 'stage', before_stage), at);
+    perform private.discard_delivery(job_id, owner, object_paths, at);
     return 'unknown_task';
   end if;
-  select j.image_count into wanted from public.generation_jobs j where j.id = callback_complete.job_id;
   if cardinality(object_paths) > wanted then
     perform private.raise_error('KL041', 'invalid result',
       format('%s images for a job of %s', cardinality(object_paths), wanted), null);
   end if;
+  -- A delivery whose folder is being purged cannot become the job's result.
+  if before_stage not in ('completed', 'failed') then
+    folder := private.delivery_folder(owner, job_id, object_paths);
+    if exists (select from private.storage_purges sp
+                where sp.bucket_id = 'generated-images' and sp.path = folder
+                  and sp.reason = 'delivery_discarded' and sp.done_at is null) then
+      perform private.raise_error('KL041', 'invalid result',
+        format('the images in %s were discarded and are being deleted', folder), null);
+    end if;
+  end if;
   perform private.complete_job(job_id, attempt, task_id, object_paths, at);
-  return case when before_stage in ('completed', 'failed') then 'duplicate' else 'applied' end;
+  if before_stage in ('completed', 'failed') then
+    perform private.discard_delivery(job_id, owner, object_paths, at);
+    return 'duplicate';
+  end if;
+  return 'applied';
 end
 $function$;
-comment on function private.callback_complete(job_id uuid, attempt integer, task_id text, object_paths text[], at timestamp with time zone) is 'API: Private. Callback function: private.complete_job, answering applied (the job completed now), duplicate (it had already finished; recorded in late_results) or unknown_task (the task is not this job''s, private.is_job_task; recorded in late_results, nothing changed). More images than image_count: KL041. KL040/KL041/KL042 like complete_job.';
+comment on function private.callback_complete(job_id uuid, attempt integer, task_id text, object_paths text[], at timestamp with time zone) is 'API: Private. Callback function: private.complete_job, answering applied (the job completed now), duplicate (it had already finished; recorded in late_results; or it is gone with its deleted account) or unknown_task (the task is not this job''s, private.is_job_task; recorded in late_results, nothing changed). A delivery it does not take gets a purge of its folder in the same transaction (private.discard_delivery), so its images go even if the function''s own delete fails; a delivery whose folder is being purged cannot complete the job (KL041). More images than image_count: KL041. KL040/KL041/KL042 like complete_job.';
 grant execute on function private.callback_complete(job_id uuid, attempt integer, task_id text, object_paths text[], at timestamp with time zone) to kiln_callback;
 
 -- function private.callback_fail(job_id uuid, attempt integer, task_id text, fail_code text, fail_message text, at timestamp with time zone)
@@ -2451,6 +2487,54 @@ end
 $function$;
 comment on function private.deadline_tick(at timestamp with time zone) is 'API: Private. Tick: jobs past their deadline get one final poll (tasks at KIE; a poll token is awaited at most deadline.final_grace_seconds), then fail with error_code timed_out and a refund; a createTask still in pg_net''s queue is withdrawn. A job that raises is left as it was, retried a minute later, and named in the deadline_error alert. Returns how many failed.';
 
+-- function private.delivery_folder(user_id uuid, job_id uuid, object_paths text[])
+CREATE OR REPLACE FUNCTION private.delivery_folder(user_id uuid, job_id uuid, object_paths text[])
+ RETURNS text
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select case
+           when cardinality(object_paths) > 0
+            and count(distinct d.folder) = 1
+            and bool_and(d.folder is not null)
+           then min(d.folder)
+         end
+    from unnest(object_paths) as o (path)
+   cross join lateral (
+     select user_id::text || '/' || job_id::text || '/'
+            || (regexp_match(o.path, '^generated-images/' || user_id::text || '/' || job_id::text || '/([0-9A-Za-z-]{1,64})/[^/]+$'))[1]
+            || '/' as folder
+   ) d
+$function$;
+comment on function private.delivery_folder(user_id uuid, job_id uuid, object_paths text[]) is 'API: Private. The delivery folder <user_id>/<job_id>/<delivery>/ that every one of these object paths (generated-images/<user_id>/<job_id>/<delivery>/<name>) lies in, or null when they are not all in one such folder (or there are none). The delivery name is 1 to 64 letters, digits or dashes.';
+
+-- function private.discard_delivery(job_id uuid, user_id uuid, object_paths text[], at timestamp with time zone)
+CREATE OR REPLACE FUNCTION private.discard_delivery(job_id uuid, user_id uuid, object_paths text[], at timestamp with time zone DEFAULT now())
+ RETURNS text
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  folder text := private.delivery_folder(user_id, job_id, object_paths);
+begin
+  if folder is null then
+    return null;
+  end if;
+  -- Never the folder the job keeps (a replayed delivery that had completed it).
+  if exists (select from public.generation_jobs j
+              where j.id = discard_delivery.job_id
+                and exists (select from unnest(j.result_urls) u where starts_with(u, 'generated-images/' || folder))) then
+    return null;
+  end if;
+  insert into private.storage_purges (bucket_id, path, user_id, reason, requested_at, next_attempt_at)
+  values ('generated-images', folder, discard_delivery.user_id, 'delivery_discarded', at, at)
+  on conflict (bucket_id, path, reason) where done_at is null do nothing;
+  return folder;
+end
+$function$;
+comment on function private.discard_delivery(job_id uuid, user_id uuid, object_paths text[], at timestamp with time zone) is 'API: Private. private.callback_complete: records the purge (storage_purges, delivery_discarded) of the delivery folder these stored images lie in (private.delivery_folder), unless they are not all in one delivery folder of that job under that user, or the job''s result_urls lists that folder; one open purge per folder. Returns the folder, or null when nothing was recorded.';
+
 -- function private.dispatch_paused()
 CREATE OR REPLACE FUNCTION private.dispatch_paused()
  RETURNS boolean
@@ -2983,6 +3067,47 @@ end
 $function$;
 comment on function private.housekeeping_tick(at timestamp with time zone) is 'API: Private. Tick: deletes net._http_response, cron.job_run_details (the oldest runs, at most 20,000 a run: private.purge_cron_history), resolved private.requests and late results past their retention settings (skipping request log and late result rows another transaction holds, left for the next run), and frees orphaned rate tokens.';
 
+-- function private.image_url_expiry_problem(url text, at timestamp with time zone)
+CREATE OR REPLACE FUNCTION private.image_url_expiry_problem(url text, at timestamp with time zone)
+ RETURNS text
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  payload text;
+  claims jsonb;
+  expires numeric;
+begin
+  -- The JWT's payload (its middle part) from the token parameter of a signed Storage URL.
+  payload := pg_catalog.substring(url,
+    '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*/storage/v1/(?:object|render/image)/sign/[^?#]+[?](?:[^#]*&)?token=[A-Za-z0-9_-]+[.]([A-Za-z0-9_-]+)[.][A-Za-z0-9_-]*(?:[&#]|$)');
+  if payload is null or pg_catalog.length(payload) % 4 = 1 then
+    return null;
+  end if;
+  begin
+    claims := pg_catalog.convert_from(
+      pg_catalog.decode(pg_catalog.rpad(pg_catalog.translate(payload, '-_', '+/'),
+                                        ((pg_catalog.length(payload) + 3) / 4) * 4, '='), 'base64'),
+      'UTF8')::jsonb;
+  exception when invalid_parameter_value or character_not_in_repertoire or invalid_text_representation then
+    return null; -- not a JWT after all: not this rule's business
+  end;
+  if pg_catalog.jsonb_typeof(claims) is distinct from 'object'
+     or pg_catalog.jsonb_typeof(claims -> 'exp') is distinct from 'number' then
+    return null;
+  end if;
+  expires := (claims ->> 'exp')::numeric;
+  if expires > extract(epoch from at) then
+    return null;
+  end if;
+  return pg_catalog.format('the signed URL expired at %s: sign the upload again',
+    pg_catalog.to_char(pg_catalog.to_timestamp(greatest(expires, 0)::double precision) at time zone 'UTC',
+                       'YYYY-MM-DD"T"HH24:MI:SS"Z"'));
+end
+$function$;
+comment on function private.image_url_expiry_problem(url text, at timestamp with time zone) is 'API: Private. Why a signed Storage URL (/storage/v1/object/sign/... or /storage/v1/render/image/sign/..., ?token=<JWT>) can no longer be fetched: its token''s exp is not after `at`. Null for a token still valid, one that is not a JWT or has no numeric exp, and any other URL.';
+
 -- function private.image_url_host_problem(url text)
 CREATE OR REPLACE FUNCTION private.image_url_host_problem(url text)
  RETURNS text
@@ -3127,9 +3252,30 @@ CREATE OR REPLACE FUNCTION private.image_url_problem(url text)
  STABLE
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  select coalesce(private.image_url_host_problem(url), private.image_url_path_problem(url))
+  select coalesce(private.image_url_host_problem(url), private.image_url_path_problem(url),
+                  private.image_url_unsigned_problem(url), private.image_url_expiry_problem(url, pg_catalog.now()))
 $function$;
-comment on function private.image_url_problem(url text) is 'API: Private. Why an image URL breaks the image URL policy (private.image_url_host_problem, then private.image_url_path_problem), or null when it is accepted.';
+comment on function private.image_url_problem(url text) is 'API: Private. Why an image URL breaks the image URL policy (private.image_url_host_problem, then private.image_url_path_problem, then private.image_url_unsigned_problem: an unsigned URL of a private bucket here, then private.image_url_expiry_problem: a signed Storage URL whose token has expired), or null when it is accepted.';
+
+-- function private.image_url_unsigned_problem(url text)
+CREATE OR REPLACE FUNCTION private.image_url_unsigned_problem(url text)
+ RETURNS text
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select case
+           when s.kind = 'public' and not b.public then
+             pg_catalog.format('%s is a private bucket and the URL is not signed, so it cannot be downloaded: send a signed URL (createSignedUrl)', b.id)
+           when s.kind in ('authenticated', '') then
+             pg_catalog.format('the URL downloads from %s with the caller''s token, which the provider does not send: send a signed URL (createSignedUrl)', b.id)
+         end
+    from (select coalesce(m[1], '') as kind, m[2] as bucket
+            from pg_catalog.regexp_match(url,
+                   '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*/storage/v1/(?:object|render/image)/(?:(public|authenticated|sign)/)?([^/?#]+)/') as m) as s
+    join storage.buckets as b on b.id = s.bucket
+$function$;
+comment on function private.image_url_unsigned_problem(url text) is 'API: Private. Why a Storage URL of one of this project''s buckets cannot be downloaded without credentials: a public URL of a private bucket, or an authenticated or plain download URL (they need the caller''s token). Null for a signed URL, a public URL of a public bucket, a bucket the project does not have, and any other URL.';
 
 -- function private.interpret_poll_report(report jsonb)
 CREATE OR REPLACE FUNCTION private.interpret_poll_report(report jsonb)
@@ -3998,6 +4144,86 @@ end
 $function$;
 comment on function private.purge_deleted_account() is 'API: Private. Trigger: a profile was deleted (directly, or by the cascade from auth.users): records the purge of the user''s folders in generated-images and user-uploads.';
 
+-- function private.purge_discarded_deliveries(at timestamp with time zone, max_folders integer)
+CREATE OR REPLACE FUNCTION private.purge_discarded_deliveries(at timestamp with time zone DEFAULT now(), max_folders integer DEFAULT 200)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  purge record;
+  names text[];
+  batch_ids bigint[] := '{}';
+  batch_names text[] := '{}';
+  problems jsonb;
+  request bigint;
+begin
+  if max_folders is null or max_folders < 1 or max_folders > 1000 then
+    perform private.raise_error('KL052', 'invalid batch size',
+      pg_catalog.format('max_folders must be from 1 to 1000, got %s', max_folders), null);
+  end if;
+  -- Finished ones are kept as long as the request log, then forgotten.
+  delete from private.storage_purges p
+   where p.id in (select d.id from private.storage_purges d
+                   where d.done_at < at - pg_catalog.make_interval(secs => private.setting_number('housekeeping.request_log_retention_seconds')::double precision)
+                     and d.reason = 'delivery_discarded'
+                   order by d.done_at limit max_folders);
+  for purge in
+    select p.id, p.path
+      from private.storage_purges p
+     where p.reason = 'delivery_discarded' and p.done_at is null and p.next_attempt_at <= at
+     order by p.next_attempt_at, p.id
+     limit max_folders
+       for update skip locked
+  loop
+    -- A plain prefix (storage_purges_delivery_folder). Never a name the job keeps.
+    names := array(
+      select o.name from storage.objects o
+       where o.bucket_id = 'generated-images' and o.name like purge.path || '%'
+         and not exists (select from public.generation_jobs j
+                          where j.id = pg_catalog.split_part(purge.path, '/', 2)::uuid
+                            and 'generated-images/' || o.name = any (j.result_urls))
+       order by o.name limit 1000);
+    if pg_catalog.cardinality(names) = 0 then
+      update private.storage_purges p set done_at = at, last_error = null where p.id = purge.id;
+      continue;
+    end if;
+    -- One request a run, at most 1000 names (the Storage API's limit): the rest wait their turn.
+    exit when pg_catalog.cardinality(batch_names) + pg_catalog.cardinality(names) > 1000;
+    batch_ids := batch_ids || purge.id;
+    batch_names := batch_names || names;
+  end loop;
+  if pg_catalog.cardinality(batch_ids) = 0 then
+    return 0;
+  end if;
+  request := private.send_storage_delete('generated-images', batch_names);
+  if request is null then
+    update private.storage_purges p
+       set last_error = 'the Vault secrets project_url and service_role_key are needed to call the Storage API',
+           next_attempt_at = at + interval '1 minute'
+     where p.id = any (batch_ids);
+    return 0;
+  end if;
+  -- How each previous request failed, if it did, read once per request (the rows of a run share one).
+  select coalesce(pg_catalog.jsonb_object_agg(r.last_request_id::text, private.storage_delete_problem(r.last_request_id, r.last_request_at)), '{}')
+    into problems
+    from (select distinct on (x.last_request_id) x.last_request_id, x.last_request_at
+            from private.storage_purges x
+           where x.id = any (batch_ids) and x.last_request_id is not null
+           order by x.last_request_id, x.last_request_at desc
+          offset 0) r;
+  update private.storage_purges p
+     set attempts = p.attempts + 1,
+         last_error = problems ->> p.last_request_id::text,
+         next_attempt_at = at + private.storage_purge_backoff(p.attempts),
+         last_request_id = request,
+         last_request_at = at
+   where p.id = any (batch_ids);
+  return 1;
+end
+$function$;
+comment on function private.purge_discarded_deliveries(at timestamp with time zone, max_folders integer) is 'API: Private. Tick: forgets up to max_folders finished delivery purges older than housekeeping.request_log_retention_seconds; then visits up to max_folders (1 to 1000) due delivery_discarded purges, finishes each whose folder holds nothing but what its job''s result_urls lists, and asks the Storage API (pg_net, service key) to delete the rest, never a name the job lists, in one request of at most 1000 names, backing off by each purge''s attempts and keeping how its previous request failed in last_error. Returns the requests sent (0 or 1).';
+
 -- function private.purge_expired_uploads(at timestamp with time zone, max_objects integer)
 CREATE OR REPLACE FUNCTION private.purge_expired_uploads(at timestamp with time zone DEFAULT now(), max_objects integer DEFAULT 1000)
  RETURNS integer
@@ -4747,12 +4973,13 @@ declare
 begin
   -- Each part in its own subtransaction: one that fails (a row or a setting it cannot read)
   -- rolls back only its own work, and the others still run, this minute and every next one.
-  foreach part in array array['expire_results', 'purge_results', 'purge_account_storage', 'expire_uploads', 'purge_expired_uploads',
-                              'failing_storage_purges'] loop
+  foreach part in array array['expire_results', 'purge_results', 'purge_discarded_deliveries', 'purge_account_storage',
+                              'expire_uploads', 'purge_expired_uploads', 'failing_storage_purges'] loop
     begin
       case part
         when 'expire_results' then perform private.expire_results(at);
         when 'purge_results' then perform private.purge_results(at);
+        when 'purge_discarded_deliveries' then perform private.purge_discarded_deliveries(at);
         when 'purge_account_storage' then perform private.purge_account_storage(at);
         when 'expire_uploads' then perform private.expire_uploads(at);
         when 'purge_expired_uploads' then perform private.purge_expired_uploads(at);
@@ -4789,7 +5016,7 @@ begin
   end if;
 end
 $function$;
-comment on function private.results_retention_tick(at timestamp with time zone) is 'API: Private. The scheduled job: expire results past retention and purge what is due, empty the folders of deleted accounts, find expired uploads and delete them, and raise storage_purge_failing while purges keep failing (cleared when none do). The parts that fail are named in the retention_error alert (details.parts) while the others run; a run where every part ran clears it.';
+comment on function private.results_retention_tick(at timestamp with time zone) is 'API: Private. The scheduled job: expire results past retention and purge what is due, delete what deliveries the jobs did not take left in Storage, empty the folders of deleted accounts, find expired uploads and delete them, and raise storage_purge_failing while purges keep failing (cleared when none do). The parts that fail are named in the retention_error alert (details.parts) while the others run; a run where every part ran clears it.';
 
 -- function private.retention_change_moves_expiry()
 CREATE OR REPLACE FUNCTION private.retention_change_moves_expiry()

@@ -484,13 +484,13 @@ export type Database = {
       }
       recent_prompts: {
         Args: { limit?: number }
-        Returns: {
-          aspect_ratio: string
-          last_used_at: string
-          prompt: string
-          quality: string
-          style: string
-        }[]
+        Returns: Database["public"]["CompositeTypes"]["recent_prompt"][]
+        SetofOptions: {
+          from: "*"
+          to: "recent_prompt"
+          isOneToOne: false
+          isSetofReturn: true
+        }
       }
       retry_generation: {
         Args: { job_id: string }
@@ -601,7 +601,13 @@ export type Database = {
       [_ in never]: never
     }
     CompositeTypes: {
-      [_ in never]: never
+      recent_prompt: {
+        prompt: string | null
+        style: string | null
+        quality: string | null
+        aspect_ratio: string | null
+        last_used_at: string | null
+      }
     }
   }
 }
