@@ -4,7 +4,7 @@
 -- named silent before its first run could be due, because its silence counted from a start long
 -- past (or from the oldest run in the history). A tick that then does not start is still named.
 begin;
-select plan(12);
+select plan(14);
 -- Keep pg_cron's own runs out of the table until the rollback.
 lock table cron.job_run_details in exclusive mode;
 \ir dispatch_fixture.sql
@@ -79,6 +79,21 @@ delete from cron.job_run_details
 select pg_temp.ran('kiln-dispatch', interval '200 seconds');
 select results_eq($$ select * from pg_temp.silent(interval '0 seconds') $$, $$ values ('kiln-dispatch') $$,
   'a tick unchanged for long that has not started for 200 s is silent');
+
+-- A tick the account tick saw paused on more than one run, then resumed before its next run:
+-- it counts from the last run that saw it paused, not from the first (when the pause began).
+delete from cron.job_run_details
+ where jobid = (select jobid from cron.job where jobname = 'kiln-deadlines' and username = current_user);
+select pg_temp.ran('kiln-deadlines', interval '3 hours');
+select cron.alter_job((select jobid from cron.job where jobname = 'kiln-deadlines' and username = current_user), active := false);
+select private.account_tick(now() + interval '1 minute') as credit_check_sent \gset
+select private.account_tick(now() + interval '61 minutes') as credit_check_sent \gset
+select cron.alter_job((select jobid from cron.job where jobname = 'kiln-deadlines' and username = current_user), active := true);
+select ok(not private.silent_ticks(now() + interval '61 minutes' + interval '10 seconds') @> '[{"name": "kiln-deadlines"}]',
+  'a tick resumed after a pause the account tick saw for an hour is not silent at once');
+select is((select t ->> 'silent_since' from jsonb_array_elements(private.silent_ticks(now() + interval '61 minutes' + interval '136 seconds')) as t
+            where t ->> 'name' = 'kiln-deadlines')::timestamptz, now() + interval '61 minutes' + interval '135 seconds',
+  'its three periods plus two minutes count from the last account tick run that saw it paused');
 
 select * from finish();
 rollback;
