@@ -8,16 +8,17 @@
  * the statements of every migration (function bodies, comments and literals left out) and refuses,
  * on those tables:
  *
- * - `create index` without `concurrently` (a SHARE lock: no writes during the build), and a
+ * - `create index` or `reindex` without `concurrently` (a SHARE lock: no writes during the build), and a
  *   concurrent build that shares its file with other statements: the CLI runs it outside the
  *   file's transaction, so what came before it stays applied if the file fails after it;
- * - `add constraint` (check or foreign key) without `not valid`; validate in a later file;
+ * - `add constraint` (check or foreign key) without `not valid`, also a foreign key to one of them
+ *   from another table; validate in a later file;
  * - a column type change or `set not null` (a rewrite, or a scan under ACCESS EXCLUSIVE), and a
  *   new column whose default is volatile (a rewrite);
  * - an `update` or `delete` with no `where` (a backfill of every row in one transaction);
- * - any other statement that blocks writes (alter table, triggers, policies, drop index, ...)
- *   unless the file set `lock_timeout` first, so it gives up behind a long transaction instead of
- *   queueing every start behind it.
+ * - any other statement that blocks writes (alter table, triggers, policies, drop index, a foreign
+ *   key to one of them from any table, a new one too, ...) unless the file set `lock_timeout`
+ *   first, so it gives up behind a long transaction instead of queueing every start behind it.
  *
  * A table created in the same file is new and empty: nothing is checked on it. The migrations that
  * landed before this check and break a rule are listed below with the lock they took; the README
@@ -35,12 +36,12 @@ const hotTables = ["public.generation_jobs", "public.profiles", "public.credit_l
 /** Landed before this check: `version rule` → what it did (documented in the README). */
 const landed: Record<string, string> = {
   "20261125090600 not valid": "credit_ledger_job_id_fkey added while the jobs table was new",
-  "20261125090600 lock_timeout": "the same foreign key, and replica identity on the new jobs table",
+  "20261125090600 lock_timeout": "the same foreign key, the jobs table created with its foreign key to profiles, and replica identity on it",
   "20261130140100 not valid": "two checks on generation_jobs under ACCESS EXCLUSIVE",
-  "20261130140100 lock_timeout": "two columns, two checks and a policy change on generation_jobs",
+  "20261130140100 lock_timeout": "two columns, two checks and a policy change on generation_jobs; result_purges created with a foreign key to it",
   "20261130140100 concurrently": "generation_jobs_results_kept_idx built under a SHARE lock",
   "20261130150000 not valid": "generation_jobs_stage_matches_status replaced under ACCESS EXCLUSIVE",
-  "20261130150000 lock_timeout": "the same check",
+  "20261130150000 lock_timeout": "the same check; job_pipeline, requests and late_results created with foreign keys to generation_jobs",
   "20261130150100 lock_timeout": "two triggers created on generation_jobs",
   "20261130150200 concurrently": "requests_resolved_at_idx built under a SHARE lock (the table was a file old)",
   "20261130150300 concurrently": "job_pipeline_finished_at_idx built under a SHARE lock (the table was two files old)",
@@ -93,7 +94,7 @@ function findings(sql: string): Finding[] {
   const found: Finding[] = [];
   const flag = (rule: string, statement: string) => found.push({ rule, statement });
   let lockTimeout = false;
-  const concurrentBuild = list.some((s) => /^create (?:unique )?index concurrently /.test(s));
+  const concurrentBuild = list.some((s) => /^(?:create (?:unique )?index|reindex (?:table|index)) concurrently /.test(s));
   if (concurrentBuild && list.filter((s) => !/^(?:set|reset) /.test(s)).length > 1) {
     flag("concurrently", "a concurrent index build shares its file with other statements");
   }
@@ -106,7 +107,23 @@ function findings(sql: string): Finding[] {
       if (!index[1] && hot(index[2])) flag("concurrently", s);
       continue;
     }
+    const reindex = s.match(new RegExp(String.raw`^reindex (table|index) (concurrently )?(${name})$`));
+    if (reindex) {
+      const busy = reindex[1] === "table" ? hot(reindex[3]) : hotIndexName(reindex[3]);
+      if (!reindex[2] && busy) flag("concurrently", s);
+      continue;
+    }
     const alter = s.match(new RegExp(String.raw`^alter table (?:if exists )?(?:only )?(${name}) (.*)$`));
+    // A foreign key to a busy table, from a table that is not one (a new table too), takes SHARE
+    // ROW EXCLUSIVE on the busy table: no writes to it while it waits and, unless it is added
+    // not valid, while the referencing table is scanned.
+    if (/^(?:create (?:unlogged )?table|alter table) /.test(s) && !(alter && hot(alter[1]))) {
+      const referenced = [...s.matchAll(new RegExp(String.raw`\breferences (${name})`, "g"))].map((m) => m[1]);
+      if (referenced.some(hot)) {
+        if (alter && /\badd (?:constraint \S+ )?foreign key\b/.test(alter[2]) && !/\bnot valid\b/.test(alter[2])) flag("not valid", s);
+        if (!lockTimeout) flag("lock_timeout", s);
+      }
+    }
     if (alter) {
       if (!hot(alter[1])) continue;
       const actions = alter[2];
@@ -177,6 +194,12 @@ describe("migrations do not hold strong locks on the busy tables for long", () =
       "set lock_timeout = '5s';\nalter table private.job_pipeline add column x integer not null default 0;",
       "create table private.things (id int);\ncreate index things_idx on private.things (id);\nalter table private.things add constraint c check (id > 0);",
       "create index templates_x_idx on public.templates (updated_at);",
+      "set lock_timeout = '5s';\ncreate table private.t (job_id uuid references public.generation_jobs (id));",
+      "set lock_timeout = '5s';\nalter table private.late_results add constraint f foreign key (job_id) references public.generation_jobs (id) not valid;",
+      "create table private.t (id int, parent int references private.t (id));",
+      "create table private.t (template_id uuid references public.templates (id));",
+      "reindex index concurrently public.generation_jobs_pkey;",
+      "reindex table public.templates;",
       "update private.requests r set maybe_accepted = true where r.http_status = 502;",
       "comment on column public.generation_jobs.error_code is 'alter table public.generation_jobs add constraint x check (true)';",
       "create function private.f() returns void language sql as $$ update public.profiles set credits = 0 $$;",
@@ -202,6 +225,12 @@ describe("migrations do not hold strong locks on the busy tables for long", () =
       ["create trigger t after delete on private.requests for each row execute function private.f();", "lock_timeout"],
       ["alter policy \"Users can read their own jobs\" on public.generation_jobs using (true);", "lock_timeout"],
       ["drop index public.generation_jobs_style_idx;", "lock_timeout"],
+      ["create table private.t (job_id uuid references public.generation_jobs (id));", "lock_timeout"],
+      ["set lock_timeout = '5s';\nalter table private.late_results add constraint f foreign key (job_id) references public.generation_jobs (id);", "not valid"],
+      ["alter table private.late_results add column request_id bigint references private.requests;", "lock_timeout"],
+      ["reindex table public.generation_jobs;", "concurrently"],
+      ["reindex index private.job_pipeline_pkey;", "concurrently"],
+      ["create table private.t (id int);\nreindex index concurrently public.profiles_pkey;", "concurrently"],
     ];
     for (const [sql, rule] of refused) expect([sql, findings(sql).map((f) => f.rule)]).toEqual([sql, [rule]]);
   });
