@@ -30,8 +30,12 @@ import { describe, expect, it } from "vitest";
 
 const dir = join(import.meta.dirname, "../../migrations");
 
-/** The tables every start, tick or callback writes. */
-const hotTables = ["public.generation_jobs", "public.profiles", "public.credit_ledger", "private.job_pipeline", "private.requests"];
+/**
+ * The tables every start, tick or callback writes, and storage_purges, which every start with
+ * photos (private.refuse_expiring_uploads) and every completing callback (private.callback_complete)
+ * reads: an ACCESS EXCLUSIVE lock on it stops those as surely.
+ */
+const hotTables = ["public.generation_jobs", "public.profiles", "public.credit_ledger", "private.job_pipeline", "private.requests", "private.storage_purges"];
 
 /** Landed before this check: `version rule` → what it did (documented in the README). */
 const landed: Record<string, string> = {
@@ -54,12 +58,18 @@ const landed: Record<string, string> = {
   "20261201100200 concurrently": "two generation_jobs indexes rebuilt partial under a SHARE lock",
   "20261201110000 lock_timeout": "triggers dropped and created on private.requests",
   "20261201120000 lock_timeout": "a trigger created on public.profiles",
+  "20261201120100 not valid": "storage_purges' reason check replaced and its upload check added under ACCESS EXCLUSIVE (before starts read the table)",
+  "20261201120100 lock_timeout": "the same checks",
+  "20261201120100 concurrently": "storage_purges_done_idx built under a SHARE lock",
   "20261201130000 lock_timeout": "a trigger created on generation_jobs",
+  "20261201130100 lock_timeout": "storage_purges.failing_since added and a trigger created on it",
   "20261201150000 concurrently": "job_pipeline_waiting_due_idx built under a SHARE lock",
   "20261202090200 lock_timeout": "job_pipeline_waiting_due_idx dropped",
   "20261202090200 concurrently": "job_pipeline_waiting_rank_due_idx built under a SHARE lock",
   "20261202210100 lock_timeout": "credit_ledger.created_at default changed (catalog only) with no lock_timeout",
   "20261203202100 lock_timeout": "two triggers created on private.requests (catalog only) with no lock_timeout",
+  "20261203222000 not valid": "storage_purges' reason check replaced and its delivery folder check added under ACCESS EXCLUSIVE",
+  "20261203222000 lock_timeout": "the same checks, with no lock_timeout",
 };
 
 /** The statements of a migration outside function bodies, without comments or literals, lowercased. */
