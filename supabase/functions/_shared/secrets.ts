@@ -29,3 +29,23 @@ export function redact(text: string, secrets: readonly (string | null | undefine
   for (const s of secrets) if (s && s.length >= 8) out = out.split(s).join("[redacted]");
   return out;
 }
+
+/**
+ * `value` with every secret replaced in each string it holds, at any depth (arrays and plain
+ * objects are walked; their keys are the caller's own names and stay), so a secret is matched as it
+ * is, before JSON escapes it; numbers, booleans and null pass as they are, anything else becomes its
+ * redacted String().
+ */
+export function redactDeep(value: unknown, secrets: readonly (string | null | undefined)[]): unknown {
+  if (typeof value === "string") return redact(value, secrets);
+  if (value === null || value === undefined || typeof value === "number" || typeof value === "boolean") {
+    return value;
+  }
+  if (Array.isArray(value)) return value.map((item) => redactDeep(item, secrets));
+  if (Object.getPrototypeOf(value) === Object.prototype) {
+    return Object.fromEntries(
+      Object.entries(value as Record<string, unknown>).map(([key, item]) => [key, redactDeep(item, secrets)]),
+    );
+  }
+  return redact(String(value), secrets);
+}

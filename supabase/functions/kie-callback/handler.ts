@@ -17,7 +17,7 @@ import { createLanes, type FetchedImage, fetchImage, readCapped } from "../_shar
 import { verifyKieSignature } from "../_shared/kie.ts";
 import { RESULT_BUCKET, RESULT_BUCKET_MAX_BYTES } from "../_shared/result-bucket.ts";
 import { resultUrlProblem } from "../_shared/result-hosts.ts";
-import { redact, sha256Hex, timingSafeEqualText } from "../_shared/secrets.ts";
+import { redactDeep, sha256Hex, timingSafeEqualText } from "../_shared/secrets.ts";
 import { ObjectRefused, type ObjectStore, STORAGE_TIMEOUT_MS } from "../_shared/storage.ts";
 
 /** Callback bodies are a few KB; anything near this is not KIE. */
@@ -428,7 +428,13 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
     // escapes it, and a token anyone may put in the URL can hide only what it matches inside a
     // value, never the line's structure or the fields the function sets itself.
     const redactedLog = (fields: Record<string, unknown>) =>
-      log(JSON.stringify({ fn: "kie-callback", route, ...redactValues(fields, secrets) }));
+      log(
+        JSON.stringify({
+          fn: "kie-callback",
+          route,
+          ...(redactDeep(fields, secrets) as Record<string, unknown>),
+        }),
+      );
 
     let outcome: Outcome;
     if (route === null) outcome = refuse(404, "no such route");
@@ -451,7 +457,7 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
       msg: outcome.msg,
       ...(outcome.result ? { result: outcome.result } : {}),
     };
-    return new Response(JSON.stringify(redactValues(body, secrets)), {
+    return new Response(JSON.stringify(redactDeep(body, secrets)), {
       status: outcome.status,
       headers: {
         "content-type": "application/json",
@@ -460,25 +466,6 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
       },
     });
   };
-}
-
-/**
- * Fields with every secret replaced in each string; a value of any other kind than a string,
- * number, boolean or null is written as its JSON text, redacted the same way.
- */
-function redactValues(
-  fields: Record<string, unknown>,
-  secrets: readonly (string | null | undefined)[],
-): Record<string, unknown> {
-  return Object.fromEntries(
-    Object.entries(fields).map(([name, value]) => {
-      if (typeof value === "string") return [name, redact(value, secrets)];
-      if (value === null || value === undefined || typeof value === "number" || typeof value === "boolean") {
-        return [name, value];
-      }
-      return [name, redact(JSON.stringify(value) ?? String(value), secrets)];
-    }),
-  );
 }
 
 /**

@@ -16,6 +16,7 @@ import {
   TOKEN,
   URL_A,
 } from "./fakes.ts";
+import { redactDeep } from "../_shared/secrets.ts";
 
 const SECRETS = [TOKEN, SERVICE_KEY, FINALIZE_CREDENTIAL, HMAC_KEY];
 
@@ -105,4 +106,21 @@ Deno.test("a key with characters JSON escapes is redacted too", async () => {
     assert.ok(!line.includes(escaped), `leaked in: ${line}`);
     assert.ok(!JSON.stringify(JSON.parse(line)).includes(escaped));
   }
+});
+
+Deno.test("a secret inside a logged object or array is redacted as it is, before JSON escapes it", () => {
+  const key = 'k"e\\y-0123456789';
+  const line = JSON.stringify(
+    redactDeep({
+      error: { cause: [`bad key ${key}`] },
+      where: new URL(`https://example.com/?k=${key}`),
+      count: 2,
+    }, [key]),
+  );
+  assert.ok(!line.includes(JSON.stringify(key).slice(1, -1)), line);
+  assert.deepEqual(JSON.parse(line), {
+    error: { cause: ["bad key [redacted]"] },
+    where: "https://example.com/?k=k%22e\\y-0123456789",
+    count: 2,
+  });
 });
