@@ -154,4 +154,23 @@ exception when others then
 end
 $$;
 
+-- What `statement` fails with, in full: 'SQLSTATE: message | detail | hint', or 'no error'. For
+-- asserting every text a client is shown. Security invoker, like tests.refusal.
+create or replace function tests.refusal_text(statement text)
+returns text
+language plpgsql volatile
+as $$
+declare
+  message text;
+  detail text;
+  hint text;
+begin
+  execute statement;
+  return 'no error';
+exception when others then
+  get stacked diagnostics message = message_text, detail = pg_exception_detail, hint = pg_exception_hint;
+  return format('%s: %s | %s | %s', sqlstate, message, detail, hint);
+end
+$$;
+
 grant execute on all functions in schema tests to anon, authenticated, service_role;

@@ -8,26 +8,7 @@ select plan(12);
 \ir input_policy_fixture.sql
 update private.settings set value = '["photos.example.com"]' where key = 'images.allowed_hosts';
 
--- 'SQLSTATE: message | detail | hint' of the error a statement fails with (run as the caller).
-create function pg_temp.refusal_text(statement text)
-returns text
-language plpgsql
-as $$
-declare
-  message text;
-  detail text;
-  hint text;
-begin
-  execute statement;
-  return 'no error';
-exception when others then
-  get stacked diagnostics message = message_text, detail = pg_exception_detail, hint = pg_exception_hint;
-  return format('%s: %s | %s | %s', sqlstate, message, detail, hint);
-end
-$$;
-grant execute on function pg_temp.refusal_text(text) to authenticated;
-
-select is(pg_temp.refusal_text(format('select private.raise_error(%L, %L, %L, %L)', 'KL006', E'm\u001b[2J', E'd\u0007\u009b', E'h\u202e\u2066\r')),
+select is(tests.refusal_text(format('select private.raise_error(%L, %L, %L, %L)', 'KL006', E'm\u001b[2J', E'd\u0007\u009b', E'h\u202e\u2066\r')),
   'KL006: m\u001b[2J | d\u0007\u009b | h\u202e\u2066\u000d', 'raise_error escapes message, detail and hint');
 
 -- Excerpts stay bounded, and are cut between escapes, never inside one.
@@ -39,7 +20,7 @@ select is(private.excerpt(repeat('a', 61), 60), repeat('a', 59) || '…', 'print
 set local role authenticated;
 set local request.jwt.claims = '{"sub": "5a5a0000-0000-4000-8000-00000000fa01", "role": "authenticated"}';
 
-select is(pg_temp.refusal_text(statement), expected, why)
+select is(tests.refusal_text(statement), expected, why)
   from (values
     (format('select public.start_generation(template_id => %L, inputs => %L, image_urls => array[%L])', '5a5a0000-0000-4000-8000-00000000f001',
             jsonb_build_object(E'x\u001b[31mRED\nline2', 1), 'https://photos.example.com/a.png'),
@@ -61,7 +42,7 @@ select is(pg_temp.refusal_text(statement), expected, why)
 
 -- An idempotency key is quoted in KL019's detail.
 select lives_ok($$ select public.start_generation(prompt => 'a cat', idempotency_key => E'key\u001b]0;x\u0007') $$, 'a first start with the key');
-select matches(pg_temp.refusal_text($$ select public.start_generation(prompt => 'a dog', idempotency_key => E'key\u001b]0;x\u0007') $$),
+select matches(tests.refusal_text($$ select public.start_generation(prompt => 'a dog', idempotency_key => E'key\u001b]0;x\u0007') $$),
   '^KL019: [^|]+ \| key "key\\u001b\]0;x\\u0007" belongs to job [0-9a-f-]{36} \| ', 'KL019 quotes the key with its controls escaped');
 
 select * from finish();

@@ -12,29 +12,10 @@ update private.settings set value = '["photos.example.com"]' where key = 'images
 insert into public.templates (id, name, category, prompt_template, input_fields, min_images, max_images)
 values ('5a5a0000-0000-4000-8000-00000000f002', 'Policy Plain', 'test', 'A plain photo', '[]', 1, 4);
 
--- 'SQLSTATE: message | detail | hint' of the error a statement fails with (run as the caller).
-create function pg_temp.refusal_text(statement text)
-returns text
-language plpgsql
-as $$
-declare
-  message text;
-  detail text;
-  hint text;
-begin
-  execute statement;
-  return 'no error';
-exception when others then
-  get stacked diagnostics message = message_text, detail = pg_exception_detail, hint = pg_exception_hint;
-  return format('%s: %s | %s | %s', sqlstate, message, detail, hint);
-end
-$$;
-grant execute on function pg_temp.refusal_text(text) to authenticated;
-
 set local role authenticated;
 set local request.jwt.claims = '{"sub": "5a5a0000-0000-4000-8000-00000000fa01", "role": "authenticated"}';
 
-select is(pg_temp.refusal_text(statement), expected, why)
+select is(tests.refusal_text(statement), expected, why)
   from (values
     (format('select public.start_generation(template_id => %L, inputs => %L, image_urls => array[%L])',
             '5a5a0000-0000-4000-8000-00000000f001', '{"": 1}', 'https://photos.example.com/a.png'),

@@ -11,29 +11,10 @@ update private.settings set value = '["photos.example.com"]' where key = 'images
 update public.models set max_prompt_length = 100 where key = 'policy-i2i';
 insert into public.styles (key, name, prompt_fragment, "order") values ('policy-ink', 'Ink', 'in ink', 1);
 
--- 'SQLSTATE: message | detail | hint' of the error a statement fails with (run as the caller).
-create function pg_temp.refusal_text(statement text)
-returns text
-language plpgsql
-as $$
-declare
-  message text;
-  detail text;
-  hint text;
-begin
-  execute statement;
-  return 'no error';
-exception when others then
-  get stacked diagnostics message = message_text, detail = pg_exception_detail, hint = pg_exception_hint;
-  return format('%s: %s | %s | %s', sqlstate, message, detail, hint);
-end
-$$;
-grant execute on function pg_temp.refusal_text(text) to authenticated;
-
 set local role authenticated;
 set local request.jwt.claims = '{"sub": "5a5a0000-0000-4000-8000-00000000fa01", "role": "authenticated"}';
 
-select is(pg_temp.refusal_text(statement), expected, why)
+select is(tests.refusal_text(statement), expected, why)
   from (values
     (format('select public.start_generation(prompt => %L)', repeat('x', 1001)),
      'KL011: prompt too long | 1001 characters (UTF-16 units), at most 1000 | Shorten the prompt.',
