@@ -48,11 +48,13 @@ create temp table started as select pg_temp.start_job('cr_user') as job_id;
 select pg_temp.respond(job_id, 'create', 200, '{"code": 200, "data": {"taskId": "task-cr"}}') from started;
 select private.reconcile_tick();
 select job_id as started_job from started \gset
+-- Where the function stores the delivery: generated-images/<user_id>/<job_id>/<delivery>/.
+select 'generated-images/' || user_id || '/' || id || '/d/0.png' as stored_image from public.generation_jobs where id = :'started_job' \gset
 grant kiln_callback to postgres;
 -- pgTAP is out of kiln_callback's reach too: results go through psql variables.
 set local role kiln_callback;
 select accepting as target_accepting from private.callback_target(:'started_job', 1, 'task-cr') \gset
-select private.callback_complete(:'started_job', 1, 'task-cr', array['generated-images/x/d/0.png']) as completed \gset
+select private.callback_complete(:'started_job', 1, 'task-cr', array[:'stored_image']) as completed \gset
 reset role;
 select is(:'target_accepting'::text, 't', 'as kiln_callback: callback_target answers');
 select is(:'completed'::text, 'applied', 'as kiln_callback: callback_complete completes the job');

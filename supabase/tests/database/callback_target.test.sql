@@ -32,16 +32,17 @@ select is((select task_known from private.callback_target((select job_id from st
   'the task the createTask returned is the job''s');
 select is((select task_known from private.callback_target((select job_id from started), 1, 'not-the-real-task')), false,
   'once the createTask answered, another task id is not the job''s');
-select is(private.callback_complete((select job_id from started), 1, 'not-the-real-task', array['generated-images/x/0.png']),
+select is(private.callback_complete((select job_id from started), 1, 'not-the-real-task', array[(select 'generated-images/' || user_id || '/' || id || '/d/0.png' from public.generation_jobs where id = (select job_id from started))]),
   'unknown_task', 'a success of another task does not complete the job');
 select results_eq(
   $$ select p.stage, p.task_id, (select count(*)::int from private.late_results l where l.job_id = p.job_id and l.outcome = 'unknown_task')
        from private.job_pipeline p where p.job_id = (select job_id from started) $$,
   $$ values ('generating'::text, 'task-ct'::text, 1) $$,
   'the job keeps its stage and task id; the foreign task is recorded for operators');
-select throws_ok(format('select private.callback_complete(%L, 1, %L, array[%L, %L])', (select job_id from started), 'task-ct',
-                        'generated-images/x/0.png', 'generated-images/x/1.png'),
-  'KL041', null, 'more images than the job asked for are refused');
+select throws_ok(format('select private.callback_complete(%L, 1, %L, array[%L, %L])', j.id, 'task-ct',
+                        'generated-images/' || j.user_id || '/' || j.id || '/d/0.png', 'generated-images/' || j.user_id || '/' || j.id || '/d/1.png'),
+  'KL041', null, 'more images than the job asked for are refused')
+  from public.generation_jobs j where j.id = (select job_id from started);
 select private.complete_job((select job_id from started), 1, 'task-ct', array['generated-images/x/0.png']);
 select is((select accepting from private.callback_target((select job_id from started), 1, 'task-ct')), false,
   'a completed job no longer accepts results');

@@ -32,7 +32,7 @@ select results_eq(
   $$ values ('pending'::text, 'waiting'::text, 0) $$,
   'the refused cancel changed nothing: the job goes on to its retry');
 -- The task the timed-out createTask made reports success: it completes the job, charged once.
-select is(private.callback_complete(:'timeout_job', 1, 'orphan-task', array['generated-images/x/y/z/0.png']), 'applied',
+select is(private.callback_complete(:'timeout_job', 1, 'orphan-task', array[(select 'generated-images/' || user_id || '/' || id || '/d/0.png' from public.generation_jobs where id = :'timeout_job')]), 'applied',
   'the first task''s result still completes the job');
 
 select tests.authenticate_as('cu_user');

@@ -33,7 +33,7 @@ select results_eq(
   'a job whose createTask got a 522 can be cancelled while it waits');
 select tests.act_as_owner();
 
-select is(private.callback_complete(:'gateway_job', 1, 'task-never-heard-of', array['generated-images/g/0.png']), 'applied',
+select is(private.callback_complete(:'gateway_job', 1, 'task-never-heard-of', array[(select 'generated-images/' || user_id || '/' || id || '/d/0.png' from public.generation_jobs where id = :'gateway_job')]), 'applied',
   'the task the 504''d createTask made completes the job');
 select results_eq(
   format($$ select j.status, (select count(*)::int from public.credit_ledger l where l.job_id = j.id and l.kind = 'refund')

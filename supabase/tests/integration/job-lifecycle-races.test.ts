@@ -198,7 +198,7 @@ describe("the deadline sweep racing a late success callback of the same job", ()
       (sweep) => sweep`select private.deadline_tick() as failed`,
       (callback) =>
         inTransaction(callback, () =>
-          callback`select private.callback_complete(${jobId}, 1, ${`task-${jobId}`}, array[${`${owner}/${jobId}/late.png`}]) as answer`),
+          callback`select private.callback_complete(${jobId}, 1, ${`task-${jobId}`}, array[${`generated-images/${owner}/${jobId}/d/late.png`}]) as answer`),
     );
 
     expect(outcome.second).toEqual({ ok: true, value: [{ answer: "duplicate" }] });
@@ -213,7 +213,7 @@ describe("the deadline sweep racing a late success callback of the same job", ()
   it("the callback completes it first: the sweep passes over it without waiting; completed, never refunded", async () => {
     const owner = await plan.signUp({ credits: 10 });
     const jobId = await overdueJob(owner);
-    const paths = [`${owner}/${jobId}/0.png`];
+    const paths = [`generated-images/${owner}/${jobId}/d/0.png`];
 
     const outcome = await secondPassesFirst(
       (callback) => callback`select private.callback_complete(${jobId}, 1, ${`task-${jobId}`}, ${paths}) as answer`,
@@ -310,7 +310,7 @@ describe("an account deletion racing the results-retention tick over the account
   async function accountWithExpiredResults(): Promise<{ owner: string; jobId: string }> {
     const owner = await plan.signUp({ credits: 10 });
     const jobId = await generatingJob(owner);
-    await sql`select private.callback_complete(${jobId}, 1, ${`task-${jobId}`}, array[${`${owner}/${jobId}/0.png`}])`;
+    await sql`select private.callback_complete(${jobId}, 1, ${`task-${jobId}`}, array[${`generated-images/${owner}/${jobId}/d/0.png`}])`;
     await sql`update private.job_pipeline set results_expire_at = now() - interval '1 minute' where job_id = ${jobId}`;
     return { owner, jobId };
   }

@@ -40,10 +40,11 @@ async function generatingJob(owner: string): Promise<string> {
   return job.id;
 }
 
-/** What the callback function does once the images are stored. */
+/** What the callback function does once the images are stored (in the job's delivery folder d). */
 function complete(db: Db, jobId: string) {
   return db`select private.callback_complete(${jobId}, 1, ${`task-${jobId}`},
-              array[${`generated-images/${jobId}/d/0.png`}]) as result`;
+              array['generated-images/' || j.user_id || '/' || j.id || '/d/0.png']) as result
+              from public.generation_jobs j where j.id = ${jobId}`;
 }
 
 /** How long the job's results are kept: its stored expiry less its completion time, in days. */
