@@ -58,6 +58,12 @@ export interface DatabasePort {
   interpretTaskReport(report: unknown): Promise<TaskReport>;
   /** `objectPaths`: the stored images in order, as Storage keys, bucket first (`generated-images/<user>/<job>/<delivery>/0.png`). */
   completeJob(jobId: Job["id"], attempt: number, taskId: string, objectPaths: string[]): Promise<Completed>;
+  /**
+   * A delivery that failed midway and whose own Storage delete failed: the database records a purge
+   * of its folder (`private.callback_discard`). The folder (`<user>/<job>/<delivery>/`), or null
+   * when nothing was recorded (the paths are not one delivery folder of the job, or the job keeps it).
+   */
+  discardDelivery(jobId: Job["id"], objectPaths: string[]): Promise<string | null>;
   recordProviderFailure(
     jobId: Job["id"],
     attempt: number,
@@ -81,6 +87,9 @@ const SQL = {
   completeJob: (jobId: string, attempt: number, taskId: string, paths: string[]) =>
     sql`select private.callback_complete(${jobId}::uuid, ${attempt}::integer, ${taskId}::text,
           array(select jsonb_array_elements_text(${JSON.stringify(paths)}::text::jsonb))) as result`,
+  discardDelivery: (jobId: string, paths: string[]) =>
+    sql`select private.callback_discard(${jobId}::uuid,
+          array(select jsonb_array_elements_text(${JSON.stringify(paths)}::text::jsonb))) as folder`,
   recordProviderFailure: (
     jobId: string,
     attempt: number,
@@ -112,6 +121,7 @@ const reportRow = z.discriminatedUnion("kind", [
 ]);
 const appliedRow = z.object({ result: z.enum(["applied", "duplicate"]) });
 const completedRow = z.object({ result: z.enum(["applied", "duplicate", "unknown_task"]) });
+const discardedRow = z.object({ folder: z.string().nullable() });
 
 /** Why SQL could not read a report, for the answer's `msg`: another KIE code, or SQL's own words. */
 export function unreadableReason(bodyCode: number | null, message: string | null): string {
@@ -164,6 +174,9 @@ export function postgresDatabase(databaseUrl: string): DatabasePort {
     },
     async completeJob(jobId, attempt, taskId, paths) {
       return completedRow.parse((await rows(SQL.completeJob(jobId, attempt, taskId, paths)))[0]).result;
+    },
+    async discardDelivery(jobId, paths) {
+      return discardedRow.parse((await rows(SQL.discardDelivery(jobId, paths)))[0]).folder;
     },
     async recordProviderFailure(jobId, attempt, taskId, code, message) {
       const query = SQL.recordProviderFailure(jobId, attempt, taskId, code, message);

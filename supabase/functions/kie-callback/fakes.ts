@@ -57,6 +57,8 @@ export class FakeDatabase implements DatabasePort {
     message: string;
   }[] = [];
   readonly reports: unknown[] = [];
+  /** Failed deliveries handed over for a purge of their folder, as callback_discard gets them. */
+  readonly discarded: { jobId: string; paths: string[] }[] = [];
   /** Successes of tasks that are not the job's, as callback_complete records them. */
   readonly foreign: { jobId: string; attempt: number; taskId: string }[] = [];
   /** results.allowed_hosts as callback_target returns it. */
@@ -127,6 +129,17 @@ export class FakeDatabase implements DatabasePort {
     const applied = this.finish(jobId, attempt);
     if (applied === "applied") this.completed.push({ jobId, attempt, taskId, paths });
     return Promise.resolve(applied);
+  }
+
+  discardDelivery(jobId: string, paths: string[]): Promise<string | null> {
+    this.check();
+    this.discarded.push({ jobId, paths });
+    // The folder all of them share, as private.delivery_folder reads it; null otherwise.
+    const folders = new Set(
+      paths.map((p) => p.match(/^generated-images\/([^/]+\/[^/]+\/[^/]+\/)[^/]+$/)?.[1] ?? null),
+    );
+    const [folder] = [...folders];
+    return Promise.resolve(folders.size === 1 && folder ? folder : null);
   }
 
   recordProviderFailure(

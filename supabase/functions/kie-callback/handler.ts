@@ -304,15 +304,26 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
         const folder = `${target.userId}/${job}/${newId()}`;
         // Where each image was stored, by its number; a hole for one not stored (yet).
         const paths: string[] = new Array(n);
-        const discard = async (why: string) => {
+        // `midway`: the delivery failed before the database heard of it (a download or upload
+        // failed, or it gave up waiting for a lane).
+        const discard = async (why: string, midway = false) => {
           const stored = paths.filter((path) => path !== undefined);
           if (stored.length === 0) return;
           try {
             await storage.remove(RESULT_BUCKET, stored);
           } catch (error) {
             // Unreadable by users anyway. For a delivery the database did not take, it recorded a
-            // purge of this folder with its answer; otherwise the job's purge removes its folder.
+            // purge of this folder with its answer. One that failed midway is handed to it now, so
+            // that its images go even if the job's folder purge is already done; should that fail
+            // too, the job's purge removes its folder.
             note({ job, attempt, cleanup: why, error: String(error) });
+            if (!midway) return;
+            try {
+              const purging = await db.discardDelivery(job, stored.map((p) => `${RESULT_BUCKET}/${p}`));
+              note({ job, attempt, cleanup: why, purge: purging });
+            } catch (failure) {
+              note({ job, attempt, cleanup: why, purge: null, error: String(failure) });
+            }
           }
         };
         // Each image goes to Storage as soon as it is downloaded, in one of the lanes every
@@ -363,7 +374,7 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
         const bad = steps.find((step) => step !== null);
         if (bad) {
           if ("waited" in bad) {
-            await discard("gave up waiting for a lane");
+            await discard("gave up waiting for a lane", true);
             // Busy, not broken: nothing completed, so KIE retries (polling stays the safety net).
             return {
               ...refuse(503, "too busy to fetch the results now; retry later"),
@@ -374,7 +385,7 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
             };
           }
           if ("fetch" in bad) {
-            await discard("download failed");
+            await discard("download failed", true);
             if (bad.fetch.unusable) return unusable(bad.i, bad.fetch.reason);
             // The reason stays in the log: telling the sender would make this a probe of the network.
             return {
@@ -384,7 +395,7 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
               detail: bad.fetch.reason,
             };
           }
-          await discard("upload failed");
+          await discard("upload failed", true);
           // Storage refusing the image itself (too large, a type not allowed) is the result's
           // fault, like an image over the download cap. Anything else is Storage failing: 503.
           if (bad.store instanceof ObjectRefused) return unusable(bad.i, String(bad.store));

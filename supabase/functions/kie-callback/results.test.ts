@@ -186,6 +186,56 @@ Deno.test("Storage failing on the second image: 503, job not completed; the retr
   assert.deepEqual([...h.storage.objects.keys()], h.db.completed[0].paths);
 });
 
+Deno.test("a midway failure whose own delete fails hands the delivery's folder to the database", async () => {
+  const h = await ready();
+  h.web.serve(URL_B, JPEG, { "content-type": "image/jpeg" });
+  h.storage.failOnUpload = 2;
+  h.storage.remove = () => Promise.reject(new Error("storage: 503 unavailable"));
+  const res = await h.callback(TWO);
+  assert.equal(res.status, 503, "the answer is the failed upload's");
+  assertNotCompleted(h);
+  // One image was stored before the other's upload failed; it is still there.
+  const [left] = [...h.storage.objects.keys()];
+  assert.equal(h.storage.objects.size, 1);
+  assert.deepEqual(h.db.discarded, [{ jobId: JOB, paths: [left] }], "the stored image goes to the database");
+  assert.match(left, new RegExp(`^generated-images/${USER}/${JOB}/delivery-1/[01]\\.(png|jpg)$`));
+  assert.match(
+    h.logs.join("\n"),
+    new RegExp(`"purge":"${USER}/${JOB}/delivery-1/"`),
+    "the recorded purge is logged",
+  );
+});
+
+Deno.test("a midway failure whose delete succeeds, or a delivery the database answered, tells it nothing more", async () => {
+  const h = await ready();
+  h.web.serve(URL_B, JPEG, { "content-type": "image/jpeg" });
+  h.storage.failOnUpload = 2;
+  assert.equal((await h.callback(TWO)).status, 503);
+  assert.equal(h.storage.objects.size, 0);
+
+  // A duplicate: callback_complete recorded the purge with its answer, the failed delete adds nothing.
+  const late = await ready();
+  late.web.routes.set(URL_A, () => {
+    late.db.attempts.get(`${JOB}/1`)!.accepting = false;
+    return new Response(PNG.slice());
+  });
+  late.storage.remove = () => Promise.reject(new Error("storage: 503 unavailable"));
+  assert.equal((await late.callback(successBody())).body.result, "duplicate");
+  assert.deepEqual([h.db.discarded, late.db.discarded], [[], []]);
+});
+
+Deno.test("the database failing to take the failed delivery too: the answer stays the failure's, logged", async () => {
+  const h = await ready();
+  h.web.serve(URL_B, JPEG, { "content-type": "image/jpeg" });
+  h.storage.failOnUpload = 2;
+  h.storage.remove = () => Promise.reject(new Error("storage: 503 unavailable"));
+  h.db.discardDelivery = () => Promise.reject(new Error("connect ECONNREFUSED 127.0.0.1:5432"));
+  const res = await h.callback(TWO);
+  assert.equal(res.status, 503);
+  assert.match(String(res.body.msg), /storing result image 2 of 2 failed/);
+  assert.match(h.logs.join("\n"), /"purge":null,"error":"Error: connect ECONNREFUSED/);
+});
+
 Deno.test("Storage refusing the image itself: the job fails at once as unusable, like an image over the cap", async () => {
   for (
     const refusal of ["The object exceeded the maximum allowed size", "mime type image/webp is not supported"]

@@ -188,6 +188,89 @@ describe("a delivery the database does not take, whose own delete failed", () =>
   });
 });
 
+describe("a delivery that failed midway and whose own delete failed", () => {
+  // The function stored some images, then a download or upload failed; its delete of them failed
+  // too, so it hands the folder to the database (private.callback_discard, as kiln_callback).
+  async function discard(jobId: string, paths: string[]): Promise<string | null> {
+    const [row] = await callback`select private.callback_discard(${jobId}, ${paths}) as folder`;
+    return row.folder as string | null;
+  }
+
+  it("the job was completed, deleted and purged before the delivery stored anything: the folder is purged", async () => {
+    const owner = await createUser(sql, "discard-midway-deleted");
+    const jobId = await runningJob(owner.id);
+    const kept = await deliver(owner.id, jobId, 1);
+    expect(await complete(jobId, kept)).toBe("applied");
+    await sql.begin(async (tx) => {
+      await tx`select set_config('role', 'authenticated', true),
+                      set_config('request.jwt.claims', ${JSON.stringify({ sub: owner.id, role: "authenticated" })}, true)`;
+      await tx`select public.delete_generation(${jobId})`;
+    });
+    // The job's purge runs to its end: its folder is emptied, then found empty.
+    let at = new Date();
+    for (let visit = 0; visit < 10; visit++) {
+      await sql`select private.purge_results(${at})`;
+      const [row] = await sql`select * from private.result_purges where job_id = ${jobId}`;
+      if (row.done_at) break;
+      if (row.last_request_id) await waitForResponse(sql, row.last_request_id);
+      at = new Date((row.next_attempt_at as Date).getTime() + 1);
+    }
+    const [done] = await sql`select done_at from private.result_purges where job_id = ${jobId}`;
+    expect(done.done_at).not.toBeNull();
+
+    // A retry of the job's task was still downloading: it stored one image, failed on the next.
+    const stranded = await deliver(owner.id, jobId, 1);
+    expect(await discard(jobId, stranded)).toBe(folderOf(stranded));
+    expect((await deliveryPurges(folderOf(stranded))).map((r) => r.user_id)).toEqual([owner.id]);
+    await purgeUntilDone(folderOf(stranded));
+    expect(await stored(`${owner.id}/${jobId}/`)).toEqual([]);
+  });
+
+  it("the job still runs: the folder is purged, and those images can no longer complete it", async () => {
+    const owner = await createUser(sql, "discard-midway-running");
+    const jobId = await runningJob(owner.id);
+    const failed = await deliver(owner.id, jobId, 1);
+    expect(await discard(jobId, failed)).toBe(folderOf(failed));
+    await expect(complete(jobId, failed)).rejects.toMatchObject({ code: "KL041" });
+    // The retry, a new delivery in a folder of its own, completes the job and is kept.
+    const retry = await deliver(owner.id, jobId, 2);
+    expect(await complete(jobId, retry)).toBe("applied");
+    await purgeUntilDone(folderOf(failed));
+    expect(await stored(`${owner.id}/${jobId}/`)).toEqual(retry.map((p) => p.replace(/^generated-images\//, "")));
+  });
+
+  it("the job went with its account and the account's folder purge was done: the folder is purged", async () => {
+    const owner = await createUser(sql, "discard-midway-account");
+    const jobId = await runningJob(owner.id);
+    const failed = await deliver(owner.id, jobId, 1);
+    // A job that is not there, of an account that still is, records nothing.
+    const noJob = crypto.randomUUID();
+    expect(await discard(noJob, [`generated-images/${owner.id}/${noJob}/d/0.png`])).toBeNull();
+    await sql`select tests.delete_as_auth_service(${owner.id})`;
+    expect(await discard(jobId, failed)).toBe(folderOf(failed));
+    expect((await deliveryPurges(folderOf(failed))).map((r) => r.user_id)).toEqual([owner.id]);
+    await purgeUntilDone(folderOf(failed));
+    expect(await stored(folderOf(failed))).toEqual([]);
+  });
+
+  it("records nothing for the folder the job keeps, another user's images or paths outside one delivery folder", async () => {
+    const owner = await createUser(sql, "discard-midway-guards");
+    const other = await createUser(sql, "discard-midway-other");
+    const jobId = await runningJob(owner.id);
+    const otherJob = await runningJob(other.id);
+    const kept = await deliver(owner.id, jobId, 1);
+    expect(await complete(jobId, kept)).toBe("applied");
+    const othersImages = await deliver(other.id, otherJob, 1);
+    const twoFolders = [...(await deliver(owner.id, jobId, 1)), ...(await deliver(owner.id, jobId, 1))];
+    for (const paths of [kept, othersImages, twoFolders, [`generated-images/${owner.id}/${jobId}/0.png`]]) {
+      expect(await discard(jobId, paths)).toBeNull();
+    }
+    const recorded = await sql`select path from private.storage_purges
+                                where reason = 'delivery_discarded' and user_id in (${owner.id}, ${other.id})`;
+    expect(recorded).toEqual([]);
+  });
+});
+
 describe("what a delivery purge may touch", () => {
   it("a repeated call with the kept delivery's paths records nothing; a second loss records one open purge", async () => {
     const owner = await createUser(sql, "discard-guards");
@@ -246,8 +329,9 @@ describe("what a delivery purge may touch", () => {
       select r.rolname, p.proname, has_function_privilege(r.rolname, p.oid, 'execute') as may
         from pg_proc p cross join (values ('anon'), ('authenticated'), ('service_role'), ('kiln_callback')) as r (rolname)
        where p.pronamespace = 'private'::regnamespace
-         and p.proname in ('callback_complete', 'discard_delivery', 'delivery_folder', 'purge_discarded_deliveries')
+         and p.proname in ('callback_complete', 'callback_discard', 'discard_delivery', 'delivery_folder', 'purge_discarded_deliveries')
        order by p.proname, r.rolname`;
-    expect(rows.filter((r) => r.may).map((r) => `${r.rolname} ${r.proname}`)).toEqual(["kiln_callback callback_complete"]);
+    expect(rows.filter((r) => r.may).map((r) => `${r.rolname} ${r.proname}`))
+      .toEqual(["kiln_callback callback_complete", "kiln_callback callback_discard"]);
   });
 });
