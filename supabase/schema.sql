@@ -1729,9 +1729,15 @@ begin
     perform private.raise_error('KL041', 'invalid result',
       format('%s images for a job of %s', cardinality(object_paths), wanted), null);
   end if;
-  -- A delivery whose folder is being purged cannot become the job's result.
   if before_stage not in ('completed', 'failed') then
+    -- The job completes now: only with the images of one delivery of its own, stored under
+    -- generated-images/<owner>/<job_id>/<delivery>/. An empty list is complete_job's to refuse.
     folder := private.delivery_folder(owner, job_id, object_paths);
+    if folder is null and cardinality(object_paths) > 0 then
+      perform private.raise_error('KL041', 'invalid result',
+        format('the images must all lie in one delivery folder generated-images/%s/%s/<delivery>/ of this job', owner, job_id), null);
+    end if;
+    -- A delivery whose folder is being purged cannot become the job's result.
     if exists (select from private.storage_purges sp
                 where sp.bucket_id = 'generated-images' and sp.path = folder
                   and sp.reason = 'delivery_discarded' and sp.done_at is null) then
@@ -1747,8 +1753,40 @@ begin
   return 'applied';
 end
 $function$;
-comment on function private.callback_complete(job_id uuid, attempt integer, task_id text, object_paths text[], at timestamp with time zone) is 'API: Private. Callback function: private.complete_job, answering applied (the job completed now), duplicate (it had already finished; recorded in late_results; or it is gone with its deleted account) or unknown_task (the task is not this job''s, private.is_job_task; recorded in late_results, nothing changed). A delivery it does not take gets a purge of its folder in the same transaction (private.discard_delivery), so its images go even if the function''s own delete fails; a delivery whose folder is being purged cannot complete the job (KL041). More images than image_count: KL041. KL040/KL041/KL042 like complete_job.';
+comment on function private.callback_complete(job_id uuid, attempt integer, task_id text, object_paths text[], at timestamp with time zone) is 'API: Private. Callback function: private.complete_job, answering applied (the job completed now), duplicate (it had already finished; recorded in late_results; or it is gone with its deleted account) or unknown_task (the task is not this job''s, private.is_job_task; recorded in late_results, nothing changed). A delivery it does not take gets a purge of its folder in the same transaction (private.discard_delivery), so its images go even if the function''s own delete fails; a delivery whose folder is being purged cannot complete the job (KL041). More images than image_count, or images that are not all in one delivery folder generated-images/<owner>/<job_id>/<delivery>/ of this job (private.delivery_folder) when the job would complete now: KL041. KL040/KL041/KL042 like complete_job.';
 grant execute on function private.callback_complete(job_id uuid, attempt integer, task_id text, object_paths text[], at timestamp with time zone) to kiln_callback;
+
+-- function private.callback_discard(job_id uuid, object_paths text[], at timestamp with time zone)
+CREATE OR REPLACE FUNCTION private.callback_discard(job_id uuid, object_paths text[], at timestamp with time zone DEFAULT now())
+ RETURNS text
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  owner uuid;
+begin
+  -- Held until commit, like callback_complete holds it: the two never interleave for one job.
+  perform from private.job_pipeline p where p.job_id = callback_discard.job_id for update;
+  select j.user_id into owner from public.generation_jobs j where j.id = callback_discard.job_id;
+  if not found then
+    -- Gone with its account while the delivery was on its way: its images lie in the deleted
+    -- account's folder, whose purge may be done by now.
+    owner := case when split_part(object_paths[1], '/', 2) ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                  then split_part(object_paths[1], '/', 2)::uuid end;
+    if owner is null
+       or exists (select from public.profiles pr where pr.id = owner)
+       or not exists (select from private.storage_purges sp
+                       where sp.reason = 'account_deleted' and sp.bucket_id = 'generated-images'
+                         and sp.path = owner::text || '/') then
+      return null;
+    end if;
+  end if;
+  return private.discard_delivery(job_id, owner, object_paths, at);
+end
+$function$;
+comment on function private.callback_discard(job_id uuid, object_paths text[], at timestamp with time zone) is 'API: Private. Callback function: a delivery that failed midway (a download or upload failed after some images were stored) and whose own Storage delete failed too: records the purge of its delivery folder (private.discard_delivery: storage_purges, delivery_discarded), unless the paths are not all in one delivery folder of that job under its owner (or, for a job gone with its account, under that deleted account''s folder), or the job''s result_urls lists that folder. Returns the folder (also when its purge was already open), or null when nothing was recorded.';
+grant execute on function private.callback_discard(job_id uuid, object_paths text[], at timestamp with time zone) to kiln_callback;
 
 -- function private.callback_fail(job_id uuid, attempt integer, task_id text, fail_code text, fail_message text, at timestamp with time zone)
 CREATE OR REPLACE FUNCTION private.callback_fail(job_id uuid, attempt integer, task_id text, fail_code text, fail_message text, at timestamp with time zone DEFAULT now())
@@ -3075,38 +3113,43 @@ CREATE OR REPLACE FUNCTION private.image_url_expiry_problem(url text, at timesta
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
+  token text;
   payload text;
   claims jsonb;
   expires numeric;
 begin
-  -- The JWT's payload (its middle part) from the token parameter of a signed Storage URL.
-  payload := pg_catalog.substring(url,
-    '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*/storage/v1/(?:object|render/image)/sign/[^?#]+[?](?:[^#]*&)?token=[A-Za-z0-9_-]+[.]([A-Za-z0-9_-]+)[.][A-Za-z0-9_-]*(?:[&#]|$)');
-  if payload is null or pg_catalog.length(payload) % 4 = 1 then
+  if url is null
+     or url !~ '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*/storage/v1/(?:object|render/image)/sign/[^?#]+[?]'
+     or not private.image_url_on_project_storage(url) then
     return null;
   end if;
-  begin
-    claims := pg_catalog.convert_from(
-      pg_catalog.decode(pg_catalog.rpad(pg_catalog.translate(payload, '-_', '+/'),
-                                        ((pg_catalog.length(payload) + 3) / 4) * 4, '='), 'base64'),
-      'UTF8')::jsonb;
-  exception when invalid_parameter_value or character_not_in_repertoire or invalid_text_representation then
-    return null; -- not a JWT after all: not this rule's business
-  end;
-  if pg_catalog.jsonb_typeof(claims) is distinct from 'object'
-     or pg_catalog.jsonb_typeof(claims -> 'exp') is distinct from 'number' then
-    return null;
-  end if;
-  expires := (claims ->> 'exp')::numeric;
-  if expires > extract(epoch from at) then
-    return null;
-  end if;
-  return pg_catalog.format('the signed URL expired at %s: sign the upload again',
-    pg_catalog.to_char(pg_catalog.to_timestamp(greatest(expires, 0)::double precision) at time zone 'UTC',
-                       'YYYY-MM-DD"T"HH24:MI:SS"Z"'));
+  -- Every token parameter, decoded as Storage reads it: which one it uses when there are
+  -- several is not this rule's to guess, so an expired one among them refuses the URL.
+  foreach token in array private.url_query_values(url, 'token') loop
+    -- The JWT's payload (its middle part).
+    payload := pg_catalog.substring(token, '^[A-Za-z0-9_-]+[.]([A-Za-z0-9_-]+)[.][A-Za-z0-9_-]*$');
+    continue when payload is null or pg_catalog.length(payload) % 4 = 1;
+    begin
+      claims := pg_catalog.convert_from(
+        pg_catalog.decode(pg_catalog.rpad(pg_catalog.translate(payload, '-_', '+/'),
+                                          ((pg_catalog.length(payload) + 3) / 4) * 4, '='), 'base64'),
+        'UTF8')::jsonb;
+    exception when invalid_parameter_value or character_not_in_repertoire or invalid_text_representation then
+      continue; -- not a JWT after all: not this rule's business
+    end;
+    continue when pg_catalog.jsonb_typeof(claims) is distinct from 'object'
+               or pg_catalog.jsonb_typeof(claims -> 'exp') is distinct from 'number';
+    expires := (claims ->> 'exp')::numeric;
+    if expires <= extract(epoch from at) then
+      return pg_catalog.format('the signed URL expired at %s: sign the upload again',
+        pg_catalog.to_char(pg_catalog.to_timestamp(greatest(expires, 0)::double precision) at time zone 'UTC',
+                           'YYYY-MM-DD"T"HH24:MI:SS"Z"'));
+    end if;
+  end loop;
+  return null;
 end
 $function$;
-comment on function private.image_url_expiry_problem(url text, at timestamp with time zone) is 'API: Private. Why a signed Storage URL (/storage/v1/object/sign/... or /storage/v1/render/image/sign/..., ?token=<JWT>) can no longer be fetched: its token''s exp is not after `at`. Null for a token still valid, one that is not a JWT or has no numeric exp, and any other URL.';
+comment on function private.image_url_expiry_problem(url text, at timestamp with time zone) is 'API: Private. Why a signed Storage URL of this project (/storage/v1/object/sign/... or /storage/v1/render/image/sign/..., ?token=<JWT>, on its own host: private.image_url_on_project_storage) can no longer be fetched: the exp of one of its token parameters (decoded as Storage reads them) is not after `at`. Null for tokens still valid, ones that are not JWTs or have no numeric exp, another host, and any other URL.';
 
 -- function private.image_url_host_problem(url text)
 CREATE OR REPLACE FUNCTION private.image_url_host_problem(url text)
@@ -3228,6 +3271,23 @@ end
 $function$;
 comment on function private.image_url_host_problem(url text) is 'API: Private. Why an image URL breaks the syntax, scheme, port or host rules of the image URL policy (settings images.*), or null.';
 
+-- function private.image_url_on_project_storage(url text)
+CREATE OR REPLACE FUNCTION private.image_url_on_project_storage(url text)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select case when p.host is null then true
+              else coalesce(u.host in (p.host, pg_catalog.regexp_replace(p.host, '^([a-z0-9-]+)[.]supabase[.]co$', '\1.storage.supabase.co')), false)
+         end
+    from (select pg_catalog.rtrim(pg_catalog.lower(pg_catalog.substring(url,
+                   '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?([^/?#:]*)')), '.') as host) as u,
+         (select nullif(pg_catalog.rtrim(pg_catalog.lower(pg_catalog.substring(private.secret('project_url'),
+                   '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?([^/?#:]*)')), '.'), '') as host) as p
+$function$;
+comment on function private.image_url_on_project_storage(url text) is 'API: Private. Whether an image URL may point at this project''s Storage: its host is the host of the Vault secret project_url (or, for <ref>.supabase.co, the direct Storage host <ref>.storage.supabase.co), compared without letter case, port or a trailing dot. True for every host while project_url is missing or names no host; false for a URL without a host.';
+
 -- function private.image_url_path_problem(url text)
 CREATE OR REPLACE FUNCTION private.image_url_path_problem(url text)
  RETURNS text
@@ -3255,7 +3315,7 @@ AS $function$
   select coalesce(private.image_url_host_problem(url), private.image_url_path_problem(url),
                   private.image_url_unsigned_problem(url), private.image_url_expiry_problem(url, pg_catalog.now()))
 $function$;
-comment on function private.image_url_problem(url text) is 'API: Private. Why an image URL breaks the image URL policy (private.image_url_host_problem, then private.image_url_path_problem, then private.image_url_unsigned_problem: an unsigned URL of a private bucket here, then private.image_url_expiry_problem: a signed Storage URL whose token has expired), or null when it is accepted.';
+comment on function private.image_url_problem(url text) is 'API: Private. Why an image URL breaks the image URL policy (private.image_url_host_problem, then private.image_url_path_problem, then private.image_url_unsigned_problem: an unsigned URL of a bucket of this project''s Storage that needs credentials, then private.image_url_expiry_problem: a signed URL of this project''s Storage whose token has expired), or null when it is accepted.';
 
 -- function private.image_url_unsigned_problem(url text)
 CREATE OR REPLACE FUNCTION private.image_url_unsigned_problem(url text)
@@ -3269,13 +3329,17 @@ AS $function$
              pg_catalog.format('%s is a private bucket and the URL is not signed, so it cannot be downloaded: send a signed URL (createSignedUrl)', b.id)
            when s.kind in ('authenticated', '') then
              pg_catalog.format('the URL downloads from %s with the caller''s token, which the provider does not send: send a signed URL (createSignedUrl)', b.id)
+           when s.kind = 'sign' and not exists (select from pg_catalog.unnest(private.url_query_values(url, 'token')) as t (token)
+                                                 where t.token <> '') then
+             'the URL is signed but has no token, so it cannot be downloaded: send the URL createSignedUrl returns, whole'
          end
     from (select coalesce(m[1], '') as kind, m[2] as bucket
             from pg_catalog.regexp_match(url,
                    '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*/storage/v1/(?:object|render/image)/(?:(public|authenticated|sign)/)?([^/?#]+)/') as m) as s
     join storage.buckets as b on b.id = s.bucket
+   where private.image_url_on_project_storage(url)
 $function$;
-comment on function private.image_url_unsigned_problem(url text) is 'API: Private. Why a Storage URL of one of this project''s buckets cannot be downloaded without credentials: a public URL of a private bucket, or an authenticated or plain download URL (they need the caller''s token). Null for a signed URL, a public URL of a public bucket, a bucket the project does not have, and any other URL.';
+comment on function private.image_url_unsigned_problem(url text) is 'API: Private. Why a Storage URL of one of this project''s buckets (on its own host: private.image_url_on_project_storage) cannot be downloaded without credentials: a public URL of a private bucket, an authenticated or plain download URL (they need the caller''s token), or a signed URL without a token. Null for a signed URL with a token, a public URL of a public bucket, a bucket the project does not have, another host, and any other URL.';
 
 -- function private.interpret_poll_report(report jsonb)
 CREATE OR REPLACE FUNCTION private.interpret_poll_report(report jsonb)
@@ -5972,6 +6036,39 @@ AS $function$
                   url !~ '://[^/:]*:')
 $function$;
 comment on function private.url_port_valid(url text) is 'API: Private. Whether the port a URL or origin names, if any, is a whole number from 1 to 65535 without leading zeros (false for an empty, zero-led or oversized port).';
+
+-- function private.url_query_values(url text, name text)
+CREATE OR REPLACE FUNCTION private.url_query_values(url text, name text)
+ RETURNS text[]
+ LANGUAGE plpgsql
+ IMMUTABLE STRICT
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  part text;
+  key text;
+  value text;
+  found text[] := '{}';
+begin
+  -- The query as a web server reads it: parameters split at &, name and value at the first =,
+  -- + as a space, then %XX decoded.
+  foreach part in array coalesce(pg_catalog.string_to_array(pg_catalog.substring(url, '^[^?#]*[?]([^#]*)'), '&'), '{}') loop
+    begin
+      key := pg_catalog.convert_from(private.percent_decode(pg_catalog.translate(pg_catalog.split_part(part, '=', 1), '+', ' ')), 'UTF8');
+      value := case when pg_catalog.strpos(part, '=') = 0 then ''
+                    else pg_catalog.convert_from(private.percent_decode(pg_catalog.translate(
+                           pg_catalog.substr(part, pg_catalog.strpos(part, '=') + 1), '+', ' ')), 'UTF8') end;
+    exception when character_not_in_repertoire or untranslatable_character then
+      continue; -- not UTF-8 once decoded: no name this policy reads, nor a token
+    end;
+    if key = name then
+      found := found || value;
+    end if;
+  end loop;
+  return found;
+end
+$function$;
+comment on function private.url_query_values(url text, name text) is 'API: Private. The values of every query parameter of a URL named `name`, in order, names and values decoded as a web server reads them (+ as a space, %XX; a parameter that is not UTF-8 once decoded is skipped). Empty when there is none.';
 
 -- function private.uuid_v7()
 CREATE OR REPLACE FUNCTION private.uuid_v7()
