@@ -3134,8 +3134,10 @@ begin
         pg_catalog.decode(pg_catalog.rpad(pg_catalog.translate(payload, '-_', '+/'),
                                           ((pg_catalog.length(payload) + 3) / 4) * 4, '='), 'base64'),
         'UTF8')::jsonb;
-    exception when invalid_parameter_value or character_not_in_repertoire or invalid_text_representation then
-      continue; -- not a JWT after all: not this rule's business
+    exception when data_exception then
+      -- Not base64, not UTF-8, not JSON, or JSON Postgres cannot hold (a \u0000 escape, a number
+      -- beyond numeric): not a JWT this rule reads, whichever.
+      continue;
     end;
     continue when pg_catalog.jsonb_typeof(claims) is distinct from 'object'
                or pg_catalog.jsonb_typeof(claims -> 'exp') is distinct from 'number';
@@ -3149,7 +3151,7 @@ begin
   return null;
 end
 $function$;
-comment on function private.image_url_expiry_problem(url text, at timestamp with time zone) is 'API: Private. Why a signed Storage URL of this project (/storage/v1/object/sign/... or /storage/v1/render/image/sign/..., ?token=<JWT>, on its own host: private.image_url_on_project_storage) can no longer be fetched: the exp of one of its token parameters (decoded as Storage reads them) is not after `at`. Null for tokens still valid, ones that are not JWTs or have no numeric exp, another host, and any other URL.';
+comment on function private.image_url_expiry_problem(url text, at timestamp with time zone) is E'API: Private. Why a signed Storage URL of this project (/storage/v1/object/sign/... or /storage/v1/render/image/sign/..., ?token=<JWT>, on its own host: private.image_url_on_project_storage) can no longer be fetched: the exp of one of its token parameters (decoded as Storage reads them) is not after `at`. Null for tokens still valid, ones that are not JWTs it can read (a payload that is not base64, UTF-8 or JSON jsonb holds: no \\u0000 escape, numbers within numeric) or have no numeric exp, another host, and any other URL.';
 
 -- function private.image_url_host_problem(url text)
 CREATE OR REPLACE FUNCTION private.image_url_host_problem(url text)
