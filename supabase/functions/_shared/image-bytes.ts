@@ -50,9 +50,39 @@ export function sniffImage(bytes: Uint8Array): ImageKind | null {
   return null;
 }
 
+/** Brands of an ISO media file (ftyp box) that name a still image format. */
+const IMAGE_BRANDS: Record<string, string> = {
+  avif: "AVIF",
+  avis: "AVIF",
+  heic: "HEIC",
+  heix: "HEIC",
+  heim: "HEIC",
+  heis: "HEIC",
+  mif1: "HEIF",
+  msf1: "HEIF",
+};
+
+/**
+ * The name of an image format other than PNG, JPEG and WebP that the bytes are, by their magic
+ * bytes, or null. Such a result is an image of a type the bucket does not take, the same on every
+ * delivery; bytes that are no image at all (a host's error page served with 200) may not be.
+ */
+export function otherImageFormat(bytes: Uint8Array): string | null {
+  if (startsWith(bytes, 0, ascii("GIF87a")) || startsWith(bytes, 0, ascii("GIF89a"))) return "GIF";
+  if (startsWith(bytes, 0, [0x49, 0x49, 0x2a, 0x00]) || startsWith(bytes, 0, [0x4d, 0x4d, 0x00, 0x2a])) {
+    return "TIFF";
+  }
+  if (startsWith(bytes, 4, ascii("ftyp"))) {
+    const brand = String.fromCharCode(...bytes.slice(8, 12));
+    return IMAGE_BRANDS[brand] ?? null;
+  }
+  return null;
+}
+
 /**
  * A download's outcome. `unusable` marks a failure no retry can mend (the image is larger than the
- * cap, which is the bucket's own limit); every other failure may pass on a later delivery.
+ * cap, which is the bucket's own limit, or of a type other than PNG, JPEG and WebP); every other
+ * failure may pass on a later delivery.
  */
 export type FetchedImage =
   | { ok: true; bytes: Uint8Array; kind: ImageKind }
@@ -115,7 +145,14 @@ export async function fetchImage(
         return { ok: false, reason: `larger than ${limits.maxBytes} bytes`, unusable: true };
       }
       const kind = sniffImage(bytes);
-      if (kind === null) return { ok: false, reason: "not a PNG, JPEG or WebP image" };
+      if (kind === null) {
+        const other = otherImageFormat(bytes);
+        if (other !== null) {
+          return { ok: false, reason: `a ${other} image, not PNG, JPEG or WebP`, unusable: true };
+        }
+        // Most likely the host's error page served with 200: the next delivery may get the image.
+        return { ok: false, reason: "not a PNG, JPEG or WebP image" };
+      }
       return { ok: true, bytes, kind };
     }
   } catch (error) {

@@ -279,15 +279,25 @@ Deno.test("while the createTask has no known answer, any task id of the attempt 
   assert.equal(h.db.completed.length, 1);
 });
 
-Deno.test("more results than the job asked for: 422, nothing downloaded", async () => {
+Deno.test("more results than the job asked for: the job fails at once as unusable, nothing downloaded", async () => {
   const h = harness();
   await h.db.addAttempt({ maxResults: 1 });
   const urls = Array.from({ length: 300 }, (_, i) => `https://tempfile.aiquickdraw.com/f/${i}.png`);
   for (const u of urls) h.web.serve(u, PNG);
-  const res = await h.callback(successBody({ resultJson: JSON.stringify({ resultUrls: urls }) }));
-  assert.equal(res.status, 422);
+  const report = successBody({ resultJson: JSON.stringify({ resultUrls: urls }) });
+  const res = await h.callback(report);
+  // recordInfo answers the same resultUrls for a finished task every time: no retry can mend it.
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  assert.equal(res.body.result, "failure_recorded");
   assert.equal(h.web.requested.length, 0);
   assert.deepEqual(h.db.completed, []);
+  assert.equal(h.db.failures.length, 1);
+  assert.equal(h.db.failures[0].code, "unusable");
+  assert.equal(
+    h.db.failures[0].message,
+    "the report lists 300 result images, more than the 1 the job asked for",
+  );
+  assert.equal((await h.callback(report)).body.result, "duplicate");
   // Exactly image_count is fine.
   const two = harness();
   await two.db.addAttempt({ maxResults: 2 });
@@ -295,6 +305,18 @@ Deno.test("more results than the job asked for: 422, nothing downloaded", async 
   two.web.serve(URL_B, JPEG);
   const ok = await two.callback(successBody({ resultJson: JSON.stringify({ resultUrls: [URL_A, URL_B] }) }));
   assert.equal(ok.status, 200);
+});
+
+Deno.test("more results than asked for from a task that is not the job's: ignored, the job goes on", async () => {
+  const h = harness();
+  await h.db.addAttempt({ maxResults: 1 });
+  const res = await h.callback(
+    successBody({ taskId: "another-task", resultJson: JSON.stringify({ resultUrls: [URL_A, URL_B] }) }),
+  );
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  assert.equal(res.body.result, "ignored");
+  assert.deepEqual(h.db.failures, []);
+  assert.equal(h.db.attempts.get(`${JOB}/1`)?.accepting, true);
 });
 
 /** The most downloads that ran at once while one delivery of four images was handled. */

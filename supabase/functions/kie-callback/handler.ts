@@ -7,9 +7,10 @@
  *   POST /kie-callback?job=<uuid>&attempt=<n>&source=poll      the recordInfo reply
  *        Authorization: Bearer <finalize credential>           (Vault's finalize_credential)
  *
- * Answers: 200 done (or a duplicate, nothing redone); 202 the task is still running; 4xx the
- * request is refused and nothing changed; 5xx something failed on the way, nothing completed,
- * so the sender retries (and polling stays the safety net).
+ * Answers: 200 done (or a duplicate, nothing redone; or the job failed at once on a result no
+ * retry can take); 202 the task is still running; 4xx the request is refused and nothing changed;
+ * 5xx something failed on the way, nothing completed, so the sender retries (and polling stays
+ * the safety net).
  */
 import { z } from "zod";
 import type { CallbackTarget, DatabasePort, TaskReport } from "../_shared/database.ts";
@@ -272,13 +273,24 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
       }
       case "success": {
         const n = reading.resultUrls.length;
-        if (n > target.maxResults) {
-          return { ...refuse(422, "unreadable report: more results than the job asked for"), job, attempt };
-        }
         // Checked before any download; callback_complete checks again under the job's lock.
         if (!target.taskKnown) {
           await db.completeJob(job, attempt, taskId, []);
           return answer("ignored", 200, "the task is not this job's; nothing changed");
+        }
+        // A result no retry can take fails the job now, with its refund, instead of at its
+        // deadline: recorded as the provider's "unusable" outcome. The reason stays private
+        // (last_error and the log).
+        const unusableResult = async (reason: string): Promise<Outcome> => {
+          const applied = await db.recordProviderFailure(job, attempt, taskId, "unusable", reason);
+          return { ...answer(applied === "applied" ? "failure_recorded" : "duplicate"), detail: reason };
+        };
+        // recordInfo answers the same resultUrls for a finished task every time, so a repeated
+        // delivery (KIE's retry, or the next poll's finalize) would only be refused again.
+        if (n > target.maxResults) {
+          return unusableResult(
+            `the report lists ${n} result images, more than the ${target.maxResults} the job asked for`,
+          );
         }
         const limits = {
           timeoutMs: config.KIE_RESULT_TIMEOUT_MS,
@@ -286,19 +298,10 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
           maxRedirects: MAX_REDIRECTS,
           allowed: (url: string) => resultUrlProblem(url, target.resultHosts),
         };
-        // A result no retry can store (over the bucket's size limit, or refused by Storage for what
-        // it is) fails the job now, with its refund, instead of at its deadline: recorded as the
-        // provider's "unusable" outcome. The reason stays private (last_error and the log).
-        const unusable = async (i: number, reason: string): Promise<Outcome> => {
-          const applied = await db.recordProviderFailure(
-            job,
-            attempt,
-            taskId,
-            "unusable",
-            `result image ${i + 1} of ${n} cannot be stored: ${reason}`,
-          );
-          return { ...answer(applied === "applied" ? "failure_recorded" : "duplicate"), detail: reason };
-        };
+        // An image no retry can store: over the bucket's size limit, of a type it does not take,
+        // or refused by Storage for what it is.
+        const unusable = (i: number, reason: string) =>
+          unusableResult(`result image ${i + 1} of ${n} cannot be stored: ${reason}`);
         // A folder of its own per delivery: a concurrent or losing delivery never replaces the
         // images a completed job lists, and users can read only what result_urls lists.
         const folder = `${target.userId}/${job}/${newId()}`;

@@ -1,7 +1,8 @@
 // Moving the result bytes: downloads that go wrong, Storage failing midway, the database down.
 // Each that a later delivery may mend leaves the job uncompleted and answers non-2xx, so the
-// sender retries. A result no retry can store (over the bucket's size limit, or refused by Storage
-// for what it is) fails the job at once with the provider outcome "unusable", answered 200.
+// sender retries. A result no retry can store (over the bucket's size limit, an image of another
+// type, or refused by Storage for what it is) fails the job at once with the provider outcome
+// "unusable", answered 200.
 import assert from "node:assert/strict";
 import { ObjectRefused } from "../_shared/storage.ts";
 import { harness, JOB, JPEG, PNG, successBody, URL_A, URL_B, USER } from "./fakes.ts";
@@ -61,9 +62,43 @@ for (const [name, arrange] of tooLarge) {
   });
 }
 
+const ascii = (text: string) => new TextEncoder().encode(text);
+/** An ISO media file's first box: size, "ftyp", the major brand. */
+const ftyp = (brand: string) => new Uint8Array([0, 0, 0, 0x1c, ...ascii(`ftyp${brand}`), 0, 0, 0, 0]);
+
+// An image of a type the bucket does not take stays that type on every delivery (recordInfo answers
+// the same resultUrls for a finished task): no retry can store it, so the job fails at once.
+const otherFormats: [string, Uint8Array, string][] = [
+  ["GIF", ascii("GIF89a\x01\x00\x01\x00"), "GIF"],
+  ["TIFF (little-endian)", new Uint8Array([0x49, 0x49, 0x2a, 0x00, 8, 0, 0, 0]), "TIFF"],
+  ["TIFF (big-endian)", new Uint8Array([0x4d, 0x4d, 0x00, 0x2a, 0, 0, 0, 8]), "TIFF"],
+  ["AVIF", ftyp("avif"), "AVIF"],
+  ["HEIC", ftyp("heic"), "HEIC"],
+];
+
+for (const [name, bytes, format] of otherFormats) {
+  Deno.test(`a result that is a ${name} image: the job fails at once as unusable, answered 200`, async () => {
+    const h = await ready();
+    h.web.serve(URL_B, bytes, { "content-type": "image/png" });
+    const res = await h.callback(TWO);
+    assertFailedUnusable(
+      h,
+      res,
+      new RegExp(`result image 2 of 2 cannot be stored: a ${format} image, not PNG, JPEG or WebP`),
+    );
+    assert.equal((await h.callback(TWO)).body.result, "duplicate");
+  });
+}
+
 const failures: [string, (h: Awaited<ReturnType<typeof ready>>) => void, RegExp][] = [
   ["not an image though labelled one", (h) => {
     h.web.serve(URL_B, new TextEncoder().encode("<html>expired</html>"), { "content-type": "image/jpeg" });
+  }, /not a PNG, JPEG or WebP image/],
+  // A result host's error page served with 200 is not the result: the next delivery may get it.
+  ["an HTML page served with 200", (h) => {
+    h.web.serve(URL_B, ascii("<!DOCTYPE html><title>502 Bad Gateway</title>"), {
+      "content-type": "text/html",
+    });
   }, /not a PNG, JPEG or WebP image/],
   ["an empty body", (h) => h.web.serve(URL_B, new Uint8Array()), /not a PNG, JPEG or WebP/],
   ["HTTP 404 (expired link)", (h) => {
