@@ -6,6 +6,7 @@ import type { IncomingMessage } from "node:http";
 import { validateCreate } from "./catalogue.ts";
 import { type Endpoint, type FaultSet, FaultSyntaxError, parsePromptFaults } from "./faults.ts";
 import { BodyTooLarge, edgeError, envelope, type Outcome, parseJson, readBody, type Reply, text } from "./http.ts";
+import { resultContentType } from "./images.ts";
 import type { EmulatorState } from "./state.ts";
 import { createTask, recordData } from "./tasks.ts";
 
@@ -163,15 +164,15 @@ export async function handleDownloadUrl(state: EmulatorState, req: IncomingMessa
   return finish(envelope(200, "success", `${state.baseUrl}/download/${token}`), faults);
 }
 
-function png(bytes: Buffer): Reply {
-  return { status: 200, headers: { "Content-Type": "image/png" }, body: bytes };
+function image(bytes: Buffer): Reply {
+  return { status: 200, headers: { "Content-Type": resultContentType(bytes) }, body: bytes };
 }
 
 /** GET /files/:taskId/:name, the URLs in resultJson: 404 once the result TTL has passed. */
 export function serveFile(state: EmulatorState, key: string): Reply {
   const file = state.files.get(key);
   if (!file || Date.now() >= file.createdAt + state.config.resultTtlMs) return text(404, "Not Found");
-  return png(file.bytes);
+  return image(file.bytes);
 }
 
 /** GET /download/:token, a download-url link: 404 once the link or the media has expired. */
@@ -179,5 +180,5 @@ export function serveDownload(state: EmulatorState, token: string): Reply {
   const link = state.links.get(token);
   const expired = !link || Date.now() >= link.createdAt + state.config.downloadTtlMs;
   if (expired || !mediaKept(state, link.fileKey)) return text(404, "Not Found");
-  return png(state.files.get(link!.fileKey)!.bytes);
+  return image(state.files.get(link!.fileKey)!.bytes);
 }

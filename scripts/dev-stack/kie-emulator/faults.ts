@@ -5,8 +5,8 @@
  *   prompt marker: "[kie:" spec "]" anywhere in input.prompt (any number of markers)
  *
  * Request faults (any endpoint): code=N, http=N, reset[=before|after], delay=MS.
- * Task faults (createTask only): fail[=CODE], moderation, slow=MS, hold, ghost=MS,
- * callback=drop|duplicate|late:MS|unreachable. The README documents each one.
+ * Task faults (createTask only): fail[=CODE], moderation, slow=MS, hold, ghost=MS, results=N,
+ * format=gif, callback=drop|duplicate|late:MS|unreachable. The README documents each one.
  */
 
 export type CallbackFault =
@@ -34,13 +34,24 @@ export interface FaultSet {
   hold?: true;
   /** recordInfo answers 422 "recordInfo is null" for this long after creation. */
   ghost?: number;
+  /** A successful task reports this many result URLs instead of one. */
+  results?: number;
+  /** A successful task's result images are of this format instead of PNG. */
+  format?: ResultFormat;
   callback?: CallbackFault;
 }
+
+/** Result image formats the emulator can serve besides PNG. */
+export const RESULT_FORMATS = ["gif"] as const;
+export type ResultFormat = (typeof RESULT_FORMATS)[number];
+
+/** The most result URLs `results=N` may ask for. */
+export const MAX_RESULTS = 20;
 
 export const ENDPOINTS = ["createTask", "recordInfo", "credit", "downloadUrl"] as const;
 export type Endpoint = (typeof ENDPOINTS)[number];
 
-const TASK_FAULTS = ["fail", "moderation", "slow", "hold", "ghost", "callback"] as const;
+const TASK_FAULTS = ["fail", "moderation", "slow", "hold", "ghost", "results", "format", "callback"] as const;
 
 export class FaultSyntaxError extends Error {}
 
@@ -107,6 +118,18 @@ export function parseFaultSpec(spec: string): FaultSet {
         break;
       case "ghost":
         faults.ghost = msValue(name, value);
+        break;
+      case "results":
+        if (value === undefined || !/^\d{1,2}$/.test(value) || Number(value) < 1 || Number(value) > MAX_RESULTS) {
+          throw new FaultSyntaxError(`results needs a count from 1 to ${MAX_RESULTS}, got "${value ?? ""}"`);
+        }
+        faults.results = Number(value);
+        break;
+      case "format":
+        if (!(RESULT_FORMATS as readonly string[]).includes(value ?? "")) {
+          throw new FaultSyntaxError(`format takes ${RESULT_FORMATS.join(", ")}, got "${value ?? ""}"`);
+        }
+        faults.format = value as ResultFormat;
         break;
       case "callback": {
         const late = /^late:(\d{1,9})$/.exec(value ?? "");

@@ -1,6 +1,7 @@
 /**
  * Result images: real PNGs (pngjs), sized from the aspect ratio, patterned from a hash of the
  * prompt; image-to-image results are the downloaded input, resampled and tinted by the prompt.
+ * The fault `format=gif` serves the prompt's pattern as a real GIF instead.
  */
 import { createHash } from "node:crypto";
 import { PNG } from "pngjs";
@@ -63,6 +64,71 @@ function encode(size: Size, pixel: (x: number, y: number) => Rgb): Buffer {
 export function renderTextToImage(prompt: string, size: Size): Buffer {
   const style = promptStyle(prompt);
   return encode(size, (x, y) => patternAt(style, x, y));
+}
+
+/**
+ * The prompt's two-colour pattern as a GIF89a (one frame, a four-entry palette). The LZW stream
+ * sends a clear code before every second pixel, so every code stays 3 bits wide: large, but a
+ * valid GIF any decoder reads.
+ */
+export function renderGif(prompt: string, size: Size): Buffer {
+  const style = promptStyle(prompt);
+  const le16 = (n: number) => [n & 0xff, n >> 8];
+  const CLEAR = 4;
+  const END = 5;
+  const packed: number[] = [];
+  let acc = 0;
+  let bits = 0;
+  const put = (code: number) => {
+    acc |= code << bits;
+    bits += 3;
+    while (bits >= 8) {
+      packed.push(acc & 0xff);
+      acc >>= 8;
+      bits -= 8;
+    }
+  };
+  let i = 0;
+  for (let y = 0; y < size.height; y++) {
+    for (let x = 0; x < size.width; x++) {
+      if (i++ % 2 === 0) put(CLEAR);
+      put(patternAt(style, x, y) === style.a ? 0 : 1);
+    }
+  }
+  put(END);
+  if (bits > 0) packed.push(acc & 0xff);
+  const blocks: number[] = [];
+  for (let at = 0; at < packed.length; at += 255) {
+    const chunk = packed.slice(at, at + 255);
+    blocks.push(chunk.length, ...chunk);
+  }
+  return Buffer.from([
+    ...Buffer.from("GIF89a", "latin1"),
+    ...le16(size.width),
+    ...le16(size.height),
+    0xf1, // global colour table of 4 entries, 8 bits per primary
+    0,
+    0,
+    ...style.a,
+    ...style.b,
+    0, 0, 0,
+    0, 0, 0,
+    0x2c, // image descriptor: the whole screen, no local table, not interlaced
+    ...le16(0),
+    ...le16(0),
+    ...le16(size.width),
+    ...le16(size.height),
+    0,
+    2, // LZW minimum code size
+    ...blocks,
+    0,
+    0x3b,
+  ]);
+}
+
+/** The Content-Type of a result file from its magic bytes: image/gif or image/png. */
+export function resultContentType(bytes: Buffer): string {
+  return bytes.subarray(0, 3).toString("latin1") === "GIF" ? "image/gif" : "image/png";
 }
 
 /** A decoded PNG, or null when the bytes are another format (jpeg, webp) or broken. */

@@ -8,7 +8,16 @@
 import { randomBytes } from "node:crypto";
 import type { ValidCreate } from "./catalogue.ts";
 import type { FaultSet } from "./faults.ts";
-import { fetchInput, firstPngSize, InputFetchError, renderFromInputs, renderTextToImage, sizeFor } from "./images.ts";
+import {
+  fetchInput,
+  firstPngSize,
+  InputFetchError,
+  renderFromInputs,
+  renderGif,
+  renderTextToImage,
+  resultContentType,
+  sizeFor,
+} from "./images.ts";
 import { scheduleCallbacks } from "./callbacks.ts";
 import { type EmulatorState, type Task, TERMINAL, type WorkOutcome } from "./state.ts";
 
@@ -119,15 +128,19 @@ async function generate(state: EmulatorState, task: Task): Promise<WorkOutcome> 
     throw error;
   }
   const size = sizeFor(task.aspectRatio, imageSize, firstPngSize(inputs));
-  const image = inputs.length ? renderFromInputs(task.prompt, inputs, size) : renderTextToImage(task.prompt, size);
-  return { ok: true, images: [image] };
+  let image: Buffer;
+  // format=gif: the prompt's pattern as a GIF, a type of image the caller's bucket may not take.
+  if (task.faults.format === "gif") image = renderGif(task.prompt, size);
+  else image = inputs.length ? renderFromInputs(task.prompt, inputs, size) : renderTextToImage(task.prompt, size);
+  // results=N: the task reports N result URLs (copies of the one image) instead of one.
+  return { ok: true, images: Array.from({ length: task.faults.results ?? 1 }, () => image) };
 }
 
 function finish(state: EmulatorState, task: Task, outcome: WorkOutcome): void {
   const now = Date.now();
   if (outcome.ok) {
     task.resultUrls = outcome.images.map((bytes, i) => {
-      const name = `${i}.png`;
+      const name = `${i}.${resultContentType(bytes) === "image/gif" ? "gif" : "png"}`;
       state.files.set(`${task.taskId}/${name}`, { taskId: task.taskId, bytes, createdAt: now });
       return `${state.baseUrl}/files/${task.taskId}/${name}`;
     });

@@ -1,7 +1,7 @@
 /** Fault knobs (issue 7 item 7): the grammar, per-prompt markers, run-wide rules, account errors. */
 import { describe, expect, it } from "vitest";
 import { FaultSyntaxError, parseFaultSpec, parsePromptFaults, parseRuleText } from "../../../../scripts/dev-stack/kie-emulator/faults.ts";
-import { imagen, startEmulator, waitFor } from "./support.ts";
+import { download, imagen, resultUrls, startEmulator, waitFor } from "./support.ts";
 
 describe("fault grammar", () => {
   it("parses every fault", () => {
@@ -11,9 +11,10 @@ describe("fault grammar", () => {
     expect(parseFaultSpec("fail=E_GEN")).toEqual({ fail: "E_GEN" });
     expect(parseFaultSpec("callback=late:1500")).toEqual({ callback: { kind: "late", ms: 1500 } });
     for (const kind of ["drop", "duplicate", "unreachable"]) expect(parseFaultSpec(`callback=${kind}`)).toEqual({ callback: { kind } });
+    expect(parseFaultSpec("results=3,format=gif")).toEqual({ results: 3, format: "gif" });
   });
 
-  it.each(["", "code=200", "code=abc", "code=1000", "http=99", "http=600", "reset=maybe", "delay=", "delay=-1", "fail=bad code!", "moderation=yes", "callback=sometimes", "callback=late:", "bogus=1"])(
+  it.each(["", "code=200", "code=abc", "code=1000", "http=99", "http=600", "reset=maybe", "delay=", "delay=-1", "fail=bad code!", "moderation=yes", "callback=sometimes", "callback=late:", "results", "results=0", "results=21", "results=two", "format", "format=bmp", "bogus=1"])(
     "refuses %j with a readable error",
     (spec) => {
       expect(() => parseFaultSpec(spec)).toThrow(FaultSyntaxError);
@@ -116,6 +117,40 @@ describe("task faults (prompt markers)", () => {
     expect((await kie.settled(slow)).costTime).toBeGreaterThanOrEqual(400);
   });
 
+  it("results=N: a successful task reports N result URLs, each a PNG", async () => {
+    const kie = await startEmulator();
+    const data = await kie.settled(await kie.createOk(imagen("[kie:results=3] a cat")));
+    expect(data.state).toBe("success");
+    const urls = resultUrls(data);
+    expect(urls).toHaveLength(3);
+    expect(new Set(urls).size).toBe(3);
+    for (const url of urls) {
+      const file = await download(url);
+      expect(file).toMatchObject({ status: 200, type: "image/png" });
+      expect(file.bytes.subarray(1, 4).toString("latin1")).toBe("PNG");
+    }
+    // Without the marker: one URL, as before.
+    expect(resultUrls(await kie.settled(await kie.createOk(imagen("a dog"))))).toHaveLength(1);
+  });
+
+  it("format=gif: the result is a GIF of the result size, served as image/gif, also through download-url", async () => {
+    const kie = await startEmulator({ imageSize: 64 });
+    const data = await kie.settled(await kie.createOk(imagen("[kie:format=gif] a cat", { aspect_ratio: "16:9" })));
+    expect(data.state).toBe("success");
+    const [url] = resultUrls(data);
+    expect(url).toMatch(/\/0\.gif$/);
+    const file = await download(url);
+    expect(file).toMatchObject({ status: 200, type: "image/gif" });
+    expect(file.bytes.subarray(0, 6).toString("latin1")).toBe("GIF89a");
+    expect([file.bytes.readUInt16LE(6), file.bytes.readUInt16LE(8)]).toEqual([64, 36]);
+    expect(file.bytes[file.bytes.length - 1]).toBe(0x3b); // the trailer
+    const link = await kie.call("POST", "/api/v1/common/download-url", { url });
+    expect(link.json.code).toBe(200);
+    const linked = await download(link.json.data as string);
+    expect(linked).toMatchObject({ status: 200, type: "image/gif" });
+    expect(linked.bytes.equals(file.bytes)).toBe(true);
+  });
+
   it("ghost=MS: recordInfo says 422 recordInfo is null for MS after creation", async () => {
     const kie = await startEmulator({ taskMs: 60_000 });
     const taskId = await kie.createOk(imagen("[kie:ghost=400] a cat"));
@@ -151,9 +186,11 @@ describe("run-wide faults", () => {
 
   it("a task fault on another endpoint is refused with 400", async () => {
     const kie = await startEmulator();
-    const reply = await kie.admin("POST", "faults", { endpoint: "recordInfo", spec: "moderation" });
-    expect(reply.status).toBe(400);
-    expect(reply.body.error).toContain("only apply to createTask");
+    for (const spec of ["moderation", "results=2", "format=gif"]) {
+      const reply = await kie.admin("POST", "faults", { endpoint: "recordInfo", spec });
+      expect(reply.status).toBe(400);
+      expect(reply.body.error).toContain("only apply to createTask");
+    }
   });
 
   it("start-up faults (--fault) apply from the first request and come back after a reset", async () => {
