@@ -166,6 +166,50 @@ describe("task faults", () => {
   });
 });
 
+describe("results no retry can take", () => {
+  // KIE's report is the same on every delivery (recordInfo answers the same resultUrls for a
+  // finished task, and a file keeps its type), so the function fails the job at once: provider
+  // outcome "unusable", one refund, long before the deadline, on either path.
+  it.each([
+    ["more result URLs than image_count", "callback", "[kie:results=3]", /the report lists 3 result images, more than the 1 the job asked for/],
+    ["more result URLs than image_count", "poll", "[kie:results=3,callback=drop]", /the report lists 3 result images, more than the 1 the job asked for/],
+    ["a GIF result", "callback", "[kie:format=gif]", /result image 1 of 1 cannot be stored: a GIF image, not PNG, JPEG or WebP/],
+    ["a GIF result", "poll", "[kie:format=gif,callback=drop]", /result image 1 of 1 cannot be stored: a GIF image, not PNG, JPEG or WebP/],
+  ])("%s, by %s: failed at once as provider_failed, one refund", async (_name, path, marker, reason) => {
+    await p.setSetting("jobs.deadline_seconds", 900);
+    // The callback path only: a poll on a slow machine would otherwise find the result first.
+    if (path === "callback") await p.setSetting("poll.first_after_seconds", 60);
+    const user = await p.createUser(10);
+    const id = await start(user, { prompt: `a vase ${path} ${marker}` });
+    const [row] = await p.untilTerminal([id]);
+    expect(row).toMatchObject({ status: "failed", error_code: "provider_failed", result_urls: [] });
+    const [facts] = await p.sql<{ image_count: number; last_error: string; refunds: number; to_deadline: number }[]>`
+      select j.image_count, jp.last_error,
+             (select count(*)::int from public.credit_ledger l where l.job_id = j.id and l.kind = 'refund') as refunds,
+             extract(epoch from jp.deadline_at - j.completed_at)::float8 as to_deadline
+        from public.generation_jobs j join private.job_pipeline jp on jp.job_id = j.id
+       where j.id = ${id}`;
+    expect(facts.image_count).toBe(1);
+    expect(facts.last_error).toMatch(reason);
+    expect(facts.refunds).toBe(1);
+    // Failed at once, not at the deadline 15 minutes out.
+    expect(facts.to_deadline).toBeGreaterThan(800);
+    const { state, resultUrls } = p.kie.state.tasks.get((await p.taskIdOf(id))!)!;
+    expect(state).toBe("success");
+    expect(resultUrls).toHaveLength(marker.includes("results=3") ? 3 : 1);
+    if (path === "callback") {
+      // One delivery, answered 2xx (failure_recorded): KIE has nothing to retry.
+      expect(await kinds(id)).toEqual(["create"]);
+      await until("the callback answered", () => p.kie.state.counters.callbacks.delivered === 1);
+      expect(p.kie.state.counters.callbacks.failed).toBe(0);
+    } else {
+      expect(p.kie.state.counters.callbacks.dropped).toBe(1);
+      expect(await kinds(id)).toEqual(expect.arrayContaining(["create", "poll", "finalize"]));
+    }
+    await expectInvariants();
+  });
+});
+
 describe("callback faults", () => {
   it("duplicate callbacks: completed once, the second delivery changes nothing", async () => {
     const user = await p.createUser(10);
