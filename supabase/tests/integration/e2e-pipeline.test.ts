@@ -5,6 +5,7 @@ import { PNG } from "pngjs";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { LOCAL_SERVICE_ROLE_KEY, userJwt } from "../../../scripts/dev-stack/gateway/keys.ts";
 import type { KieEmulator } from "../../../scripts/dev-stack/kie-emulator/server.ts";
+import { asUser } from "./support/concurrency.ts";
 import { png, type TestGateway, userClient } from "./support/gateway.ts";
 import { type JobRow, Pipeline, type Status } from "./support/pipeline.ts";
 
@@ -65,6 +66,35 @@ async function release(taskId: string) {
 }
 
 /** Downloads each result the way the app does: a fresh signed URL from Storage, then a GET. */
+/**
+ * A result host on results.allowed_hosts that answers the download (a PNG of `seed`) only once
+ * released: a delivery can be held mid-download while the job moves on.
+ */
+async function heldResultHost(seed: number) {
+  let requested!: () => void;
+  const downloadStarted = new Promise<void>((r) => requested = r);
+  let release!: () => void;
+  const held = new Promise<void>((r) => release = r);
+  const server = createServer((_req, res) => {
+    requested();
+    void held.then(() => res.writeHead(200, { "content-type": "image/png" }).end(png(seed)));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const [{ value: hosts }] = await p.sql<{ value: string[] }[]>`select value from private.settings where key = 'results.allowed_hosts'`;
+  await p.setSetting("results.allowed_hosts", [...hosts, origin]);
+  return {
+    origin,
+    downloadStarted,
+    release,
+    close: async () => {
+      release();
+      await new Promise((r) => server.close(r));
+      await p.setSetting("results.allowed_hosts", hosts);
+    },
+  };
+}
+
 async function downloadResults(paths: string[]): Promise<PNG[]> {
   return Promise.all(paths.map(async (path) => PNG.sync.read(await p.download(userId, path))));
 }
@@ -215,31 +245,20 @@ describe("one job end to end on the local stack", () => {
     const callbackUrl = kie.state.tasks.get(taskId)!.callBackUrl!;
 
     // A result host that holds the download until the job has failed.
-    let requested!: () => void;
-    const downloadStarted = new Promise<void>((r) => requested = r);
-    let releaseDownload!: () => void;
-    const held = new Promise<void>((r) => releaseDownload = r);
-    const slow = createServer((_req, res) => {
-      requested();
-      void held.then(() => res.writeHead(200, { "content-type": "image/png" }).end(png(7)));
-    });
-    await new Promise<void>((r) => slow.listen(0, "127.0.0.1", r));
-    const slowOrigin = `http://127.0.0.1:${(slow.address() as AddressInfo).port}`;
-    const [{ value: hosts }] = await p.sql<{ value: string[] }[]>`select value from private.settings where key = 'results.allowed_hosts'`;
-    await p.setSetting("results.allowed_hosts", [...hosts, slowOrigin]);
+    const host = await heldResultHost(7);
     try {
       const body = {
         code: 200,
         msg: "success",
-        data: { taskId, state: "success", resultJson: JSON.stringify({ resultUrls: [`${slowOrigin}/late.png`] }) },
+        data: { taskId, state: "success", resultJson: JSON.stringify({ resultUrls: [`${host.origin}/late.png`] }) },
       };
       const answer = fetch(callbackUrl, { method: "POST", body: JSON.stringify(body) });
-      await downloadStarted;
+      await host.downloadStarted;
       // Past the deadline: the final poll, then failed and refunded.
       await p.sql`select private.deadline_tick(now() + interval '1 hour')`;
       await p.sql`select private.deadline_tick(now() + interval '2 hours')`;
       expect((await job(id)).status).toBe("failed");
-      releaseDownload();
+      host.release();
       const res = await answer;
       expect(res.status).toBe(200);
       expect(await res.json()).toEqual({ code: 200, msg: "success", result: "duplicate" });
@@ -249,9 +268,7 @@ describe("one job end to end on the local stack", () => {
       const listed = await userClient(stack.gateway.url, userJwt(userId)).storage.from("generated-images").list(`${userId}/${id}`);
       expect(listed.data ?? []).toEqual([]);
     } finally {
-      releaseDownload();
-      await new Promise((r) => slow.close(r));
-      await p.setSetting("results.allowed_hosts", hosts);
+      await host.close();
     }
   }, 30_000);
 
@@ -261,18 +278,7 @@ describe("one job end to end on the local stack", () => {
     const taskId = await taskIdOf(id);
     const callbackUrl = kie.state.tasks.get(taskId)!.callBackUrl!;
 
-    let requested!: () => void;
-    const downloadStarted = new Promise<void>((r) => requested = r);
-    let releaseDownload!: () => void;
-    const held = new Promise<void>((r) => releaseDownload = r);
-    const slow = createServer((_req, res) => {
-      requested();
-      void held.then(() => res.writeHead(200, { "content-type": "image/png" }).end(png(8)));
-    });
-    await new Promise<void>((r) => slow.listen(0, "127.0.0.1", r));
-    const slowOrigin = `http://127.0.0.1:${(slow.address() as AddressInfo).port}`;
-    const [{ value: hosts }] = await p.sql<{ value: string[] }[]>`select value from private.settings where key = 'results.allowed_hosts'`;
-    await p.setSetting("results.allowed_hosts", [...hosts, slowOrigin]);
+    const host = await heldResultHost(8);
     // The database's Storage deletes go to this gateway, as on a hosted project.
     const saved = await p.sql<{ name: string; secret: string }[]>`
       select name, secret from vault.secrets where name in ('project_url', 'service_role_key')`;
@@ -283,18 +289,17 @@ describe("one job end to end on the local stack", () => {
       const body = {
         code: 200,
         msg: "success",
-        data: { taskId, state: "success", resultJson: JSON.stringify({ resultUrls: [`${slowOrigin}/late.png`] }) },
+        data: { taskId, state: "success", resultJson: JSON.stringify({ resultUrls: [`${host.origin}/late.png`] }) },
       };
       const answer = fetch(callbackUrl, { method: "POST", body: JSON.stringify(body) });
-      await downloadStarted;
+      await host.downloadStarted;
       // While the image downloads: the job times out, its owner deletes it, and its purge finds
       // the folder empty and is done.
       await p.sql`select private.deadline_tick(now() + interval '1 hour')`;
       await p.sql`select private.deadline_tick(now() + interval '2 hours')`;
       expect((await job(id)).status).toBe("failed");
       await p.sql.begin(async (tx) => {
-        await tx`select set_config('role', 'authenticated', true),
-                        set_config('request.jwt.claims', ${JSON.stringify({ sub: userId, role: "authenticated" })}, true)`;
+        await asUser(tx, userId);
         await tx`select public.delete_generation(${id})`;
       });
       await p.sql`select private.purge_results(now())`;
@@ -303,7 +308,7 @@ describe("one job end to end on the local stack", () => {
 
       // Then the image is stored, the completion is refused, and the function's delete fails.
       stack.gateway.faults.failDeletes = 1;
-      releaseDownload();
+      host.release();
       const res = await answer;
       expect(await res.json()).toEqual({ code: 200, msg: "success", result: "duplicate" });
       expect(stack.gateway.faults.failDeletes).toBe(0);
@@ -326,9 +331,7 @@ describe("one job end to end on the local stack", () => {
       expect(await objects()).toEqual([]);
     } finally {
       stack.gateway.faults.failDeletes = 0;
-      releaseDownload();
-      await new Promise((r) => slow.close(r));
-      await p.setSetting("results.allowed_hosts", hosts);
+      await host.close();
       await p.sql`delete from vault.secrets where name in ('project_url', 'service_role_key')`;
       for (const { name, secret } of saved) await p.sql`select vault.create_secret(${secret}, ${name})`;
     }

@@ -1,6 +1,7 @@
 import type { SupabaseClient } from "@supabase/supabase-js";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { asUser } from "./support/concurrency.ts";
 import { pauseCronJobs } from "./support/cron.ts";
 import { connect } from "./support/db.ts";
 import { createUser, png } from "./support/gateway.ts";
@@ -73,6 +74,24 @@ async function deliver(userId: string, jobId: string, count = 2): Promise<string
   return paths;
 }
 
+/** The owner deletes the job (delete_generation), and its purge runs to its end: the folder is emptied, then found empty. */
+async function deleteJobAndPurge(userId: string, jobId: string): Promise<void> {
+  await sql.begin(async (tx) => {
+    await asUser(tx, userId);
+    await tx`select public.delete_generation(${jobId})`;
+  });
+  let at = new Date();
+  for (let visit = 0; visit < 10; visit++) {
+    await sql`select private.purge_results(${at})`;
+    const [row] = await sql`select * from private.result_purges where job_id = ${jobId}`;
+    if (row.done_at) break;
+    if (row.last_request_id) await waitForResponse(sql, row.last_request_id);
+    at = new Date((row.next_attempt_at as Date).getTime() + 1);
+  }
+  const [done] = await sql`select done_at from private.result_purges where job_id = ${jobId}`;
+  expect(done.done_at).not.toBeNull();
+}
+
 const folderOf = (paths: string[]) => paths[0].replace(/^generated-images\//, "").replace(/[^/]+$/, "");
 
 async function complete(jobId: string, paths: string[]): Promise<string> {
@@ -143,22 +162,7 @@ describe("a delivery the database does not take, whose own delete failed", () =>
     const jobId = await runningJob(owner.id);
     const kept = await deliver(owner.id, jobId, 1);
     expect(await complete(jobId, kept)).toBe("applied");
-    await sql.begin(async (tx) => {
-      await tx`select set_config('role', 'authenticated', true),
-                      set_config('request.jwt.claims', ${JSON.stringify({ sub: owner.id, role: "authenticated" })}, true)`;
-      await tx`select public.delete_generation(${jobId})`;
-    });
-    // The job's purge runs to its end: the folder is emptied, then found empty.
-    let at = new Date();
-    for (let visit = 0; visit < 10; visit++) {
-      await sql`select private.purge_results(${at})`;
-      const [row] = await sql`select * from private.result_purges where job_id = ${jobId}`;
-      if (row.done_at) break;
-      if (row.last_request_id) await waitForResponse(sql, row.last_request_id);
-      at = new Date((row.next_attempt_at as Date).getTime() + 1);
-    }
-    const [done] = await sql`select done_at from private.result_purges where job_id = ${jobId}`;
-    expect(done.done_at).not.toBeNull();
+    await deleteJobAndPurge(owner.id, jobId);
     expect(await stored(`${owner.id}/${jobId}/`)).toEqual([]);
 
     const late = await deliver(owner.id, jobId);
@@ -201,22 +205,7 @@ describe("a delivery that failed midway and whose own delete failed", () => {
     const jobId = await runningJob(owner.id);
     const kept = await deliver(owner.id, jobId, 1);
     expect(await complete(jobId, kept)).toBe("applied");
-    await sql.begin(async (tx) => {
-      await tx`select set_config('role', 'authenticated', true),
-                      set_config('request.jwt.claims', ${JSON.stringify({ sub: owner.id, role: "authenticated" })}, true)`;
-      await tx`select public.delete_generation(${jobId})`;
-    });
-    // The job's purge runs to its end: its folder is emptied, then found empty.
-    let at = new Date();
-    for (let visit = 0; visit < 10; visit++) {
-      await sql`select private.purge_results(${at})`;
-      const [row] = await sql`select * from private.result_purges where job_id = ${jobId}`;
-      if (row.done_at) break;
-      if (row.last_request_id) await waitForResponse(sql, row.last_request_id);
-      at = new Date((row.next_attempt_at as Date).getTime() + 1);
-    }
-    const [done] = await sql`select done_at from private.result_purges where job_id = ${jobId}`;
-    expect(done.done_at).not.toBeNull();
+    await deleteJobAndPurge(owner.id, jobId);
 
     // A retry of the job's task was still downloading: it stored one image, failed on the next.
     const stranded = await deliver(owner.id, jobId, 1);
