@@ -546,6 +546,7 @@ AS $function$
 declare
   original public.generation_jobs;
   retry public.generation_jobs;
+  refused_detail text;
 begin
   if auth.uid() is null then
     perform private.raise_error('KL001', 'not signed in', null, 'Sign in before generating.');
@@ -574,6 +575,16 @@ begin
   select * into retry from public.generation_jobs j where j.retry_of = original.id;
   if found then
     return retry;
+  end if;
+  -- As in start_generation: an anonymous account's KL020 says to sign up.
+  if auth.jwt() ->> 'is_anonymous' = 'true' then
+    begin
+      return private.create_generation_job(original.user_id, original.request, null, original.id);
+    exception when sqlstate 'KL020' then
+      get stacked diagnostics refused_detail = pg_exception_detail;
+      perform private.refuse_anonymous_without_credits(original.user_id, refused_detail);
+      raise;
+    end;
   end if;
   return private.create_generation_job(original.user_id, original.request, null, original.id);
 end
@@ -632,6 +643,8 @@ AS $function$
 declare
   request_bytes bigint;
   uid uuid := auth.uid();
+  request jsonb;
+  refused_detail text;
 begin
   if uid is null then
     perform private.raise_error('KL001', 'not signed in', null, 'Sign in before generating.');
@@ -665,8 +678,7 @@ begin
   inputs := nullif(inputs, '{}'::jsonb);
   -- The request holds the parameters that are not null (SQL null or a JSON null for inputs), as
   -- one expression: jsonb orders keys itself, so the request and its fingerprint are what they were.
-  return private.create_generation_job(
-    uid,
+  request :=
     jsonb_build_object('quality', coalesce(quality, 'fast'))
       || case when prompt is null then '{}'::jsonb else jsonb_build_object('prompt', prompt) end
       || case when template_id is null then '{}'::jsonb else jsonb_build_object('template_id', template_id) end
@@ -674,8 +686,22 @@ begin
       || case when aspect_ratio is null then '{}'::jsonb else jsonb_build_object('aspect_ratio', aspect_ratio) end
       || case when image_urls is null then '{}'::jsonb else jsonb_build_object('image_urls', to_jsonb(image_urls)) end
       || case when style is null then '{}'::jsonb else jsonb_build_object('style', style) end
-      || case when negative_prompt is null then '{}'::jsonb else jsonb_build_object('negative_prompt', negative_prompt) end,
-    idempotency_key);
+      || case when negative_prompt is null then '{}'::jsonb else jsonb_build_object('negative_prompt', negative_prompt) end;
+  -- An anonymous account has no credits until it signs up (the welcome grant waits for that), so
+  -- its "not enough credits" means "sign up first": the same code, KL020, with a message, detail
+  -- and hint that say so. Only a token that says it is anonymous pays for the exception block
+  -- (a subtransaction); auth.users decides, so a token issued before the account signed up is
+  -- answered as the permanent account it now is.
+  if auth.jwt() ->> 'is_anonymous' = 'true' then
+    begin
+      return private.create_generation_job(uid, request, idempotency_key);
+    exception when sqlstate 'KL020' then
+      get stacked diagnostics refused_detail = pg_exception_detail;
+      perform private.refuse_anonymous_without_credits(uid, refused_detail);
+      raise;
+    end;
+  end if;
+  return private.create_generation_job(uid, request, idempotency_key);
 end
 $function$;
 comment on function public.start_generation(prompt text, template_id uuid, inputs jsonb, quality text, aspect_ratio text, image_urls text[], style text, negative_prompt text, idempotency_key text) is 'Starts a generation and returns the new job (status pending). Either template_id (with inputs and image_urls) or prompt (text-to-image). Debits the model''s price; errors are KLxxx codes (supabase/error-codes.md).';
@@ -4678,6 +4704,34 @@ begin
 end
 $function$;
 comment on function private.refund_job(job_id uuid, reason text) is 'API: Private. Refunds a failed job''s credits once; any further call, concurrent or late, does nothing. KL031 for a job that has not failed.';
+
+-- function private.refuse_anonymous_without_credits(user_id uuid, detail text)
+CREATE OR REPLACE FUNCTION private.refuse_anonymous_without_credits(user_id uuid, detail text)
+ RETURNS void
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  welcome integer;
+begin
+  if not exists (select from auth.users u where u.id = refuse_anonymous_without_credits.user_id and u.is_anonymous) then
+    return;
+  end if;
+  -- What signing up grants: private.grant_welcome_credits' rule.
+  select p.signup_credits into welcome from public.plans p where p.id = 'free';
+  if exists (select from public.credit_ledger l
+              where l.user_id = refuse_anonymous_without_credits.user_id and l.idempotency_key = 'system:signup') then
+    welcome := 0;
+  end if;
+  perform private.raise_error('KL020', 'not enough credits: this is an anonymous account',
+    concat_ws('; ', nullif(detail, ''), 'an anonymous account gets its welcome credits when it signs up'),
+    case when welcome > 0
+      then format('Sign up (add an email or link a provider to this account) to get %s free credits.', welcome)
+      else 'Sign up (add an email or link a provider to this account), then buy credits.' end);
+end
+$function$;
+comment on function private.refuse_anonymous_without_credits(user_id uuid, detail text) is 'API: Private. For a KL020 refusal of a start or retry: raises KL020 again for an anonymous account (auth.users.is_anonymous), keeping the refusal''s detail and saying to sign up for the welcome credits; returns for a permanent account, whose refusal the caller re-raises as it was.';
 
 -- function private.refuse_expiring_uploads()
 CREATE OR REPLACE FUNCTION private.refuse_expiring_uploads()
