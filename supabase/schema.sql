@@ -258,7 +258,7 @@ CREATE TRIGGER profiles_touch_updated_at BEFORE UPDATE ON public.profiles FOR EA
 alter table public.profiles enable row level security;
 create policy "Users can read their own profile" on public.profiles as permissive for select to authenticated
   using ((id = ( SELECT auth.uid() AS uid)));
-comment on table public.profiles is 'One per user: plan and credit balance. Changed only through functions (start_generation, grant_credits, set_plan).';
+comment on table public.profiles is 'One per user: plan and credit balance. Changed only through functions (start_generation, grant_credits, set_plan). Streamed by Realtime (supabase_realtime) to its owner: subscribe with the filter id=eq.<auth uid>.';
 comment on column public.profiles.created_at is 'When the profile was created (at signup).';
 comment on column public.profiles.credits is 'Current balance; always equals the sum of the user''s credit_ledger amounts.';
 comment on column public.profiles.id is 'The auth.users id.';

@@ -245,8 +245,8 @@ select is_empty(
   'no view bypasses RLS for clients');
 select results_eq(
   $$ select (schemaname || '.' || tablename) collate "default" from pg_publication_tables where pubname = 'supabase_realtime' order by 1 $$,
-  $$ values ('public.generation_jobs'::text), ('public.templates'::text) $$,
-  'the supabase_realtime publication carries exactly generation_jobs and templates');
+  $$ values ('public.generation_jobs'::text), ('public.profiles'::text), ('public.templates'::text) $$,
+  'the supabase_realtime publication carries exactly generation_jobs, profiles and templates');
 select results_eq(
   $$ select relname::text collate "default", relreplident::text collate "default" from pg_class
       where oid in ('public.generation_jobs'::regclass, 'public.templates'::regclass) order by 1 $$,

@@ -63,14 +63,23 @@ async function tableColumns(table: string): Promise<string[]> {
   return rows.map((row) => row.attname);
 }
 
-/** The job's row as it is now, every column in Postgres text form. */
-async function currentRow(jobId: string): Promise<Record<string, string | null>> {
-  const columns = await tableColumns("generation_jobs");
+/** A row of a public table as it is now, by id, every column in Postgres text form. */
+async function currentRow(id: string, table = "generation_jobs"): Promise<Record<string, string | null>> {
+  const columns = await tableColumns(table);
   const [row] = await sql.unsafe<Record<string, string | null>[]>(
-    `select ${columns.map((c) => `"${c}"::text as "${c}"`).join(", ")} from public.generation_jobs where id = $1`,
-    [jobId],
+    `select ${columns.map((c) => `"${c}"::text as "${c}"`).join(", ")} from public.${table} where id = $1`,
+    [id],
   );
   return row;
+}
+
+/** A call as a trusted server (the service key), as PostgREST runs it. */
+async function asServiceRole<T>(work: (tx: TransactionSql<Record<string, unknown>>) => Promise<T>): Promise<T> {
+  return (await sql.begin(async (tx) => {
+    await tx`set local role service_role`;
+    await tx`select set_config('request.jwt.claims', ${JSON.stringify({ role: "service_role" })}, true)`;
+    return work(tx);
+  })) as T;
 }
 
 const users: string[] = [];
@@ -167,7 +176,7 @@ describe("Realtime publication (supabase_realtime), read through wal2json", () =
     const published = await sql<{ schemaname: string; tablename: string; attnames: string[] }[]>`
       select schemaname, tablename, attnames from pg_publication_tables where pubname = 'supabase_realtime'`;
     expect(published.map((t) => `${t.schemaname}.${t.tablename}`)).toEqual(
-      expect.arrayContaining(["public.generation_jobs", "public.templates"]),
+      expect.arrayContaining(["public.generation_jobs", "public.profiles", "public.templates"]),
     );
     for (const table of published) {
       expect(table.schemaname).toBe("public");
@@ -175,17 +184,16 @@ describe("Realtime publication (supabase_realtime), read through wal2json", () =
     }
   });
 
-  it("does not stream profiles or credit_ledger, though the same transactions wrote them", async () => {
-    // The transactions did write them: a debit and a refund for this job.
+  it("streams the balance those transactions moved (profiles), but not credit_ledger", async () => {
+    // The transactions did write both: a debit and a refund for this job.
     const entries = await sql<{ kind: string }[]>`select kind from public.credit_ledger where job_id = ${jobId}`;
     expect(entries.map((e) => e.kind).sort()).toEqual(["debit", "refund"]);
 
     const tables = new Set(changes.map((c) => `${c.schema}.${c.table}`));
-    expect(tables.has("public.profiles")).toBe(false);
     expect(tables.has("public.credit_ledger")).toBe(false);
     const jobXids = new Set(jobChanges().map((c) => c.xid));
     const inThoseTransactions = changes.filter((c) => jobXids.has(c.xid)).map((c) => `${c.schema}.${c.table}`);
-    expect(new Set(inThoseTransactions)).toEqual(new Set(["public.generation_jobs"]));
+    expect(new Set(inThoseTransactions)).toEqual(new Set(["public.generation_jobs", "public.profiles"]));
   });
 
   it("publishes changes to templates", () => {
@@ -217,6 +225,82 @@ describe("Realtime publication (supabase_realtime), read through wal2json", () =
   it("delivers each change once", async () => {
     const again = (await stream.read()).filter((c) => idOf(c) === jobId || idOf(c) === templateId);
     expect(again).toEqual([]);
+  });
+});
+
+// The balance: an app shows the user's credits and plan, which move on every start, refund, grant
+// (a purchase) and plan change. It subscribes with postgres_changes on public.profiles filtered to
+// itself (id=eq.<auth uid>) and gets the whole row after each change, the refund of a failed job in
+// the same transaction as the job's failed update, instead of fetching the profile again.
+describe("the balance through Realtime (public.profiles)", () => {
+  let stream: ChangeStream;
+  let changes: Change[] = [];
+  let owner = "";
+  let stranger = "";
+  let jobId = "";
+  let welcome = 0;
+  let price = 0;
+
+  beforeAll(async () => {
+    stranger = await signUp();
+    users.push(stranger);
+    [{ welcome, price }] = await sql<{ welcome: number; price: number }[]>`
+      select (select signup_credits from public.plans where id = 'free') as welcome,
+             (select credit_cost from public.models where mode = 'text-to-image' and quality = 'fast' and is_active) as price`;
+    stream = await openChangeStream(sql, { publication: "supabase_realtime" });
+    owner = await signUp();
+    users.push(owner);
+    jobId = await startAndCancel(owner, "a kite over the dunes");
+    await asServiceRole((tx) => tx`select public.grant_credits(${owner}, 25, 'Credit pack', ${`purchase-${owner}`})`);
+    await asServiceRole((tx) => tx`select public.set_plan(${owner}, 'paid')`);
+    changes = await stream.read();
+  });
+
+  afterAll(async () => {
+    await stream?.close();
+  });
+
+  const profileChanges = (id: string) =>
+    changes.filter((c) => c.schema === "public" && c.table === "profiles" && idOf(c) === id);
+
+  it("streams the profile at signup, then every change of its balance and plan, in commit order", () => {
+    expect(profileChanges(owner).map((c) => [c.action, c.record.credits, c.record.plan])).toEqual([
+      ["insert", "0", "free"],
+      ["update", String(welcome), "free"], // the welcome grant, in the signup's transaction
+      ["update", String(welcome - price), "free"], // the start's debit
+      ["update", String(welcome), "free"], // the cancel's refund
+      ["update", String(welcome + 25), "free"], // grant_credits
+      ["update", String(welcome + 25), "paid"], // set_plan
+    ]);
+    expect(profileChanges(stranger)).toEqual([]);
+  });
+
+  it("carries a refund in the transaction that failed the job", () => {
+    const failed = changes.find((c) => c.table === "generation_jobs" && idOf(c) === jobId && c.record.status === "failed")!;
+    const refunded = profileChanges(owner)[3];
+    expect(refunded.record.credits).toBe(String(welcome));
+    expect(refunded.xid).toBe(failed.xid);
+  });
+
+  it("sends the whole current row, exactly the table's columns, keyed by id, none of them secret", async () => {
+    const columns = await tableColumns("profiles");
+    const last = profileChanges(owner).at(-1)!;
+    expect(last.record).toEqual(await currentRow(owner, "profiles"));
+    expect(last.columns.map((c) => c.name)).toEqual(columns);
+    expect(last.pk.map((c) => c.name)).toEqual(["id"]);
+    expect(columns.filter((name) => SECRET_COLUMN.test(name))).toEqual([]);
+  });
+
+  it("delivers them to the owner's subscription (id=eq.<me>) and to nobody else's", async () => {
+    const decisions = await Promise.all(
+      profileChanges(owner).map(async (change) => [
+        await receives(sql, change, { userId: owner, filters: [{ column: "id", value: owner }] }),
+        await receives(sql, change, { userId: stranger, filters: [{ column: "id", value: owner }] }),
+        await receives(sql, change, { userId: stranger }),
+        await receives(sql, change, { userId: owner, filters: [{ column: "id", value: stranger }] }),
+      ]),
+    );
+    expect(decisions).toEqual(Array.from({ length: 6 }, () => [true, false, false, false]));
   });
 });
 
@@ -296,6 +380,15 @@ describe("Realtime and deletions", () => {
     expect(deleted.action).toBe("delete");
     expect(await receives(sql, deleted, { userId: stranger, filters: [{ column: "user_id", value: stranger }] })).toBe(false);
     expect(await receives(sql, deleted, { userId: owner, filters: [{ column: "user_id", value: owner }] })).toBe(true);
+  });
+
+  it("streams a deleted account's profile as a delete of its id alone, which id=eq.<other user> passes by", async () => {
+    const [deleted, ...rest] = changes.filter((c) => c.table === "profiles" && idOf(c) === owner);
+    expect(rest).toEqual([]);
+    expect(deleted.action).toBe("delete");
+    expect(Object.keys(deleted.oldRecord)).toEqual(["id"]);
+    expect(await receives(sql, deleted, { userId: stranger, filters: [{ column: "id", value: stranger }] })).toBe(false);
+    expect(await receives(sql, deleted, { userId: owner, filters: [{ column: "id", value: owner }] })).toBe(true);
   });
 
   it("delivers them to an unfiltered subscription of another user (RLS does not apply to deletes)", async () => {
