@@ -4513,12 +4513,22 @@ CREATE OR REPLACE FUNCTION private.raise_error(code text, message text, detail t
  LANGUAGE plpgsql
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
+declare
+  detail_text text := nullif(private.excerpt(detail, 300), '');
+  hint_text text := nullif(private.excerpt(hint, 200), '');
 begin
-  raise exception using errcode = code, message = private.excerpt(message, 200),
-    detail = coalesce(private.excerpt(detail, 300), ''), hint = coalesce(private.excerpt(hint, 200), '');
+  -- RAISE refuses a null option, so each combination of present fields is its own statement.
+  if detail_text is null and hint_text is null then
+    raise exception using errcode = code, message = private.excerpt(message, 200);
+  elsif detail_text is null then
+    raise exception using errcode = code, message = private.excerpt(message, 200), hint = hint_text;
+  elsif hint_text is null then
+    raise exception using errcode = code, message = private.excerpt(message, 200), detail = detail_text;
+  end if;
+  raise exception using errcode = code, message = private.excerpt(message, 200), detail = detail_text, hint = hint_text;
 end
 $function$;
-comment on function private.raise_error(code text, message text, detail text, hint text) is 'API: Private. Raises one of the documented KLxxx errors (see supabase/error-codes.md); message and hint at most 200 characters, detail 300.';
+comment on function private.raise_error(code text, message text, detail text, hint text) is 'API: Private. Raises one of the documented KLxxx errors (see supabase/error-codes.md); message and hint at most 200 characters, detail 300. A detail or hint that is null or empty is left out of the error (PostgREST: null).';
 
 -- function private.reconcile_tick(at timestamp with time zone)
 CREATE OR REPLACE FUNCTION private.reconcile_tick(at timestamp with time zone DEFAULT now())
