@@ -3,7 +3,7 @@
 -- would leave a stored value outside its rule are refused with KL053, and a refusal changes
 -- nothing. The values the migrations and the local stack store pass their rules.
 begin;
-select plan(31);
+select plan(32);
 
 select is((select count(*)::int from private.settings s where not exists (select from private.setting_rules r where r.key = s.key)), 0,
   'every setting has a rule');
@@ -89,6 +89,21 @@ insert into cases values
   ('images.allowed_hosts', '["*.10.0.0.1"]', 'KL053'),
   ('images.allowed_hosts', '["*.10-0-0-1.nip.io"]', 'KL053'),
   ('images.allowed_hosts', '["*.nip.io", "*.1.example.com", "*.203.example"]', 'accepted'),
+  -- Other hosts of this project's Storage: host names alone, ones the image URL check can reach.
+  ('images.project_storage_hosts', '"api.example.com"', 'KL053'),
+  ('images.project_storage_hosts', '[]', 'accepted'),
+  ('images.project_storage_hosts', '["api.example.com", "CDN.Example.net", "203.0.113.7"]', 'accepted'),
+  ('images.project_storage_hosts', '["https://api.example.com"]', 'KL053'),
+  ('images.project_storage_hosts', '["api.example.com:443"]', 'KL053'),
+  ('images.project_storage_hosts', '["*.example.com"]', 'KL053'),
+  ('images.project_storage_hosts', '["*"]', 'KL053'),
+  ('images.project_storage_hosts', '["api.example.com/storage/v1"]', 'KL053'),
+  ('images.project_storage_hosts', '["api.example.com."]', 'KL053'),
+  ('images.project_storage_hosts', '["storage"]', 'KL053'),
+  ('images.project_storage_hosts', '["storage.internal"]', 'KL053'),
+  ('images.project_storage_hosts', '["localhost"]', 'KL053'),
+  ('images.project_storage_hosts', '[7]', 'KL053'),
+  ('images.project_storage_hosts', (select jsonb_agg('cdn' || g || '.example.com') from generate_series(1, 201) g), 'KL053'),
   ('results.allowed_hosts', '"kie.test"', 'KL053'),
   ('results.allowed_hosts', '["*.kie.test"]', 'KL053'),
   ('results.allowed_hosts', '["ftp://kie.test"]', 'KL053'),
@@ -153,6 +168,10 @@ select is(pg_temp.detail_of($$ update private.settings set value = '[{"every_sec
 select is(pg_temp.detail_of($$ update private.settings set value = '["img.test", "localhost"]' where key = 'images.allowed_hosts' $$),
   'images.allowed_hosts has an entry that names a private network host, which the image URL check refuses even when listed: "localhost", got ["img.test", "localhost"]',
   'and why a list entry could never match');
+
+select is(pg_temp.detail_of($$ update private.settings set value = '["https://api.example.com"]' where key = 'images.project_storage_hosts' $$),
+  'images.project_storage_hosts has an entry that is not a host name alone (no scheme, port, path or wildcard): "https://api.example.com", got ["https://api.example.com"]',
+  'and that a Storage host is named by its host alone');
 
 -- Unknown keys and deletions.
 select throws_ok($$ insert into private.settings (key, value, description) values ('jobs.deadline_second', '900', 'typo') $$,
