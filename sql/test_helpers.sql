@@ -173,4 +173,20 @@ exception when others then
 end
 $$;
 
+-- A signed-URL token in the form Storage signs it: a JWT (HS256 header; url, scope, iat and exp
+-- claims) with a made-up signature, for the `?token=` of a signed URL a test starts a job with.
+-- The image URL policy reads its form and exp, never its signature. `exp` in seconds since the
+-- epoch, by default 2100-01-01.
+create or replace function tests.storage_token(exp bigint default 4102444800)
+returns text
+language sql immutable
+set search_path = ''
+as $$
+  select 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.'
+         || pg_catalog.rtrim(pg_catalog.translate(pg_catalog.encode(pg_catalog.convert_to(
+              pg_catalog.format('{"url":"user-uploads/photo.png","scope":"download","iat":1700000000,"exp":%s}', exp),
+              'UTF8'), 'base64'), E'+/\n', '-_'), '=')
+         || '.c2lnbmF0dXJl'
+$$;
+
 grant execute on all functions in schema tests to anon, authenticated, service_role;

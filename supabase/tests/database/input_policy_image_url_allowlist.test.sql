@@ -12,7 +12,7 @@ set local role authenticated;
 set local request.jwt.claims = '{"sub": "5a5a0000-0000-4000-8000-00000000fa01", "role": "authenticated"}';
 select lives_ok(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-00000000f001',
-       image_urls => array['http://127.0.0.1:54321/storage/v1/object/sign/user-uploads/5a5a0000-0000-4000-8000-00000000fa01/a.jpg?token=eyJhbGciOi.x_y-z']) $$,
+       image_urls => array['http://127.0.0.1:54321/storage/v1/object/sign/user-uploads/5a5a0000-0000-4000-8000-00000000fa01/a.jpg?token=' || tests.storage_token()]) $$,
   'local settings: a signed URL from the local gateway is accepted');
 select throws_ok(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-00000000f001',
@@ -27,7 +27,7 @@ update private.settings set value = '[443]' where key = 'images.allowed_ports';
 set local role authenticated;
 select is(
   tests.refusal($$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-00000000f001',
-                       image_urls => array['https://abcdefghijklmnop.supabase.co/storage/v1/object/sign/user-uploads/a.jpg?token=t']) $$),
+                       image_urls => array['https://abcdefghijklmnop.supabase.co/storage/v1/object/sign/user-uploads/a.jpg?token=' || tests.storage_token()]) $$),
   'KL013: image 1: no image host is accepted yet (the operator sets images.allowed_hosts)',
   'with an empty list every image URL is refused, and the detail says what to set');
 
@@ -43,11 +43,11 @@ select lives_ok(
   from (values
     ('https://abcdefghijklmnop.supabase.co/storage/v1/object/sign/user-uploads/5a5a0000-0000-4000-8000-00000000fa01/photo.jpg?token=eyJhbGciOiJIUzI1NiJ9.eyJ1cmwiOiJ1c2VyLXVwbG9hZHMifQ.sig',
      'a signed user-uploads URL on the Storage host'),
-    ('https://ABCDEFGHIJKLMNOP.Supabase.co/storage/v1/object/sign/user-uploads/a.png?token=t', 'the Storage host in any case'),
+    ('https://ABCDEFGHIJKLMNOP.Supabase.co/storage/v1/object/sign/user-uploads/a.png?token=' || tests.storage_token(), 'the Storage host in any case'),
     ('https://abcdefghijklmnop.supabase.co:443/a.png', 'the Storage host with its port written out'),
     ('https://img1.cdn.example.net/a.png', 'a subdomain of the CDN'),
     ('https://a.b.cdn.example.net/a.png', 'a deeper subdomain of the CDN'),
-    ('http://127.0.0.1:54321/storage/v1/object/sign/user-uploads/a.png?token=t', 'the exact origin listed')
+    ('http://127.0.0.1:54321/storage/v1/object/sign/user-uploads/a.png?token=' || tests.storage_token(), 'the exact origin listed')
   ) as accepted(url, why);
 
 select throws_ok(

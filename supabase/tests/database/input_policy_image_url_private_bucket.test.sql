@@ -34,7 +34,7 @@ select lives_ok(
          format('select public.start_generation(template_id => %L, image_urls => array[%L])', '5a5a0000-0000-4000-8000-00000000f001', url),
          format('accepted: %s', why))
   from (values
-    ('https://img.test/storage/v1/object/sign/user-uploads/5a5a0000-0000-4000-8000-00000000fa01/a.png?token=t',
+    ('https://img.test/storage/v1/object/sign/user-uploads/5a5a0000-0000-4000-8000-00000000fa01/a.png?token=' || tests.storage_token(),
      'a signed URL of the private bucket'),
     ('https://img.test/storage/v1/object/public/policy-public/a.png', 'a public URL of a public bucket'),
     ('https://img.test/storage/v1/object/public/elsewhere/a.png', 'a bucket this project does not have'),

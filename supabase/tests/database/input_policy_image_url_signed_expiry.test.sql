@@ -2,10 +2,11 @@
 -- so a signed URL (`/storage/v1/object/sign/...?token=<JWT>`) whose token has already expired can
 -- only fail there, after the credits were taken. start_generation refuses it (KL013, the detail
 -- says it expired), and so does retry_generation, which replays the URL the failed job stored:
--- the app signs the upload again and starts a new job. A URL still valid, a token that is no JWT
--- or has no numeric exp, and a URL that is not a signed Storage URL are not this rule's business.
+-- the app signs the upload again and starts a new job. A URL still valid, a token that has no
+-- numeric exp, and a URL that is not a signed Storage URL are not this rule's business (a token
+-- that is no JWT at all is refused by its own rule: input_policy_image_url_token_form).
 begin;
-select plan(13);
+select plan(11);
 
 \ir input_policy_fixture.sql
 update private.settings set value = '["img.test"]' where key = 'images.allowed_hosts';
@@ -44,10 +45,6 @@ select lives_ok(pg_temp.start_with(pg_temp.signed('c.png', '"soon"')),
 select lives_ok(pg_temp.start_with('https://img.test/storage/v1/object/sign/user-uploads/5a5a0000-0000-4000-8000-00000000fa01/h.png?token='
                                    || 'eyJhbGciOiJIUzI1NiJ9.' || rtrim(encode(convert_to('{"url":"user-uploads"}', 'UTF8'), 'base64'), '=') || '.sig'),
   'a token without exp is not judged');
-select lives_ok(pg_temp.start_with('https://img.test/storage/v1/object/sign/user-uploads/5a5a0000-0000-4000-8000-00000000fa01/d.png?token=not-a-jwt'),
-  'a token that is no JWT is not judged');
-select lives_ok(pg_temp.start_with('https://img.test/storage/v1/object/sign/user-uploads/5a5a0000-0000-4000-8000-00000000fa01/e.png?token=a.%25%25.b'),
-  'a token whose payload is not base64url is not judged');
 select lives_ok(pg_temp.start_with('https://img.test/photos/f.png?token=' || split_part(pg_temp.signed('f.png', '1700000000'), 'token=', 2)),
   'an expired JWT on a URL that is not a signed Storage URL is not judged');
 

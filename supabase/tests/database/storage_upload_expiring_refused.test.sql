@@ -11,7 +11,7 @@ update private.storage_purges set done_at = now() where done_at is null;
 
 -- Signed URLs from the local gateway, which the local settings accept.
 create function pg_temp.upload_url(name text) returns text language sql as $$
-  select 'http://127.0.0.1:54321/storage/v1/object/sign/user-uploads/5a5a0000-0000-4000-8000-00000000fa01/' || name || '?token=t'
+  select 'http://127.0.0.1:54321/storage/v1/object/sign/user-uploads/5a5a0000-0000-4000-8000-00000000fa01/' || name || '?token=' || tests.storage_token()
 $$;
 create function pg_temp.purge(name text, done boolean default false) returns void language sql as $$
   insert into private.storage_purges (bucket_id, path, user_id, reason, requested_at, next_attempt_at, done_at)
@@ -68,7 +68,7 @@ select lives_ok(
 
 select lives_ok(
   $$ select public.start_generation(template_id => '5a5a0000-0000-4000-8000-00000000f001',
-       image_urls => array['http://127.0.0.1:54321/storage/v1/object/sign/user-uploads/5a5a0000-0000-4000-8000-00000000fa02/old.jpg?token=t']) $$,
+       image_urls => array['http://127.0.0.1:54321/storage/v1/object/sign/user-uploads/5a5a0000-0000-4000-8000-00000000fa02/old.jpg?token=' || tests.storage_token()]) $$,
   'a URL into another user''s folder is not refused: a start tells nobody about another user''s uploads');
 
 select is(
