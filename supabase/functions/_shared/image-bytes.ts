@@ -80,9 +80,9 @@ export function otherImageFormat(bytes: Uint8Array): string | null {
 }
 
 /**
- * A download's outcome. `unusable` marks a failure no retry can mend (the image is larger than the
- * cap, which is the bucket's own limit, or of a type other than PNG, JPEG and WebP); every other
- * failure may pass on a later delivery.
+ * A download's outcome. `unusable` marks a failure no retry can mend (the URL itself is off the
+ * accepted hosts, the image is larger than the cap, which is the bucket's own limit, or of a type
+ * other than PNG, JPEG and WebP); every other failure may pass on a later delivery.
  */
 export type FetchedImage =
   | { ok: true; bytes: Uint8Array; kind: ImageKind }
@@ -114,9 +114,10 @@ export async function fetchImage(
     let target = url;
     for (let hop = 0;; hop++) {
       const problem = limits.allowed(target);
-      if (problem !== null) {
-        return { ok: false, reason: `${hop ? "redirect refused" : "refused"}: ${problem}` };
-      }
+      // The result URL itself is the same on every delivery: no retry mends it. A redirect is the
+      // host's answer of the moment, and may change.
+      if (problem !== null && hop === 0) return { ok: false, reason: `refused: ${problem}`, unusable: true };
+      if (problem !== null) return { ok: false, reason: `redirect refused: ${problem}` };
       const res = await fetchFn(target, { signal: controller.signal, redirect: "manual" });
       const location = res.headers.get("location");
       if (res.status >= 300 && res.status < 400 && location !== null) {

@@ -12,6 +12,7 @@ import {
   type TaskReport,
   unreadableReason,
 } from "../_shared/database.ts";
+import { resultUrlProblem } from "../_shared/result-hosts.ts";
 import { sha256Hex } from "../_shared/secrets.ts";
 import type { ObjectStore } from "../_shared/storage.ts";
 import { createHandler } from "./handler.ts";
@@ -109,7 +110,7 @@ export class FakeDatabase implements DatabasePort {
   interpretTaskReport(report: unknown): Promise<TaskReport> {
     this.check();
     this.reports.push(structuredClone(report));
-    return Promise.resolve(readReport(report));
+    return Promise.resolve(readReport(report, this.resultHosts));
   }
 
   private finish(jobId: string, attempt: number): Applied {
@@ -156,7 +157,7 @@ export class FakeDatabase implements DatabasePort {
   }
 }
 
-function readReport(report: unknown): TaskReport {
+function readReport(report: unknown, resultHosts: readonly string[]): TaskReport {
   const r = (report ?? {}) as { code?: unknown; msg?: unknown; message?: unknown; data?: unknown };
   const code = Number(r.code);
   const msg = typeof r.msg === "string" ? r.msg : typeof r.message === "string" ? r.message : null;
@@ -179,6 +180,14 @@ function readReport(report: unknown): TaskReport {
   }
   const urls = (result as { resultUrls?: unknown } | null)?.resultUrls;
   if (!Array.isArray(urls) || urls.length === 0) return { outcome: "unreadable", reason: "no result URL" };
+  // As SQL reads it: a result URL off results.allowed_hosts is an unusable result.
+  const off = urls.map(String).findIndex((u) => resultUrlProblem(u, resultHosts) !== null);
+  if (off !== -1) {
+    const why = resultUrlProblem(String(urls[off]), resultHosts);
+    const where = `result URL ${off + 1} of ${urls.length}`;
+    const failMessage = `${where} is not on an accepted result host (results.allowed_hosts): ${why}`;
+    return { outcome: "failure", failCode: "unusable", failMessage };
+  }
   return { outcome: "success", resultUrls: urls.map(String) };
 }
 

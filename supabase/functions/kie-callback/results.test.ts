@@ -1,8 +1,8 @@
 // Moving the result bytes: downloads that go wrong, Storage failing midway, the database down.
 // Each that a later delivery may mend leaves the job uncompleted and answers non-2xx, so the
-// sender retries. A result no retry can store (over the bucket's size limit, an image of another
-// type, or refused by Storage for what it is) fails the job at once with the provider outcome
-// "unusable", answered 200.
+// sender retries. A result no retry can store (a result URL off the accepted hosts, over the
+// bucket's size limit, an image of another type, or refused by Storage for what it is) fails the
+// job at once with the provider outcome "unusable", answered 200.
 import assert from "node:assert/strict";
 import { ObjectRefused } from "../_shared/storage.ts";
 import { harness, JOB, JPEG, PNG, successBody, URL_A, URL_B, USER } from "./fakes.ts";
@@ -310,18 +310,34 @@ Deno.test("completion failing after the uploads: 503 and not completed", async (
 const redirect = (location: string, status = 302) => () =>
   new Response(null, { status, headers: { location } });
 
-Deno.test("a result URL off the accepted hosts is never requested", async () => {
-  const h = await ready();
-  for (
-    const url of ["http://127.0.0.1:54321/", "https://169.254.169.254/latest", "https://evil.test/a.png"]
-  ) {
+// The same report comes on every delivery (recordInfo lists the same resultUrls for a finished
+// task), so a result URL off the accepted hosts fails the job at once, as the database reads it.
+const offHosts = ["http://127.0.0.1:54321/", "https://169.254.169.254/latest", "https://evil.test/a.png"];
+
+for (const url of offHosts) {
+  Deno.test(`a result URL off the accepted hosts (${url}) fails the job as unusable, never requested`, async () => {
+    const h = await ready();
+    h.web.serve(url, PNG);
+    const res = await h.callback(successBody({ resultJson: JSON.stringify({ resultUrls: [URL_A, url] }) }));
+    assertFailedUnusable(h, res, /^result URL 2 of 2 is not on an accepted result host/);
+    assert.ok(
+      !JSON.stringify(res.body).includes(url) && !h.logs.join("\n").includes(url),
+      "the URL is not repeated",
+    );
+    assert.deepEqual(h.web.requested, []);
+  });
+}
+
+Deno.test("a result URL the database read as accepted but the function's own check refuses: unusable too", async () => {
+  // The list changed between the two reads, or the twins disagree: the function's check decides.
+  for (const url of offHosts) {
+    const h = await ready();
+    h.db.interpretTaskReport = () => Promise.resolve({ outcome: "success", resultUrls: [url] });
     h.web.serve(url, PNG);
     const res = await h.callback(successBody({ resultJson: JSON.stringify({ resultUrls: [url] }) }));
-    assert.equal(res.status, 502);
-    assert.equal(res.body.msg, "result image 1 of 1 could not be fetched", "no reason for the sender");
+    assertFailedUnusable(h, res, /^result image 1 of 1 cannot be stored: refused: /);
+    assert.deepEqual(h.web.requested, []);
   }
-  assert.deepEqual(h.web.requested, []);
-  assertNotCompleted(h);
 });
 
 Deno.test("redirects: followed within the accepted hosts, refused elsewhere, at most three", async () => {

@@ -18,10 +18,12 @@ select isnt(private.result_url_problem('https://files.kie.test@127.0.0.1/a.png')
 select isnt(private.result_url_problem('https://files.kie.test\@evil.test/a.png'), null, 'a backslash');
 
 select results_eq(
-  $$ select kind, message, result_urls from private.interpret_task_report(
+  $$ select kind, fail_code, fail_message, result_urls from private.interpret_task_report(
        '{"code": 200, "data": {"taskId": "t1", "state": "success", "resultJson": "{\"resultUrls\": [\"https://files.kie.test/a.png\", \"http://127.0.0.1:9/\"]}"}}') $$,
-  $$ values ('unreadable'::text, 'a result URL is not on an accepted result host'::text, null::text[]) $$,
-  'one URL off the list makes the whole report unreadable');
+  $$ values ('failed'::text, 'unusable'::text,
+             'result URL 2 of 2 is not on an accepted result host (results.allowed_hosts): only https on port 443 is accepted'::text,
+             null::text[]) $$,
+  'one URL off the list makes the whole report an unusable result: nothing is downloaded');
 select results_eq(
   $$ select kind, result_urls from private.interpret_task_report(
        '{"code": 200, "data": {"taskId": "t1", "state": "success", "resultJson": "{\"resultUrls\": [\"https://files.kie.test/a.png\"]}"}}') $$,
