@@ -50,6 +50,12 @@ export type TaskReport =
 export type Applied = "applied" | "duplicate";
 /** `unknown_task`: the task is not this job's; recorded for operators, nothing changed. */
 export type Completed = Applied | "unknown_task";
+/**
+ * A delivery that found no image, as the database judged it: `failed`, the job failed now as
+ * unusable (refunded: such deliveries outlasted results.non_image_grace_seconds); `retry`, counted
+ * (or not the current task's), the sender should retry; `duplicate`, the job is finished or gone.
+ */
+export type NonImageVerdict = "failed" | "retry" | "duplicate";
 
 export interface DatabasePort {
   /** null when there is no such job, or no such attempt of it. `taskId`: the report's task. */
@@ -71,6 +77,8 @@ export interface DatabasePort {
     failCode: string | null,
     failMessage: string,
   ): Promise<Applied>;
+  /** A result image was no image at all (`private.callback_non_image`); `reason` never holds the URL. */
+  recordNonImage(jobId: Job["id"], attempt: number, taskId: string, reason: string): Promise<NonImageVerdict>;
 }
 
 // The SQL this module calls, all in one place: service-only functions of the dispatch pipeline
@@ -99,6 +107,9 @@ const SQL = {
   ) =>
     sql`select private.callback_fail(${jobId}::uuid, ${attempt}::integer, ${taskId}::text,
           ${code}::text, ${message}::text) as result`,
+  recordNonImage: (jobId: string, attempt: number, taskId: string, reason: string) =>
+    sql`select private.callback_non_image(${jobId}::uuid, ${attempt}::integer, ${taskId}::text,
+          ${reason}::text) as result`,
 };
 
 const targetRow = z.object({
@@ -122,6 +133,7 @@ const reportRow = z.discriminatedUnion("kind", [
 const appliedRow = z.object({ result: z.enum(["applied", "duplicate"]) });
 const completedRow = z.object({ result: z.enum(["applied", "duplicate", "unknown_task"]) });
 const discardedRow = z.object({ folder: z.string().nullable() });
+const nonImageRow = z.object({ result: z.enum(["failed", "retry", "duplicate"]) });
 
 /** Why SQL could not read a report, for the answer's `msg`: another KIE code, or SQL's own words. */
 export function unreadableReason(bodyCode: number | null, message: string | null): string {
@@ -181,6 +193,9 @@ export function postgresDatabase(databaseUrl: string): DatabasePort {
     async recordProviderFailure(jobId, attempt, taskId, code, message) {
       const query = SQL.recordProviderFailure(jobId, attempt, taskId, code, message);
       return appliedRow.parse((await rows(query))[0]).result;
+    },
+    async recordNonImage(jobId, attempt, taskId, reason) {
+      return nonImageRow.parse((await rows(SQL.recordNonImage(jobId, attempt, taskId, reason)))[0]).result;
     },
   };
 }

@@ -82,11 +82,12 @@ export function otherImageFormat(bytes: Uint8Array): string | null {
 /**
  * A download's outcome. `unusable` marks a failure no retry can mend (the URL itself is off the
  * accepted hosts, the image is larger than the cap, which is the bucket's own limit, or of a type
- * other than PNG, JPEG and WebP); every other failure may pass on a later delivery.
+ * other than PNG, JPEG and WebP); every other failure may pass on a later delivery. `notImage` marks
+ * bytes that are no image at all: most likely the host's error page, which may pass, or not.
  */
 export type FetchedImage =
   | { ok: true; bytes: Uint8Array; kind: ImageKind }
-  | { ok: false; reason: string; unusable?: true };
+  | { ok: false; reason: string; unusable?: true; notImage?: true };
 
 export interface FetchLimits {
   timeoutMs: number;
@@ -152,7 +153,7 @@ export async function fetchImage(
           return { ok: false, reason: `a ${other} image, not PNG, JPEG or WebP`, unusable: true };
         }
         // Most likely the host's error page served with 200: the next delivery may get the image.
-        return { ok: false, reason: "not a PNG, JPEG or WebP image" };
+        return { ok: false, reason: "not a PNG, JPEG or WebP image", notImage: true };
       }
       return { ok: true, bytes, kind };
     }

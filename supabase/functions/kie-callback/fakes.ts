@@ -9,6 +9,7 @@ import {
   type CallbackTarget,
   type Completed,
   type DatabasePort,
+  type NonImageVerdict,
   type TaskReport,
   unreadableReason,
 } from "../_shared/database.ts";
@@ -64,6 +65,14 @@ export class FakeDatabase implements DatabasePort {
   readonly foreign: { jobId: string; attempt: number; taskId: string }[] = [];
   /** results.allowed_hosts as callback_target returns it. */
   resultHosts: string[] = [...RESULT_HOSTS];
+  /** Deliveries that found no image, as callback_non_image gets them, with the database's time. */
+  readonly nonImage: { jobId: string; attempt: number; taskId: string; reason: string; atMs: number }[] = [];
+  /** The database's clock: callback_non_image reads its own now(), so tests move this, never wait. */
+  clockMs = NOW_MS;
+  /** results.non_image_grace_seconds, in ms. */
+  nonImageGraceMs = 180_000;
+  /** Per job: the task whose deliveries found no image, when the first did, and how many did. */
+  private readonly nonImageClock = new Map<string, { taskId: string; sinceMs: number; deliveries: number }>();
   /** Make every call throw this (an unreachable database). */
   broken: Error | null = null;
 
@@ -141,6 +150,26 @@ export class FakeDatabase implements DatabasePort {
     );
     const [folder] = [...folders];
     return Promise.resolve(folders.size === 1 && folder ? folder : null);
+  }
+
+  /** As private.callback_non_image: the first delivery starts the clock, one past the grace fails the job. */
+  recordNonImage(jobId: string, attempt: number, taskId: string, reason: string): Promise<NonImageVerdict> {
+    this.check();
+    const a = this.attempts.get(`${jobId}/${attempt}`);
+    if (!a || !a.accepting) return Promise.resolve("duplicate");
+    if (a.tasks && !a.tasks.has(taskId)) return Promise.resolve("retry");
+    this.nonImage.push({ jobId, attempt, taskId, reason, atMs: this.clockMs });
+    const seen = this.nonImageClock.get(jobId);
+    const clock = seen && seen.taskId === taskId
+      ? { ...seen, deliveries: seen.deliveries + 1 }
+      : { taskId, sinceMs: this.clockMs, deliveries: 1 };
+    this.nonImageClock.set(jobId, clock);
+    if (clock.deliveries > 1 && this.clockMs - clock.sinceMs >= this.nonImageGraceMs) {
+      this.finish(jobId, attempt);
+      this.failures.push({ jobId, attempt, taskId, code: "unusable", message: reason });
+      return Promise.resolve("failed");
+    }
+    return Promise.resolve("retry");
   }
 
   recordProviderFailure(

@@ -390,6 +390,15 @@ export function createHandler(deps: Dependencies): (req: Request) => Promise<Res
           if ("fetch" in bad) {
             await discard("download failed", true);
             if (bad.fetch.unusable) return unusable(bad.i, bad.fetch.reason);
+            if (bad.fetch.notImage) {
+              // Most likely the host's error page: retried, but not for ever. The database counts
+              // such deliveries and fails the job as unusable once they outlast its grace
+              // (results.non_image_grace_seconds, from the first).
+              const reason = `result image ${bad.i + 1} of ${n} cannot be stored: ${bad.fetch.reason}`;
+              const verdict = await db.recordNonImage(job, attempt, taskId, reason);
+              if (verdict === "failed") return { ...answer("failure_recorded"), detail: reason };
+              if (verdict === "duplicate") return answer("duplicate");
+            }
             // The reason stays in the log: telling the sender would make this a probe of the network.
             return {
               ...refuse(502, `result image ${bad.i + 1} of ${n} could not be fetched`),

@@ -11,7 +11,7 @@ const required = (name: string) => {
 };
 
 Deno.serve(createHandler({
-  // The function's own login (kiln_callback: the five callback functions only); the platform's
+  // The function's own login (kiln_callback: the six callback functions only); the platform's
   // SUPABASE_DB_URL (the owner) only where it is not configured.
   db: postgresDatabase(Deno.env.get("KILN_CALLBACK_DB_URL") || required("SUPABASE_DB_URL")),
   storage: supabaseObjectStore(required("SUPABASE_URL"), required("SUPABASE_SERVICE_ROLE_KEY")),

@@ -1,8 +1,9 @@
 // Moving the result bytes: downloads that go wrong, Storage failing midway, the database down.
 // Each that a later delivery may mend leaves the job uncompleted and answers non-2xx, so the
-// sender retries. A result no retry can store (a result URL off the accepted hosts, over the
-// bucket's size limit, an image of another type, or refused by Storage for what it is) fails the
-// job at once with the provider outcome "unusable", answered 200.
+// sender retries; bytes that are no image at all, only until the database's grace for them ends.
+// A result no retry can store (a result URL off the accepted hosts, over the bucket's size limit,
+// an image of another type, or refused by Storage for what it is) fails the job at once with the
+// provider outcome "unusable", answered 200.
 import assert from "node:assert/strict";
 import { ObjectRefused } from "../_shared/storage.ts";
 import { harness, JOB, JPEG, PNG, successBody, URL_A, URL_B, USER } from "./fakes.ts";
@@ -90,41 +91,68 @@ for (const [name, bytes, format] of otherFormats) {
   });
 }
 
-const failures: [string, (h: Awaited<ReturnType<typeof ready>>) => void, RegExp][] = [
-  ["not an image though labelled one", (h) => {
-    h.web.serve(URL_B, new TextEncoder().encode("<html>expired</html>"), { "content-type": "image/jpeg" });
-  }, /not a PNG, JPEG or WebP image/],
+// The last column: whether the delivery is handed to the database as one that found no image
+// (private.callback_non_image counts those, and fails the job once they outlast its grace).
+const failures: [string, (h: Awaited<ReturnType<typeof ready>>) => void, RegExp, boolean][] = [
+  [
+    "not an image though labelled one",
+    (h) => {
+      h.web.serve(URL_B, new TextEncoder().encode("<html>expired</html>"), { "content-type": "image/jpeg" });
+    },
+    /not a PNG, JPEG or WebP image/,
+    true,
+  ],
   // A result host's error page served with 200 is not the result: the next delivery may get it.
-  ["an HTML page served with 200", (h) => {
-    h.web.serve(URL_B, ascii("<!DOCTYPE html><title>502 Bad Gateway</title>"), {
-      "content-type": "text/html",
-    });
-  }, /not a PNG, JPEG or WebP image/],
-  ["an empty body", (h) => h.web.serve(URL_B, new Uint8Array()), /not a PNG, JPEG or WebP/],
-  ["HTTP 404 (expired link)", (h) => {
-    h.web.routes.set(URL_B, () => new Response("gone", { status: 404 }));
-  }, /HTTP 404/],
-  ["unreachable host", () => {}, /unreachable/],
-  ["no answer within the timeout", (h) => {
-    h.web.routes.set(URL_B, (init) =>
-      new Promise((_, reject) => {
-        init?.signal?.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError")));
-      }));
-  }, /timed out after 50 ms/],
-  ["a body that stalls within the timeout", (h) => {
-    h.web.routes.set(URL_B, (init) => {
-      const body = new ReadableStream<Uint8Array>({
-        start(c) {
-          c.enqueue(JPEG.slice(0, 4));
-          init?.signal?.addEventListener("abort", () => c.error(new DOMException("aborted", "AbortError")));
-        },
+  [
+    "an HTML page served with 200",
+    (h) => {
+      h.web.serve(URL_B, ascii("<!DOCTYPE html><title>502 Bad Gateway</title>"), {
+        "content-type": "text/html",
       });
-      return new Response(body);
-    });
-  }, /timed out after 50 ms/],
+    },
+    /not a PNG, JPEG or WebP image/,
+    true,
+  ],
+  ["an empty body", (h) => h.web.serve(URL_B, new Uint8Array()), /not a PNG, JPEG or WebP/, true],
+  [
+    "HTTP 404 (expired link)",
+    (h) => {
+      h.web.routes.set(URL_B, () => new Response("gone", { status: 404 }));
+    },
+    /HTTP 404/,
+    false,
+  ],
+  ["unreachable host", () => {}, /unreachable/, false],
+  [
+    "no answer within the timeout",
+    (h) => {
+      h.web.routes.set(URL_B, (init) =>
+        new Promise((_, reject) => {
+          init?.signal?.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError")));
+        }));
+    },
+    /timed out after 50 ms/,
+    false,
+  ],
+  [
+    "a body that stalls within the timeout",
+    (h) => {
+      h.web.routes.set(URL_B, (init) => {
+        const body = new ReadableStream<Uint8Array>({
+          start(c) {
+            c.enqueue(JPEG.slice(0, 4));
+            init?.signal?.addEventListener("abort", () => c.error(new DOMException("aborted", "AbortError")));
+          },
+        });
+        return new Response(body);
+      });
+    },
+    /timed out after 50 ms/,
+    false,
+  ],
 ];
 
-for (const [name, arrange, reason] of failures) {
+for (const [name, arrange, reason, notImage] of failures) {
   Deno.test(`download ${name}: 502, nothing stored, job not completed`, async () => {
     const h = await ready();
     arrange(h);
@@ -135,8 +163,61 @@ for (const [name, arrange, reason] of failures) {
     assert.match(h.logs.join("\n"), reason);
     assert.equal(h.storage.objects.size, 0, "what the failed delivery stored is deleted");
     assertNotCompleted(h);
+    assert.deepEqual(
+      h.db.nonImage.map((d) => d.reason),
+      notImage ? ["result image 2 of 2 cannot be stored: not a PNG, JPEG or WebP image"] : [],
+    );
   });
 }
+
+// A host that keeps answering its error page instead of the image: each delivery is retried (502)
+// while the database's grace lasts, counted from the first that found no image; a delivery after it
+// fails the job as unusable. Time is the fake database's clock, moved by the test.
+const errorPage = (h: Awaited<ReturnType<typeof ready>>) =>
+  h.web.serve(URL_B, ascii("<!DOCTYPE html><title>Service Unavailable</title>"), {
+    "content-type": "text/html",
+  });
+
+const paths = [
+  ["callback", (h: Awaited<ReturnType<typeof ready>>) => h.callback(TWO)],
+  ["finalize", (h: Awaited<ReturnType<typeof ready>>) => h.finalize(TWO)],
+] as const;
+
+for (const [path, deliver] of paths) {
+  Deno.test(`no image on every ${path} delivery: retried within the grace, then the job fails as unusable`, async () => {
+    const h = await ready();
+    errorPage(h);
+    assert.equal((await deliver(h)).status, 502, "the first delivery starts the clock");
+    h.db.clockMs += h.db.nonImageGraceMs - 1;
+    assert.equal((await deliver(h)).status, 502, "one within the grace is retried");
+    assertNotCompleted(h);
+    h.db.clockMs += 1;
+    const res = await deliver(h);
+    assertFailedUnusable(h, res, /^result image 2 of 2 cannot be stored: not a PNG, JPEG or WebP image$/);
+    assert.equal(h.db.nonImage.length, 3, "every delivery that found no image was handed to the database");
+    assert.equal((await deliver(h)).body.result, "duplicate", "a later delivery finds the attempt finished");
+  });
+}
+
+Deno.test("no image, then the image: a passing error page leaves the job to complete", async () => {
+  const h = await ready();
+  errorPage(h);
+  assert.equal((await h.callback(TWO)).status, 502);
+  h.db.clockMs += h.db.nonImageGraceMs * 2;
+  h.web.serve(URL_B, JPEG, { "content-type": "image/jpeg" });
+  assert.equal((await h.callback(TWO)).body.result, "completed");
+  assert.deepEqual(h.db.failures, []);
+});
+
+Deno.test("the database failing to count a delivery that found no image: 503, nothing stored", async () => {
+  const h = await ready();
+  errorPage(h);
+  h.db.recordNonImage = () => Promise.reject(new Error("connect ECONNREFUSED 127.0.0.1:5432"));
+  const res = await h.callback(TWO);
+  assert.equal(res.status, 503);
+  assert.equal(h.storage.objects.size, 0);
+  assertNotCompleted(h);
+});
 
 Deno.test("after a failed download the delivery fetches and stores nothing more", async () => {
   const h = await ready();

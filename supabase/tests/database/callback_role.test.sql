@@ -1,4 +1,4 @@
--- kiln_callback, the callback function's login: it executes the five callback functions and
+-- kiln_callback, the callback function's login: it executes the six callback functions and
 -- reaches nothing else of ours. Like every role with a SQL session it also reaches what pg_net
 -- grants to PUBLIC (its queue and responses, its functions), which the project cannot revoke: that
 -- much is pinned here so that the README's account of it stays true.
@@ -19,9 +19,10 @@ select results_eq(
   $$ values ('private.callback_complete(uuid,integer,text,text[],timestamp with time zone)'),
             ('private.callback_discard(uuid,text[],timestamp with time zone)'),
             ('private.callback_fail(uuid,integer,text,text,text,timestamp with time zone)'),
+            ('private.callback_non_image(uuid,integer,text,text,timestamp with time zone)'),
             ('private.callback_target(uuid,integer,text)'),
             ('private.interpret_task_report(jsonb)') $$,
-  'beyond what every app user may call, it executes exactly the five callback functions');
+  'beyond what every app user may call, it executes exactly the six callback functions');
 select is_empty(
   $$ select c.oid::regclass from pg_class c
       where c.relnamespace in ('public'::regnamespace, 'private'::regnamespace) and c.relkind in ('r', 'v', 'm', 'p')
