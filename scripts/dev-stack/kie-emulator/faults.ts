@@ -6,7 +6,7 @@
  *
  * Request faults (any endpoint): code=N, http=N, reset[=before|after], delay=MS.
  * Task faults (createTask only): fail[=CODE], moderation, slow=MS, hold, ghost=MS, results=N,
- * format=gif, callback=drop|duplicate|late:MS|unreachable. The README documents each one.
+ * format=gif|html, callback=drop|duplicate|late:MS|unreachable. The README documents each one.
  */
 
 export type CallbackFault =
@@ -36,13 +36,13 @@ export interface FaultSet {
   ghost?: number;
   /** A successful task reports this many result URLs instead of one. */
   results?: number;
-  /** A successful task's result images are of this format instead of PNG. */
+  /** A successful task's result files are of this format instead of PNG (html: an error page). */
   format?: ResultFormat;
   callback?: CallbackFault;
 }
 
-/** Result image formats the emulator can serve besides PNG. */
-export const RESULT_FORMATS = ["gif"] as const;
+/** Result file formats the emulator can serve besides PNG: a GIF, or a host's HTML error page. */
+export const RESULT_FORMATS = ["gif", "html"] as const;
 export type ResultFormat = (typeof RESULT_FORMATS)[number];
 
 /** The most result URLs `results=N` may ask for. */

@@ -1,7 +1,8 @@
 /**
  * Result images: real PNGs (pngjs), sized from the aspect ratio, patterned from a hash of the
  * prompt; image-to-image results are the downloaded input, resampled and tinted by the prompt.
- * The fault `format=gif` serves the prompt's pattern as a real GIF instead.
+ * The fault `format=gif` serves the prompt's pattern as a real GIF instead; `format=html` serves
+ * a file host's error page (HTML, with 200) where the image should be.
  */
 import { createHash } from "node:crypto";
 import { PNG } from "pngjs";
@@ -126,9 +127,26 @@ export function renderGif(prompt: string, size: Size): Buffer {
   ]);
 }
 
-/** The Content-Type of a result file from its magic bytes: image/gif or image/png. */
+/** A file host's error page, served with 200 where a result image should be (`format=html`). */
+export function renderErrorPage(): Buffer {
+  return Buffer.from(
+    "<!DOCTYPE html>\n<html><head><title>503 Service Temporarily Unavailable</title></head>\n" +
+      "<body><h1>503 Service Temporarily Unavailable</h1></body></html>\n",
+    "latin1",
+  );
+}
+
+/** The Content-Type of a result file from its first bytes: image/gif, text/html or image/png. */
 export function resultContentType(bytes: Buffer): string {
-  return bytes.subarray(0, 3).toString("latin1") === "GIF" ? "image/gif" : "image/png";
+  if (bytes.subarray(0, 3).toString("latin1") === "GIF") return "image/gif";
+  if (bytes.subarray(0, 1).toString("latin1") === "<") return "text/html";
+  return "image/png";
+}
+
+/** The extension a result file's URL ends with, from its Content-Type. */
+export function resultExtension(bytes: Buffer): "gif" | "html" | "png" {
+  const type = resultContentType(bytes);
+  return type === "image/gif" ? "gif" : type === "text/html" ? "html" : "png";
 }
 
 /** A decoded PNG, or null when the bytes are another format (jpeg, webp) or broken. */

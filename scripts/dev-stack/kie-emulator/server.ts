@@ -30,7 +30,7 @@ async function route(state: EmulatorState, req: IncomingMessage, url: URL): Prom
   if (path === "/api/v1/chat/credit" && method === "GET") return handleCredit(state, req);
   if (path === "/api/v1/common/download-url" && method === "POST") return handleDownloadUrl(state, req);
   if (path.startsWith("/__admin/") || path === "/__admin") return { reply: await handleAdmin(state, req, url) };
-  const file = /^\/files\/([0-9a-f]+\/\d+\.(?:png|gif))$/.exec(path);
+  const file = /^\/files\/([0-9a-f]+\/\d+\.(?:png|gif|html))$/.exec(path);
   if (file && method === "GET") return { reply: serveFile(state, file[1]) };
   const download = /^\/download\/([0-9a-f]+)$/.exec(path);
   if (download && method === "GET") return { reply: serveDownload(state, download[1]) };

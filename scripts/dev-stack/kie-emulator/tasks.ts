@@ -13,9 +13,10 @@ import {
   firstPngSize,
   InputFetchError,
   renderFromInputs,
+  renderErrorPage,
   renderGif,
   renderTextToImage,
-  resultContentType,
+  resultExtension,
   sizeFor,
 } from "./images.ts";
 import { scheduleCallbacks } from "./callbacks.ts";
@@ -131,6 +132,8 @@ async function generate(state: EmulatorState, task: Task): Promise<WorkOutcome> 
   let image: Buffer;
   // format=gif: the prompt's pattern as a GIF, a type of image the caller's bucket may not take.
   if (task.faults.format === "gif") image = renderGif(task.prompt, size);
+  // format=html: the file host's error page, served with 200, where the image should be.
+  else if (task.faults.format === "html") image = renderErrorPage();
   else image = inputs.length ? renderFromInputs(task.prompt, inputs, size) : renderTextToImage(task.prompt, size);
   // results=N: the task reports N result URLs (copies of the one image) instead of one.
   return { ok: true, images: Array.from({ length: task.faults.results ?? 1 }, () => image) };
@@ -140,7 +143,7 @@ function finish(state: EmulatorState, task: Task, outcome: WorkOutcome): void {
   const now = Date.now();
   if (outcome.ok) {
     task.resultUrls = outcome.images.map((bytes, i) => {
-      const name = `${i}.${resultContentType(bytes) === "image/gif" ? "gif" : "png"}`;
+      const name = `${i}.${resultExtension(bytes)}`;
       state.files.set(`${task.taskId}/${name}`, { taskId: task.taskId, bytes, createdAt: now });
       return `${state.baseUrl}/files/${task.taskId}/${name}`;
     });

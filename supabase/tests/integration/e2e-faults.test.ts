@@ -210,6 +210,69 @@ describe("results no retry can take", () => {
   });
 });
 
+describe("results the deliveries cannot take for long", () => {
+  async function failedFacts(id: string) {
+    const [facts] = await p.sql<{ last_error: string; refunds: number; to_deadline: number }[]>`
+      select jp.last_error,
+             (select count(*)::int from public.credit_ledger l where l.job_id = j.id and l.kind = 'refund') as refunds,
+             extract(epoch from jp.deadline_at - j.completed_at)::float8 as to_deadline
+        from public.generation_jobs j join private.job_pipeline jp on jp.job_id = j.id
+       where j.id = ${id}`;
+    return facts;
+  }
+
+  // The emulator's result host is taken off results.allowed_hosts: KIE reports the same URL on
+  // every delivery and every poll, so the job fails when the first report is read.
+  it.each(["callback", "poll"])("a result URL off results.allowed_hosts, by %s: failed at once, one refund", async (path) => {
+    await p.setSetting("jobs.deadline_seconds", 900);
+    await p.setSetting("results.allowed_hosts", ["tempfile.aiquickdraw.com"]);
+    if (path === "callback") await p.setSetting("poll.first_after_seconds", 60);
+    const user = await p.createUser(10);
+    const id = await start(user, { prompt: `a kite ${path} ${path === "poll" ? "[kie:callback=drop]" : ""}` });
+    const [row] = await p.untilTerminal([id]);
+    expect(row).toMatchObject({ status: "failed", error_code: "provider_failed", result_urls: [] });
+    const facts = await failedFacts(id);
+    expect(facts.last_error).toMatch(/unusable result URL 1 of 1 is not on an accepted result host/);
+    expect(facts.refunds).toBe(1);
+    expect(facts.to_deadline).toBeGreaterThan(800);
+    const task = p.kie.state.tasks.get((await p.taskIdOf(id))!)!;
+    if (path === "callback") {
+      await until("the callback answered", () => task.callbacks.some((c) => c.status !== null));
+      expect(task.callbacks.map((c) => c.status)).toEqual([200]);
+    } else {
+      // Failed where the poll's report was read: nothing was sent to the function to download.
+      expect(await kinds(id)).not.toContain("finalize");
+    }
+    await expectInvariants();
+  });
+
+  // The result host serves its error page where the image should be, on every request: each
+  // delivery is retried until results.non_image_grace_seconds (0 here: the second delivery) has
+  // passed since the first, then the job fails as unusable.
+  it.each(["callback", "poll"])("a result that is always an HTML page, by %s: failed on the delivery after the grace", async (path) => {
+    await p.setSetting("jobs.deadline_seconds", 900);
+    await p.setSetting("results.non_image_grace_seconds", 0);
+    if (path === "callback") await p.setSetting("poll.first_after_seconds", 60);
+    const user = await p.createUser(10);
+    const id = await start(user, { prompt: `a lamp ${path} [kie:format=html${path === "poll" ? ",callback=drop" : ""}]` });
+    const [row] = await p.untilTerminal([id]);
+    expect(row).toMatchObject({ status: "failed", error_code: "provider_failed", result_urls: [] });
+    const facts = await failedFacts(id);
+    expect(facts.last_error).toMatch(/unusable result image 1 of 1 cannot be stored: not a PNG, JPEG or WebP image; deliveries that found no image: 2,/);
+    expect(facts.refunds).toBe(1);
+    expect(facts.to_deadline).toBeGreaterThan(800);
+    const task = p.kie.state.tasks.get((await p.taskIdOf(id))!)!;
+    if (path === "callback") {
+      // The first delivery is answered 502 and retried; the retry fails the job and is answered 200.
+      await until("the retry answered", () => task.callbacks.filter((c) => c.status !== null).length === 2);
+      expect(task.callbacks.map((c) => c.status)).toEqual([502, 200]);
+    } else {
+      expect((await kinds(id)).filter((k) => k === "finalize")).toHaveLength(2);
+    }
+    await expectInvariants();
+  });
+});
+
 describe("callback faults", () => {
   it("duplicate callbacks: completed once, the second delivery changes nothing", async () => {
     const user = await p.createUser(10);

@@ -151,6 +151,19 @@ describe("task faults (prompt markers)", () => {
     expect(linked.bytes.equals(file.bytes)).toBe(true);
   });
 
+  it("format=html: the result file is an HTML error page served with 200, every time", async () => {
+    const kie = await startEmulator({ imageSize: 64 });
+    const data = await kie.settled(await kie.createOk(imagen("[kie:format=html] a cat")));
+    expect(data.state).toBe("success");
+    const [url] = resultUrls(data);
+    expect(url).toMatch(/\/0\.html$/);
+    for (let fetched = 0; fetched < 2; fetched++) {
+      const file = await download(url);
+      expect(file).toMatchObject({ status: 200, type: "text/html" });
+      expect(file.bytes.toString("latin1")).toMatch(/^<!DOCTYPE html>/);
+    }
+  });
+
   it("ghost=MS: recordInfo says 422 recordInfo is null for MS after creation", async () => {
     const kie = await startEmulator({ taskMs: 60_000 });
     const taskId = await kie.createOk(imagen("[kie:ghost=400] a cat"));
