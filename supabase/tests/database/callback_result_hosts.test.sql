@@ -21,7 +21,7 @@ select results_eq(
   $$ select kind, fail_code, fail_message, result_urls from private.interpret_task_report(
        '{"code": 200, "data": {"taskId": "t1", "state": "success", "resultJson": "{\"resultUrls\": [\"https://files.kie.test/a.png\", \"http://127.0.0.1:9/\"]}"}}') $$,
   $$ values ('failed'::text, 'unusable'::text,
-             'result URL 2 of 2 is not on an accepted result host (results.allowed_hosts): only https on port 443 is accepted'::text,
+             'result URL 2 of 2 is not on an accepted result host (results.allowed_hosts): only https on port 443 is accepted (host 127.0.0.1:9)'::text,
              null::text[]) $$,
   'one URL off the list makes the whole report an unusable result: nothing is downloaded');
 select results_eq(

@@ -1,9 +1,10 @@
 -- A finished task whose result URL is off results.allowed_hosts reports the same URL on every
 -- poll, so the poll path fails the job at once as the provider outcome "unusable" (one refund, the
 -- reason private) instead of polling it until the deadline; another task's such report changes
--- nothing.
+-- nothing. The operator is told, with the host (result_host_refused), since a move of KIE's files to
+-- a new host would fail every job this way.
 begin;
-select plan(6);
+select plan(11);
 \ir dispatch_fixture.sql
 
 update private.settings set value = '["files.kie.test"]' where key = 'results.allowed_hosts';
@@ -20,9 +21,15 @@ $$;
 select results_eq(
   $$ select kind, fail_code, fail_message, result_urls from private.interpret_task_report(pg_temp.report('t')::jsonb) $$,
   $$ values ('failed'::text, 'unusable'::text,
-             'result URL 2 of 2 is not on an accepted result host (results.allowed_hosts): the host is not an accepted result host'::text,
+             'result URL 2 of 2 is not on an accepted result host (results.allowed_hosts): the host is not an accepted result host (host elsewhere.test)'::text,
              null::text[]) $$,
-  'a result URL off the list is read as an unusable result, naming which and why but not the URL');
+  'a result URL off the list is read as an unusable result, naming which, why and its host, but not the URL');
+select results_eq(
+  $$ select fail_message from private.interpret_task_report(
+       '{"code": 200, "data": {"taskId": "t", "state": "success", "resultJson": "{\"resultUrls\": [\"https://user:secret@files.kie.test/a.png\"]}"}}') $$,
+  $$ values ('result URL 1 of 1 is not on an accepted result host (results.allowed_hosts): the host or port is malformed (user info and IPv6 are not accepted)'::text) $$,
+  'a URL with user info is not quoted in part: no host is named');
+select is_empty($$ select 1 from private.alerts where key = 'result_host_refused' $$, 'no alert before a job fails this way');
 
 -- Job 1's task reports it; job 2's poll answer names a task that is not job 2's.
 select pg_temp.respond(job_id, 'poll', 200, pg_temp.report('task-1')) from jobs where n = 1;
@@ -44,6 +51,12 @@ select is_empty(
   'nothing is sent to the callback function to download');
 select is((select stage from private.job_pipeline where job_id = (select job_id from jobs where n = 2)), 'generating',
   'a report naming another task changes nothing');
+select results_eq(
+  $$ select cleared_at, occurrences, pauses_dispatch, details ->> 'host', (details ->> 'job_id')::uuid, details ->> 'task_id'
+       from private.alerts where key = 'result_host_refused' $$,
+  $$ select null::timestamptz, 1, false, 'elsewhere.test'::text, job_id, 'task-1'::text from jobs where n = 1 $$,
+  'the operator is alerted, with the host to accept if it is KIE''s, the job and the task; dispatch goes on');
+select is((select count(*)::int from private.active_alerts where key = 'result_host_refused'), 1, 'it shows in active_alerts');
 
 -- A second answer with the same report (a poll already on its way) finds the job failed.
 select private.send_poll((select job_id from jobs where n = 1), '2030-01-01 00:00:17+00');
@@ -51,6 +64,8 @@ select pg_temp.respond(job_id, 'poll', 200, pg_temp.report('task-1')) from jobs 
 select private.reconcile_tick('2030-01-01 00:00:18+00');
 select is((select count(*)::int from public.credit_ledger l where l.job_id = (select job_id from jobs where n = 1) and l.kind = 'refund'), 1,
   'refunded exactly once');
+select is((select occurrences from private.alerts where key = 'result_host_refused'), 1,
+  'a report that changes nothing raises nothing again');
 
 select * from finish();
 rollback;
