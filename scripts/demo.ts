@@ -21,7 +21,7 @@ import {
   startGeneration,
   uploadPhoto,
 } from "./demo/app.ts";
-import { follow, type Tracked } from "./demo/follow.ts";
+import { type Balance, follow, followBalance, type Tracked } from "./demo/follow.ts";
 import { DEFAULT_STACK_DIR, type DemoOptions, parseOptions, USAGE, UsageError } from "./demo/options.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -140,12 +140,19 @@ async function run(o: DemoOptions, cleanups: (() => Promise<unknown>)[]): Promis
     return s;
   });
 
+  // The app's balance, as its Realtime subscription to its profile row delivers it.
+  const balance: Balance = { credits: null };
+  const readBalance = async (id: string) => {
+    for (const change of await stream.read()) await followBalance(sql, change, id, balance, say);
+  };
+
   const { userId, creditsBefore } = await step("sign up a demo user and grant credits", async () => {
     const id = await signUp(auth, `demo-${Date.now()}@kiln.local`);
     const welcome = await myCredits(sql, id);
     await grantCredits(sql, id, GRANT, "Demo credits");
     const credits = await myCredits(sql, id);
     say(`user ${id}: ${welcome} welcome credits from the signup trigger, +${GRANT} from grant_credits (service role) = ${credits}`);
+    await readBalance(id);
     return { userId: id, creditsBefore: credits };
   });
   const app = appClient(gatewayUrl, userId);
@@ -170,14 +177,14 @@ async function run(o: DemoOptions, cleanups: (() => Promise<unknown>)[]): Promis
     );
   });
 
-  await step("follow both jobs as Realtime streams them", () => follow(sql, stream, userId, jobs, say, timeoutMs));
+  await step("follow both jobs as Realtime streams them", () => follow(sql, stream, userId, jobs, balance, say, timeoutMs));
 
   if (o.kieKey) {
     say("the failure path uses an emulator prompt marker: skipped against the real KIE");
   } else {
     await step("a generation the emulator fails ([kie:fail=501] in the prompt)", async () => {
       track("failing job", await startGeneration(sql, userId, { prompt: "a storm at sea [kie:fail=501]" }));
-      await follow(sql, stream, userId, jobs, say, timeoutMs);
+      await follow(sql, stream, userId, jobs, balance, say, timeoutMs);
     });
   }
 
@@ -212,6 +219,8 @@ async function run(o: DemoOptions, cleanups: (() => Promise<unknown>)[]): Promis
       say(`  ${line.kind.padEnd(6)} ${amount} → ${String(line.balance_after).padStart(3)}  ${line.reason}${labelOf(line.job_id)}`);
     }
     if (creditsAfter !== creditsBefore - charged) throw new Error(`credits ${creditsAfter}, expected ${creditsBefore - charged}`);
+    await readBalance(userId);
+    if (balance.credits !== creditsAfter) throw new Error(`Realtime last delivered a balance of ${balance.credits}, the profile has ${creditsAfter}`);
     const refunds = ledger.filter((l) => l.kind === "refund").length;
     const failed = rows.filter((r) => r.status === "failed").length;
     if (refunds !== failed) throw new Error(`${refunds} refunds for ${failed} failed jobs`);
