@@ -5,7 +5,9 @@
  * it runs (about a second per million rows for a scan, 10 s and more for a rewrite, measured in
  * the README's "Migrations on a live database"), and even a catalog-only change waits behind the
  * longest open transaction while every later query on the table queues behind it. This test reads
- * the statements of every migration (function bodies, comments and literals left out) and refuses,
+ * the statements of every migration, those inside its `do` blocks and in the body of a function it
+ * creates and calls included (other function bodies, comments and literals left out; SQL built at
+ * run time, `execute '...'` or `execute format(...)`, is not read: review it by hand), and refuses,
  * on those tables:
  *
  * - `create index` or `reindex` without `concurrently` (a SHARE lock: no writes during the build), and a
@@ -72,14 +74,116 @@ const landed: Record<string, string> = {
   "20261203222000 lock_timeout": "the same checks, with no lock_timeout",
 };
 
-/** The statements of a migration outside function bodies, without comments or literals, lowercased. */
+/**
+ * The statements a migration runs, lowercased, without comments or literals: its top-level
+ * statements, those of its `do` blocks (whatever the dollar-quote tag), and those of a function it
+ * creates and then calls, which all run in the file's transaction and take the same locks. Other
+ * dollar-quoted text (function bodies, run when called, not when the migration is applied) is left
+ * out. PL/pgSQL is read statement by statement: the control words around them (`declare`, `begin`,
+ * `if ... then`, `loop`, `exception when ... then`, `end ...`) are taken off, `perform` reads as
+ * `select`. Out of scope: SQL built at run time (`execute '...'`, `execute format(...)`), whose
+ * text is a literal or an expression, and functions created in another file.
+ */
 function statements(sql: string): string[] {
-  const stripped = sql
-    .replace(/(\$[A-Za-z_]*\$)[\s\S]*?\1/g, "$body$")
-    .replace(/--[^\n]*/g, "")
-    .replace(/\/\*[\s\S]*?\*\//g, "")
-    .replace(/'(?:[^']|'')*'/g, "''");
-  return stripped.split(";").map((s) => s.replace(/\s+/g, " ").trim().toLowerCase()).filter(Boolean);
+  const list: string[] = [];
+  const bodies = new Map<string, string>();
+  let current = "";
+  // The rest of a `do` statement after its block (`language plpgsql`) is not a statement.
+  let afterBlock = false;
+  // A statement read, and after a call (select or call) of a function the file created before it,
+  // the statements of that function's body, which run in the file's transaction (those it calls in
+  // turn are not followed).
+  const push = (statement: string) => {
+    if (!statement) return;
+    list.push(statement);
+    if (!/^(?:select|call) /.test(statement)) return;
+    for (const [fn, body] of bodies) {
+      if (new RegExp(String.raw`(?:^|[^\w.])${fn.replace(/\./g, "\\.")} ?\(`).test(statement)) {
+        list.push(...statements(body).map(plpgsql).filter(Boolean));
+      }
+    }
+  };
+  const end = () => {
+    if (!afterBlock) push(current.replace(/\s+/g, " ").trim().toLowerCase());
+    current = "";
+    afterBlock = false;
+  };
+  const dollarTag = /\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$/y;
+  const identifierChar = (c: string | undefined) => c !== undefined && /[a-zA-Z0-9_$]/.test(c);
+  let i = 0;
+  while (i < sql.length) {
+    dollarTag.lastIndex = i;
+    const tag = sql[i] === "$" && !identifierChar(current.at(-1)) ? dollarTag.exec(sql)?.[0] : undefined;
+    if (sql.startsWith("--", i)) {
+      const newline = sql.indexOf("\n", i);
+      i = newline < 0 ? sql.length : newline;
+      current += " ";
+    } else if (sql.startsWith("/*", i)) {
+      const close = sql.indexOf("*/", i + 2);
+      i = close < 0 ? sql.length : close + 2;
+      current += " ";
+    } else if (sql[i] === "'") {
+      // A literal ('' inside it is a quote; after E, a backslash escapes the next character).
+      const escapes = /[eE]/.test(current.at(-1) ?? "") && !identifierChar(current.at(-2));
+      let j = i + 1;
+      while (j < sql.length) {
+        if (escapes && sql[j] === "\\") j += 2;
+        else if (sql[j] === "'" && sql[j + 1] === "'") j += 2;
+        else if (sql[j] === "'") break;
+        else j += 1;
+      }
+      i = j + 1;
+      current += "''";
+    } else if (sql[i] === '"') {
+      const close = sql.indexOf('"', i + 1);
+      const next = close < 0 ? sql.length : close + 1;
+      current += sql.slice(i, next);
+      i = next;
+    } else if (tag !== undefined) {
+      const close = sql.indexOf(tag, i + tag.length);
+      const body = sql.slice(i + tag.length, close < 0 ? sql.length : close);
+      i = close < 0 ? sql.length : close + tag.length;
+      if (/^do(?: language \w+)?$/i.test(current.replace(/\s+/g, " ").trim())) {
+        current = "";
+        for (const statement of statements(body)) push(plpgsql(statement));
+        afterBlock = true;
+      } else {
+        const created = current.replace(/\s+/g, " ").trim().toLowerCase().match(/^create (?:or replace )?(?:function|procedure) ([a-z0-9_."]+) ?\(/);
+        if (created) bodies.set(created[1].replace(/"/g, ""), body);
+        current += "$body$";
+      }
+    } else if (sql[i] === ";") {
+      end();
+      i += 1;
+    } else {
+      current += sql[i];
+      i += 1;
+    }
+  }
+  end();
+  return list;
+}
+
+/** A statement of a PL/pgSQL block without the control words before it. */
+function plpgsql(statement: string): string {
+  const control = [
+    /^<<\w+>> /,
+    /^declare\b ?/,
+    /^begin\b ?/,
+    /^(?:if|elsif|elseif) .*? then\b ?/,
+    /^else\b ?/,
+    /^(?:for|foreach|while) .*? loop\b ?/,
+    /^loop\b ?/,
+    /^(?:exception )?when .*? then\b ?/,
+    /^exception\b ?/,
+    /^end(?: if| loop| case)?(?: \w+)?$/,
+  ];
+  let s = statement;
+  for (let before = ""; before !== s; ) {
+    before = s;
+    for (const word of control) s = s.replace(word, "");
+  }
+  return s.replace(/^perform /, "select ").trim();
 }
 
 const name = String.raw`(?:"?[a-z_][a-z0-9_$]*"?\.)?"?[a-z_][a-z0-9_$]*"?`;
@@ -214,6 +318,11 @@ describe("migrations do not hold strong locks on the busy tables for long", () =
       "comment on column public.generation_jobs.error_code is 'alter table public.generation_jobs add constraint x check (true)';",
       "create function private.f() returns void language sql as $$ update public.profiles set credits = 0 $$;",
       "-- create index x on public.profiles (plan);\nselect 1;",
+      "do $$ begin update private.requests set maybe_accepted = true where http_status = 502; end $$;",
+      "do $$ begin create index templates_x_idx on public.templates (updated_at); end $$;",
+      "do $$ begin alter table public.generation_jobs validate constraint c; end $$;",
+      "create function private.f() returns void language plpgsql as $f$ begin create index p_idx on public.profiles (plan); end $f$;",
+      "do $$ begin raise notice 'create index p_idx on public.profiles (plan); update public.profiles set credits = 0'; end $$;",
     ];
     for (const sql of fine) expect([sql, findings(sql)]).toEqual([sql, []]);
   });
@@ -241,6 +350,27 @@ describe("migrations do not hold strong locks on the busy tables for long", () =
       ["reindex table public.generation_jobs;", "concurrently"],
       ["reindex index private.job_pipeline_pkey;", "concurrently"],
       ["create table private.t (id int);\nreindex index concurrently public.profiles_pkey;", "concurrently"],
+      // Inside do blocks, which run in the migration's transaction like any other statement.
+      ["do $$\nbegin\n  create index generation_jobs_x_idx on public.generation_jobs (created_at);\nend\n$$;", "concurrently"],
+      [
+        "do $migrate$\ndeclare\n  missing boolean;\nbegin\n  if not exists (select 1 from pg_indexes where indexname = 'profiles_plan_idx') then\n" +
+        "    create index profiles_plan_idx on public.profiles (plan);\n  end if;\nend\n$migrate$ language plpgsql;",
+        "concurrently",
+      ],
+      ["do language plpgsql $$ begin update private.job_pipeline set polls = 0; end $$;", "backfill"],
+      ["-- Why: a note; with a semicolon.\ndo $$ begin delete from private.requests; end $$;", "backfill"],
+      ["set lock_timeout = '5s';\ndo $$ begin if true then alter table public.generation_jobs add constraint c check (image_count > 0); end if; end $$;", "not valid"],
+      [
+        "do $$ begin perform 1; alter table public.credit_ledger alter column created_at set default clock_timestamp(); exception when others then null; end $$;",
+        "lock_timeout",
+      ],
+      ["do $$ begin for i in 1..2 loop update public.generation_jobs set image_count = i; end loop; end $$;", "backfill"],
+      ["create function private.backfill() returns void language sql as $$ update public.profiles set credits = 0 $$;\nselect private.backfill();", "backfill"],
+      [
+        "create function private.index_jobs() returns void language plpgsql as $f$\nbegin\n  create index generation_jobs_x_idx on public.generation_jobs (created_at);\nend\n$f$;\n" +
+        "do $$ begin perform private.index_jobs(); end $$;",
+        "concurrently",
+      ],
     ];
     for (const [sql, rule] of refused) expect([sql, findings(sql).map((f) => f.rule)]).toEqual([sql, [rule]]);
   });
