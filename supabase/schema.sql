@@ -1106,7 +1106,7 @@ alter table private.tick_jobs add constraint tick_jobs_pkey PRIMARY KEY (name);
 alter table private.tick_jobs enable row level security;
 comment on table private.tick_jobs is 'API: Private. What was last seen of each registered tick''s pg_cron job (the owner''s), written by private.schedule_ticks() and every kiln-account run: private.silent_ticks counts a tick''s silence from the later of its last start and changed_at.';
 comment on column private.tick_jobs.active is 'Whether the job was active (not paused with cron.alter_job(active => false)) when last seen.';
-comment on column private.tick_jobs.changed_at is 'When the job was seen installed, rescheduled, re-created, paused or resumed (schedule_ticks: when it made the change; kiln-account: the run that first saw it); null: no change seen since the row was made. pg_cron is not expected to have started it before.';
+comment on column private.tick_jobs.changed_at is 'When the job was seen installed, rescheduled, re-created, paused or resumed (schedule_ticks: when it made the change; kiln-account: for a job whose row in cron.job was written after this record, the end of the last run pg_cron recorded before it, private.last_run_recorded_before; otherwise the run that first saw it); null: no change seen since the row was made. pg_cron is not expected to have started it before.';
 comment on column private.tick_jobs.jobid is 'The pg_cron job last seen for the tick (a job re-created by hand has another).';
 comment on column private.tick_jobs.name is 'The tick (private.ticks.name, the pg_cron job name).';
 comment on column private.tick_jobs.seen_at is 'When the job was last seen so; a job that differs from this row changed after it.';
@@ -3617,6 +3617,24 @@ AS $function$
 $function$;
 comment on function private.kie_request_kind(url text) is 'API: Private. The kind of our request (private.requests.kind) a queued pg_net URL performs at KIE: create (createTask), poll (recordInfo), or null for any other URL.';
 
+-- function private.last_run_recorded_before(job_version xid)
+CREATE OR REPLACE FUNCTION private.last_run_recorded_before(job_version xid)
+ RETURNS timestamp with time zone
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  with newest as (
+    select coalesce(max(x.runid), 0) as runid from cron.job_run_details as x
+  )
+  select max(coalesce(d.end_time, d.start_time))
+    from cron.job_run_details as d, newest
+   -- A closed runid range, so the planner reads it through the primary key.
+   where d.runid between newest.runid - 50000 and newest.runid
+     and age(d.xmin) > age(job_version)
+$function$;
+comment on function private.last_run_recorded_before(job_version xid) is 'API: Private. The end (start, for a run not finished) of the last run among the newest 50,000 of cron.job_run_details whose row was written before the row version given (xmin of a cron.job row: when it was written); null when none. A job changed then changed after that moment.';
+
 -- function private.list_entry_problem(shape text, entry jsonb)
 CREATE OR REPLACE FUNCTION private.list_entry_problem(shape text, entry jsonb)
  RETURNS text
@@ -3875,18 +3893,23 @@ AS $function$
   -- job made again later has another jobid, and counts as changed.
   insert into private.tick_jobs as r (name, jobid, active, seen_at, changed_at)
   select t.name, j.jobid, j.active, observe_tick_jobs.at,
-         case when t.name = any(observe_tick_jobs.changed) then observe_tick_jobs.at end
+         case when t.name = any(observe_tick_jobs.changed) then observe_tick_jobs.at
+              -- Its row in cron.job was written after the record: changed after the last run
+              -- pg_cron recorded before then (a pause and resume unseen among them).
+              when age(j.xmin) < age(old.xmin)
+              then greatest(old.seen_at, private.last_run_recorded_before(j.xmin))
+              when old.jobid <> j.jobid or old.active <> j.active then observe_tick_jobs.at
+              else old.changed_at end
     from private.ticks as t
     join cron.job as j on j.jobname = t.name and j.username = current_user
+    left join private.tick_jobs as old on old.name = t.name
   on conflict on constraint tick_jobs_pkey do update
      set jobid = excluded.jobid,
          active = excluded.active,
          seen_at = excluded.seen_at,
-         changed_at = case when excluded.changed_at is not null then excluded.changed_at
-                           when r.jobid <> excluded.jobid or r.active <> excluded.active then excluded.seen_at
-                           else r.changed_at end
+         changed_at = excluded.changed_at
 $function$;
-comment on function private.observe_tick_jobs(at timestamp with time zone, changed text[]) is 'API: Private. Records what is seen of each registered tick''s pg_cron job in private.tick_jobs: jobid and active flag as of at; changed_at becomes at for the ticks named in changed (schedule_ticks installed or changed their jobs) and for a job whose jobid or active flag differs from what was last seen.';
+comment on function private.observe_tick_jobs(at timestamp with time zone, changed text[]) is 'API: Private. Records what is seen of each registered tick''s pg_cron job in private.tick_jobs: jobid and active flag as of at; changed_at becomes at for the ticks named in changed (schedule_ticks installed or changed their jobs), for a job whose row in cron.job was written after its record the last run pg_cron recorded before it (private.last_run_recorded_before), and otherwise at for a job whose jobid or active flag differs from what was last seen.';
 
 -- function private.pause_for_account(message text, source text, code text, job_id uuid, at timestamp with time zone)
 CREATE OR REPLACE FUNCTION private.pause_for_account(message text, source text, code text, job_id uuid, at timestamp with time zone DEFAULT now())
@@ -5232,12 +5255,18 @@ begin
     schedule := private.cron_schedule(tick.every_seconds, seconds_supported);
     select j.jobid, j.schedule, j.command, j.database into previous
       from cron.job as j where j.jobname = tick.name and j.username = current_user;
-    -- cron.schedule with a job name replaces that user's job of the same name (its schedule and
-    -- command; before pg_cron 1.5 not its database, which is put back here).
-    perform cron.schedule(tick.name, schedule, tick.command);
-    perform cron.alter_job(j.jobid, database => current_database())
-       from cron.job as j
-      where j.jobname = tick.name and j.username = current_user and j.database <> current_database();
+    -- A job already as wanted is left alone: cron.schedule would write its row again, which
+    -- private.observe_tick_jobs would take for a change.
+    if previous.jobid is null
+       or (previous.schedule, previous.command, previous.database)
+          is distinct from (schedule, tick.command, current_database()) then
+      -- cron.schedule with a job name replaces that user's job of the same name (its schedule and
+      -- command; before pg_cron 1.5 not its database, which is put back here).
+      perform cron.schedule(tick.name, schedule, tick.command);
+      perform cron.alter_job(j.jobid, database => current_database())
+         from cron.job as j
+        where j.jobname = tick.name and j.username = current_user and j.database <> current_database();
+    end if;
     -- A job made or changed now is not expected to have started on its new schedule before now.
     if not exists (select 1 from cron.job as j
                     where j.jobname = tick.name and j.username = current_user
@@ -5250,7 +5279,7 @@ begin
   perform private.observe_tick_jobs(now(), changed);
 end
 $function$;
-comment on function private.schedule_ticks() is 'API: Private. Installs one pg_cron job per registered tick (idempotent: its schedule, command and database), removes kiln- jobs no longer registered, and records in private.tick_jobs the jobs it made or changed (ticks_silent counts from then). The trigger on private.ticks calls it after every change there.';
+comment on function private.schedule_ticks() is 'API: Private. Installs one pg_cron job per registered tick (idempotent: its schedule, command and database; a job already as wanted is not written again), removes kiln- jobs no longer registered, and records in private.tick_jobs the jobs it made or changed (ticks_silent counts from then). The trigger on private.ticks calls it after every change there.';
 
 -- function private.secret(name text)
 CREATE OR REPLACE FUNCTION private.secret(name text)
@@ -5603,15 +5632,20 @@ AS $function$
    cross join lateral (
      -- From the later of its last start (none in the history read: its oldest run) and the last
      -- change of its job. A job that differs from its record (resumed or re-created since) changed
-     -- after the record was last seen.
+     -- after the record was last seen; a job whose row in cron.job was written after its record
+     -- (an unrecorded change, whatever kiln-account was doing) changed after every run pg_cron
+     -- recorded before it was written.
      select greatest(coalesce(s.started, w.since),
-                     case when r.jobid <> j.jobid or not r.active then r.seen_at else r.changed_at end) as since
+                     case when r.jobid <> j.jobid or not r.active then r.seen_at else r.changed_at end,
+                     case when age(j.xmin) < age(r.xmin)
+                          then greatest(r.seen_at, private.last_run_recorded_before(j.xmin))
+                     end) as since
    ) as counted
    -- With no run at all, since is null and nothing is silent.
    where w.since is not null
      and counted.since < at - allowed.gap
 $function$;
-comment on function private.silent_ticks(at timestamp with time zone) is 'API: Private. The registered ticks whose active pg_cron job (the current user''s) has started no run for three of its periods plus two minutes, counted from the later of its last start among the newest 50,000 runs of cron.job_run_details (a tick with none there: the oldest of them) and the last change of its job seen in private.tick_jobs (installed, rescheduled, re-created, resumed): [{name, every_seconds, last_started_at, silent_since}], ordered by name; [] when none or when the history is empty.';
+comment on function private.silent_ticks(at timestamp with time zone) is 'API: Private. The registered ticks whose active pg_cron job (the current user''s) has started no run for three of its periods plus two minutes, counted from the later of its last start among the newest 50,000 runs of cron.job_run_details (a tick with none there: the oldest of them) and the last change of its job (installed, rescheduled, re-created, paused, resumed): seen in private.tick_jobs, or, for a job row in cron.job written after its private.tick_jobs row, the end of the last run pg_cron recorded before the job row was written (private.last_run_recorded_before): [{name, every_seconds, last_started_at, silent_since}], ordered by name; [] when none or when the history is empty.';
 
 -- function private.storage_delete_problem(request_id bigint, sent_at timestamp with time zone)
 CREATE OR REPLACE FUNCTION private.storage_delete_problem(request_id bigint, sent_at timestamp with time zone)
