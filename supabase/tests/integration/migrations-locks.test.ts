@@ -14,7 +14,8 @@
  *   concurrent build that shares its file with other statements: the CLI runs it outside the
  *   file's transaction, so what came before it stays applied if the file fails after it;
  * - `add constraint` (check or foreign key) without `not valid`, also a foreign key to one of them
- *   from another table; validate in a later file;
+ *   from another table; validate in a later file: a `validate constraint` after another `alter
+ *   table` of the same table in the same file scans it under that statement's lock;
  * - a column type change or `set not null` (a rewrite, or a scan under ACCESS EXCLUSIVE), and a
  *   new column whose default is volatile (a rewrite);
  * - an `update` or `delete` with no `where` (a backfill of every row in one transaction);
@@ -208,6 +209,7 @@ function findings(sql: string): Finding[] {
   const found: Finding[] = [];
   const flag = (rule: string, statement: string) => found.push({ rule, statement });
   let lockTimeout = false;
+  const altered = new Set<string>();
   const concurrentBuild = list.some((s) => /^(?:create (?:unique )?index|reindex (?:table|index)) concurrently /.test(s));
   if (concurrentBuild && list.filter((s) => !/^(?:set|reset) /.test(s)).length > 1) {
     flag("concurrently", "a concurrent index build shares its file with other statements");
@@ -241,6 +243,13 @@ function findings(sql: string): Finding[] {
     if (alter) {
       if (!hot(alter[1])) continue;
       const actions = alter[2];
+      // A validate scans the table under whatever the file's transaction already holds on it: after
+      // another alter table of it in the same file, that is ACCESS EXCLUSIVE (or SHARE ROW EXCLUSIVE).
+      if (/^validate constraint \S+$/.test(actions)) {
+        if (altered.has(unquote(alter[1]))) flag("validate", s);
+      } else {
+        altered.add(unquote(alter[1]));
+      }
       if (/\badd (?:constraint \S+ )?(?:check|foreign key)\b/.test(actions) && !/\bnot valid\b/.test(actions)) flag("not valid", s);
       if (/\badd (?:constraint \S+ )?(?:primary key|unique)\b/.test(actions) && !/\busing index\b/.test(actions)) flag("concurrently", s);
       if (/\balter (?:column )?\S+ (?:set data )?type\b/.test(actions) || /\bset not null\b/.test(actions)) flag("rewrite", s);
@@ -365,6 +374,11 @@ describe("migrations do not hold strong locks on the busy tables for long", () =
         "lock_timeout",
       ],
       ["do $$ begin for i in 1..2 loop update public.generation_jobs set image_count = i; end loop; end $$;", "backfill"],
+      [
+        "set lock_timeout = '5s';\nalter table public.generation_jobs add constraint c check (image_count > 0) not valid;\n" +
+        "do $$ begin alter table public.generation_jobs validate constraint c; end $$;",
+        "validate",
+      ],
       ["create function private.backfill() returns void language sql as $$ update public.profiles set credits = 0 $$;\nselect private.backfill();", "backfill"],
       [
         "create function private.index_jobs() returns void language plpgsql as $f$\nbegin\n  create index generation_jobs_x_idx on public.generation_jobs (created_at);\nend\n$f$;\n" +
