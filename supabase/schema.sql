@@ -722,7 +722,7 @@ alter table private.alerts add constraint alerts_key_format CHECK ((key ~ '^[a-z
 alter table private.alerts add constraint alerts_pkey PRIMARY KEY (key);
 CREATE INDEX alerts_active_pause_idx ON private.alerts USING btree (key) WHERE ((cleared_at IS NULL) AND pauses_dispatch);
 alter table private.alerts enable row level security;
-comment on table private.alerts is 'API: Private. Operator alerts (kie_account, kie_low_balance, missing_secret, reconcile_error, deadline_error, pg_net_stalled, retention_error, storage_purge_failing, tick_schedule_drift, tick_failing). Active while cleared_at is null; clear with private.clear_alert(key). Most are also cleared by the tick that finds the problem gone. private.active_alerts adds ticks_silent, computed when read (private.silent_ticks), and names kiln-account under tick_failing when its own runs keep failing, computed when read (private.tick_failure): it is the tick that raises tick_failing.';
+comment on table private.alerts is 'API: Private. Operator alerts (kie_account, kie_low_balance, missing_secret, reconcile_error, deadline_error, pg_net_stalled, retention_error, storage_purge_failing, result_host_refused, tick_schedule_drift, tick_failing). Active while cleared_at is null; clear with private.clear_alert(key). Most are also cleared by the tick that finds the problem gone. private.active_alerts adds ticks_silent, computed when read (private.silent_ticks), and names kiln-account under tick_failing when its own runs keep failing, computed when read (private.tick_failure): it is the tick that raises tick_failing.';
 comment on column private.alerts.cleared_at is 'When cleared (by an operator, by the tick that finds the problem gone, or by a credit check with a balance for a kie_account alert raised only by 402); null while active.';
 comment on column private.alerts.details is 'Context for the operator (codes, job, secret name).';
 comment on column private.alerts.key is 'What is wrong, one row per kind.';
@@ -780,7 +780,10 @@ create table private.job_pipeline (
   updated_at timestamp with time zone not null default now(),
   finished_at timestamp with time zone,
   results_expire_at timestamp with time zone,
-  free_retries integer not null default 0
+  free_retries integer not null default 0,
+  non_image_task text,
+  non_image_since timestamp with time zone,
+  non_image_deliveries integer not null default 0
 );
 alter table private.job_pipeline add constraint job_pipeline_attempt_non_negative CHECK ((attempt >= 0));
 alter table private.job_pipeline add constraint job_pipeline_free_retries_within_retries CHECK (((free_retries >= 0) AND (free_retries <= retries)));
@@ -810,6 +813,9 @@ comment on column private.job_pipeline.finished_at is 'When the job reached a te
 comment on column private.job_pipeline.free_retries is 'Retries after outcomes that proved KIE did not queue the task (kie_outcomes.counts_as_attempt false): not compared with retry.max_attempts.';
 comment on column private.job_pipeline.last_error is 'The latest problem, for operators.';
 comment on column private.job_pipeline.next_run_at is 'When the job is next due: dispatch (waiting) or poll (generating, finalizing).';
+comment on column private.job_pipeline.non_image_deliveries is 'Deliveries of non_image_task that found non-image bytes.';
+comment on column private.job_pipeline.non_image_since is 'When the first delivery of non_image_task found non-image bytes: results.non_image_grace_seconds later such a delivery fails the job.';
+comment on column private.job_pipeline.non_image_task is 'The task whose result last came back as bytes that are no image at all (private.callback_non_image), or null.';
 comment on column private.job_pipeline.polls is 'recordInfo requests sent for this job.';
 comment on column private.job_pipeline.priority is 'The owner''s plan rank at start: higher plans are dispatched first.';
 comment on column private.job_pipeline.results_expire_at is 'When the finished job''s stored results expire (completed_at + its owner''s plan result_retention_days); null while it runs and once its results are removed. Kept by triggers on generation_jobs, profiles and plans.';
@@ -1018,14 +1024,14 @@ create table private.setting_rules (
 alter table private.setting_rules add constraint setting_rules_bounds_for_numbers CHECK ((((shape = 'whole_number'::text) = ((min_value IS NOT NULL) AND (max_value IS NOT NULL))) AND (min_value <= max_value)));
 alter table private.setting_rules add constraint setting_rules_pkey PRIMARY KEY (key);
 alter table private.setting_rules add constraint setting_rules_required_have_a_value TRIGGER DEFERRABLE INITIALLY DEFERRED;
-alter table private.setting_rules add constraint setting_rules_shape_known CHECK ((shape = ANY (ARRAY['whole_number'::text, 'http_base_url'::text, 'header_text'::text, 'image_hosts'::text, 'result_hosts'::text, 'url_schemes'::text, 'ports'::text, 'poll_cadence'::text])));
+alter table private.setting_rules add constraint setting_rules_shape_known CHECK ((shape = ANY (ARRAY['whole_number'::text, 'http_base_url'::text, 'header_text'::text, 'image_hosts'::text, 'result_hosts'::text, 'storage_hosts'::text, 'url_schemes'::text, 'ports'::text, 'poll_cadence'::text])));
 CREATE CONSTRAINT TRIGGER setting_rules_required_have_a_value AFTER INSERT OR UPDATE ON private.setting_rules DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION private.check_required_setting_stored();
 CREATE TRIGGER setting_rules_hold_for_stored_values BEFORE INSERT OR DELETE OR UPDATE ON private.setting_rules FOR EACH ROW EXECUTE FUNCTION private.check_setting_rule();
 CREATE TRIGGER setting_rules_no_truncate BEFORE TRUNCATE ON private.setting_rules FOR EACH STATEMENT EXECUTE FUNCTION private.check_setting_rule();
 alter table private.setting_rules enable row level security;
 comment on table private.setting_rules is 'API: Private. What each private.settings value must be; the settings_values_valid trigger refuses (KL053) anything else, a key without a rule, and deleting a setting that may not be deleted.';
 comment on column private.setting_rules.may_be_deleted is 'Whether the row may be deleted: its readers have a meaning for a missing row (a default, or the feature off).';
-comment on column private.setting_rules.shape is 'whole_number (min_value to max_value); http_base_url (http(s)://host[:port][/path], no trailing slash); header_text (1 to 200 printable ASCII characters); image_hosts (array of host, *.suffix, * or http(s)://host[:port]); result_hosts (array of host or http(s)://host[:port]); url_schemes (array of "http", "https"); ports (array of whole numbers 1 to 65535); poll_cadence (array of {every_seconds, until_seconds}, every_seconds whole, until_seconds rising, the last one null). Hosts are DNS names or IPv4 addresses; ports 1 to 65535.';
+comment on column private.setting_rules.shape is 'whole_number (min_value to max_value); http_base_url (http(s)://host[:port][/path], no trailing slash); header_text (1 to 200 printable ASCII characters); image_hosts (array of host, *.suffix, * or http(s)://host[:port]); result_hosts (array of host or http(s)://host[:port]); storage_hosts (array of host names alone: no scheme, port or wildcard; not a private network name or a host without a dot); url_schemes (array of "http", "https"); ports (array of whole numbers 1 to 65535); poll_cadence (array of {every_seconds, until_seconds}, every_seconds whole, until_seconds rising, the last one null). Hosts are DNS names or IPv4 addresses; ports 1 to 65535.';
 
 -- table private.settings
 create table private.settings (
@@ -1601,10 +1607,23 @@ begin
   end if;
   -- The user sees our message for the outcome only; KIE's failMsg stays in last_error.
   perform private.fail_job(job_id, array[p.stage], p.attempt, 'provider_failed', outcome.user_message, reason, at);
+  -- A result on a host results.allowed_hosts does not accept fails its job at once, with the
+  -- refund; if KIE has moved its files, every job fails that way. The user sees only a failure,
+  -- so the operator gets the alert. The message is private.interpret_task_report's.
+  if fail_code = 'unusable' and fail_message like 'result URL % is not on an accepted result host (results.allowed_hosts)%' then
+    perform private.raise_alert('result_host_refused',
+      'a job failed because KIE reported a result on a host that results.allowed_hosts does not accept; '
+        || 'if KIE serves its files from a new host, add it to the setting, then clear this alert',
+      false,
+      jsonb_strip_nulls(jsonb_build_object(
+        'host', substring(fail_message from '[(]host ([a-z0-9.:-]+)[)]$'),
+        'job_id', job_id, 'task_id', task_id, 'reason', clean_message)),
+      at);
+  end if;
   return 'failed';
 end
 $function$;
-comment on function private.apply_task_failure(job_id uuid, attempt integer, task_id text, fail_code text, fail_message text, source text, at timestamp with time zone) is 'API: Private. Applies a failed task report to its job: classified by failCode (private.kie_outcomes, operation task), the user shown only the outcome''s user_message, KIE''s failMsg kept (cleaned, at most 300 characters) in last_error; ignored (recorded) when the job is terminal or the task is not the current one.';
+comment on function private.apply_task_failure(job_id uuid, attempt integer, task_id text, fail_code text, fail_message text, source text, at timestamp with time zone) is 'API: Private. Applies a failed task report to its job: classified by failCode (private.kie_outcomes, operation task), the user shown only the outcome''s user_message, KIE''s failMsg kept (cleaned, at most 300 characters) in last_error; ignored (recorded) when the job is terminal or the task is not the current one. A job failed for a result host off results.allowed_hosts raises the result_host_refused alert.';
 
 -- function private.backoff_seconds(retry integer, min_seconds numeric, jitter double precision)
 CREATE OR REPLACE FUNCTION private.backoff_seconds(retry integer, min_seconds numeric DEFAULT 0, jitter double precision DEFAULT random())
@@ -1834,6 +1853,63 @@ end
 $function$;
 comment on function private.callback_fail(job_id uuid, attempt integer, task_id text, fail_code text, fail_message text, at timestamp with time zone) is 'API: Private. Callback function: private.fail_job_from_provider, answering applied (the job failed with its refund, or a retry was scheduled) or duplicate (a late, repeated or other task''s report, recorded in late_results). KL040/KL041/KL042 like fail_job_from_provider.';
 grant execute on function private.callback_fail(job_id uuid, attempt integer, task_id text, fail_code text, fail_message text, at timestamp with time zone) to kiln_callback;
+
+-- function private.callback_non_image(job_id uuid, attempt integer, task_id text, reason text, at timestamp with time zone)
+CREATE OR REPLACE FUNCTION private.callback_non_image(job_id uuid, attempt integer, task_id text, reason text, at timestamp with time zone DEFAULT now())
+ RETURNS text
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  p private.job_pipeline;
+  grace numeric := coalesce(private.setting_number('results.non_image_grace_seconds'), 180);
+  clean_reason text := coalesce(private.log_excerpt(reason, 300), 'a result is not an image');
+  since timestamptz;
+  deliveries integer;
+  summary text;
+begin
+  if task_id is null or btrim(task_id) = '' or length(task_id) > 64 then
+    perform private.raise_error('KL041', 'invalid result', 'task_id must be 1 to 64 characters', null);
+  end if;
+  -- Held until commit, as callback_complete and callback_fail hold it: deliveries of one job that
+  -- arrive together are counted one after the other.
+  select * into p from private.job_pipeline jp where jp.job_id = callback_non_image.job_id for update;
+  if not found or p.stage in ('completed', 'failed') then
+    return 'duplicate';
+  end if;
+  if attempt is null or attempt < 1 or attempt > p.attempt then
+    perform private.raise_error('KL042', 'unknown attempt', format('job %s has attempts 1 to %s, got %s', job_id, p.attempt, attempt), null);
+  end if;
+  -- Only the current attempt's own task counts: an older attempt's delivery, or one whose task
+  -- is not the job's, is retried as before and changes nothing.
+  if p.stage = 'waiting' or p.attempt <> attempt or not private.is_job_task(job_id, attempt, task_id) then
+    return 'retry';
+  end if;
+  if p.non_image_task is distinct from task_id or p.non_image_since is null then
+    since := at;
+    deliveries := 1;
+  else
+    since := p.non_image_since;
+    deliveries := p.non_image_deliveries + 1;
+  end if;
+  summary := format('%s; deliveries that found no image: %s, the first %s s before this one', clean_reason, deliveries,
+                    floor(extract(epoch from at - since))::bigint);
+  update private.job_pipeline jp
+     set non_image_task = callback_non_image.task_id, non_image_since = since, non_image_deliveries = deliveries,
+         last_error = private.log_excerpt(summary, 500)
+   where jp.job_id = callback_non_image.job_id;
+  if deliveries > 1 and at >= since + make_interval(secs => grace::double precision) then
+    perform private.fail_job(job_id, array[p.stage], p.attempt, 'provider_failed',
+      (private.kie_outcome('task', 'task', 'unusable')).user_message,
+      format('task %s failed: unusable %s (results.non_image_grace_seconds %s)', task_id, summary, grace), at);
+    return 'failed';
+  end if;
+  return 'retry';
+end
+$function$;
+comment on function private.callback_non_image(job_id uuid, attempt integer, task_id text, reason text, at timestamp with time zone) is 'API: Private. Callback function: a delivery found a result that is no image at all (reason: which image, and why, never the URL). The first such delivery of the job''s current task starts a clock (job_pipeline.non_image_since, non_image_deliveries); a later one results.non_image_grace_seconds (180) or more after it fails the job as the provider outcome unusable: provider_failed, one refund, the reason in last_error. Answers failed (the job failed now), retry (counted, or not the current attempt''s task: the sender should retry) or duplicate (the job is finished or gone). KL041 for a blank task id, KL042 for an unknown attempt.';
+grant execute on function private.callback_non_image(job_id uuid, attempt integer, task_id text, reason text, at timestamp with time zone) to kiln_callback;
 
 -- function private.callback_target(job_id uuid, attempt integer, task_id text)
 CREATE OR REPLACE FUNCTION private.callback_target(job_id uuid, attempt integer, task_id text)
@@ -3177,7 +3253,7 @@ begin
   return null;
 end
 $function$;
-comment on function private.image_url_expiry_problem(url text, at timestamp with time zone) is E'API: Private. Why a signed Storage URL of this project (/storage/v1/object/sign/... or /storage/v1/render/image/sign/..., ?token=<JWT>, on its own host: private.image_url_on_project_storage) can no longer be fetched: the exp of one of its token parameters (decoded as Storage reads them) is not after `at`. Null for tokens still valid, ones that are not JWTs it can read (a payload that is not base64, UTF-8 or JSON jsonb holds: no \\u0000 escape, numbers within numeric) or have no numeric exp, another host, and any other URL.';
+comment on function private.image_url_expiry_problem(url text, at timestamp with time zone) is E'API: Private. Why a signed Storage URL of this project (/storage/v1/object/sign/... or /storage/v1/render/image/sign/..., ?token=<JWT>, on its own host: private.image_url_on_project_storage) can no longer be fetched: the exp of one of its token parameters (decoded as Storage reads them) is not after `at`. Null for tokens still valid, ones it cannot read (not JWTs, which private.image_url_token_problem refuses before it; or a payload jsonb cannot hold: a \\u0000 escape, a number beyond numeric) or without a numeric exp, another host, and any other URL.';
 
 -- function private.image_url_host_problem(url text)
 CREATE OR REPLACE FUNCTION private.image_url_host_problem(url text)
@@ -3307,14 +3383,18 @@ CREATE OR REPLACE FUNCTION private.image_url_on_project_storage(url text)
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   select case when p.host is null then true
-              else coalesce(u.host in (p.host, pg_catalog.regexp_replace(p.host, '^([a-z0-9-]+)[.]supabase[.]co$', '\1.storage.supabase.co')), false)
+              else coalesce(u.host in (p.host, pg_catalog.regexp_replace(p.host, '^([a-z0-9-]+)[.]supabase[.]co$', '\1.storage.supabase.co'))
+                            or u.host in (select pg_catalog.lower(e.host)
+                                            from pg_catalog.jsonb_array_elements_text(
+                                                   coalesce(private.setting('images.project_storage_hosts'), '[]')) as e (host)),
+                            false)
          end
     from (select pg_catalog.rtrim(pg_catalog.lower(pg_catalog.substring(url,
                    '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?([^/?#:]*)')), '.') as host) as u,
          (select nullif(pg_catalog.rtrim(pg_catalog.lower(pg_catalog.substring(private.secret('project_url'),
                    '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?([^/?#:]*)')), '.'), '') as host) as p
 $function$;
-comment on function private.image_url_on_project_storage(url text) is 'API: Private. Whether an image URL may point at this project''s Storage: its host is the host of the Vault secret project_url (or, for <ref>.supabase.co, the direct Storage host <ref>.storage.supabase.co), compared without letter case, port or a trailing dot. True for every host while project_url is missing or names no host; false for a URL without a host.';
+comment on function private.image_url_on_project_storage(url text) is 'API: Private. Whether an image URL may point at this project''s Storage: its host is the host of the Vault secret project_url (or, for <ref>.supabase.co, the direct Storage host <ref>.storage.supabase.co) or one the setting images.project_storage_hosts names (a custom domain or CDN in front of it), compared without letter case, port or a trailing dot. True for every host while project_url is missing or names no host; false for a URL without a host.';
 
 -- function private.image_url_path_problem(url text)
 CREATE OR REPLACE FUNCTION private.image_url_path_problem(url text)
@@ -3341,9 +3421,27 @@ CREATE OR REPLACE FUNCTION private.image_url_problem(url text)
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   select coalesce(private.image_url_host_problem(url), private.image_url_path_problem(url),
-                  private.image_url_unsigned_problem(url), private.image_url_expiry_problem(url, pg_catalog.now()))
+                  private.image_url_unsigned_problem(url), private.image_url_token_problem(url),
+                  private.image_url_expiry_problem(url, pg_catalog.now()))
 $function$;
-comment on function private.image_url_problem(url text) is 'API: Private. Why an image URL breaks the image URL policy (private.image_url_host_problem, then private.image_url_path_problem, then private.image_url_unsigned_problem: an unsigned URL of a bucket of this project''s Storage that needs credentials, then private.image_url_expiry_problem: a signed URL of this project''s Storage whose token has expired), or null when it is accepted.';
+comment on function private.image_url_problem(url text) is 'API: Private. Why an image URL breaks the image URL policy (private.image_url_host_problem, then private.image_url_path_problem, then private.image_url_unsigned_problem: an unsigned URL of a bucket of this project''s Storage that needs credentials, then private.image_url_token_problem: a signed URL of this project''s Storage whose token is not a JWT, then private.image_url_expiry_problem: a signed URL of this project''s Storage whose token has expired), or null when it is accepted.';
+
+-- function private.image_url_token_problem(url text)
+CREATE OR REPLACE FUNCTION private.image_url_token_problem(url text)
+ RETURNS text
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select case
+           when exists (select from pg_catalog.unnest(private.url_query_values(url, 'token')) as t (token)
+                         where not private.is_jwt(t.token)) then
+             'the signed URL''s token is not a JWT (header.payload.signature, base64url), so Storage refuses it: send the URL createSignedUrl returns, whole'
+         end
+   where url ~ '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*/storage/v1/(?:object|render/image)/sign/[^?#]+[?]'
+     and private.image_url_on_project_storage(url)
+$function$;
+comment on function private.image_url_token_problem(url text) is 'API: Private. Why a signed Storage URL of this project (/storage/v1/object/sign/... or /storage/v1/render/image/sign/..., on its own host: private.image_url_on_project_storage) cannot be fetched because one of its token parameters (decoded as Storage reads them) is not a JWT (private.is_jwt), which Storage refuses. Null when every token has the form of a JWT (valid or not), another host, and any other URL.';
 
 -- function private.image_url_unsigned_problem(url text)
 CREATE OR REPLACE FUNCTION private.image_url_unsigned_problem(url text)
@@ -3404,6 +3502,7 @@ declare
   snake text;
   result_json jsonb;
   raw_urls jsonb;
+  off_host record;
 begin
   kind := 'unreadable';
   if jsonb_typeof(report) is distinct from 'object' then
@@ -3476,11 +3575,24 @@ begin
                                                                    else '[]'::jsonb end) with ordinality as e (value, n)
            where jsonb_typeof(e.value) = 'string' and btrim(e.value #>> '{}') ~* '^https?://[^\s/?#]+'
            group by 1) as u;
-  -- One rule for every result URL: a host KIE serves files from (results.allowed_hosts). One
-  -- URL elsewhere makes the whole report unreadable: nothing is fetched, nothing changes.
-  if exists (select 1 from unnest(result_urls) u where private.result_url_problem(u) is not null) then
-    kind := 'unreadable';
-    message := 'a result URL is not on an accepted result host';
+  -- One rule for every result URL: a host KIE serves files from (results.allowed_hosts). One URL
+  -- elsewhere fails the job: the same report comes on every delivery and every poll, so waiting
+  -- would only hold the refund until the deadline. Nothing is fetched; the URL is never quoted.
+  select u.n, u.url, private.result_url_problem(u.url) as problem into off_host
+    from unnest(result_urls) with ordinality as u (url, n)
+   where private.result_url_problem(u.url) is not null
+   order by u.n
+   limit 1;
+  if found then
+    kind := 'failed';
+    fail_code := 'unusable';
+    -- The host, never the rest of the URL, so the operator's alert can name what to accept; only
+    -- when it is a plain host name (user info, which can hold a password, never gets this far).
+    fail_message := format('result URL %s of %s is not on an accepted result host (results.allowed_hosts): %s%s',
+                           off_host.n, cardinality(result_urls), off_host.problem,
+                           (select format(' (host %s)', h)
+                              from lower(substring(off_host.url from '^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)')) as h
+                             where h ~ '^[a-z0-9.-]{1,253}(:[0-9]{1,5})?$'));
     result_urls := null;
     return next;
     return;
@@ -3497,7 +3609,7 @@ begin
   return next;
 end
 $function$;
-comment on function private.interpret_task_report(report jsonb) is 'API: Private. Reads a recordInfo reply or a callback body (taskId or task_id, resultJson as string or object, creditsConsumed or consumeCredits, msg or message, numbers as strings): kind success (result_urls), failed (fail_code, fail_message; fail_code unusable when KIE said success without a usable URL), running, or unreadable (body_code says why when it is another KIE code; also when a result URL breaks results.allowed_hosts).';
+comment on function private.interpret_task_report(report jsonb) is 'API: Private. Reads a recordInfo reply or a callback body (taskId or task_id, resultJson as string or object, creditsConsumed or consumeCredits, msg or message, numbers as strings): kind success (result_urls), failed (fail_code, fail_message; fail_code unusable when KIE said success without a usable URL, or with a result URL that breaks results.allowed_hosts: fail_message names which of how many and why, never the URL), running, or unreadable (body_code says why when it is another KIE code).';
 grant execute on function private.interpret_task_report(report jsonb) to kiln_callback;
 
 -- function private.is_blank(content text)
@@ -3534,6 +3646,43 @@ AS $function$
                              and (r.resolved_at is null or r.maybe_accepted))))
 $function$;
 comment on function private.is_job_task(job_id uuid, attempt integer, task_id text) is 'API: Private. Whether task_id may complete the job: the pipeline''s task, a task a createTask of the job returned, or any while a createTask of that attempt has no known answer.';
+
+-- function private.is_jwt(token text)
+CREATE OR REPLACE FUNCTION private.is_jwt(token text)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ IMMUTABLE STRICT
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  parts text[];
+  part text;
+  content json;
+begin
+  -- header.payload.signature: base64url (no padding), none empty, none of a length base64 cannot have.
+  parts := pg_catalog.regexp_match(token, '^([A-Za-z0-9_-]+)[.]([A-Za-z0-9_-]+)[.]([A-Za-z0-9_-]+)$');
+  if parts is null or pg_catalog.length(parts[1]) % 4 = 1 or pg_catalog.length(parts[2]) % 4 = 1
+     or pg_catalog.length(parts[3]) % 4 = 1 then
+    return false;
+  end if;
+  -- The header and the payload: each a JSON object in UTF-8.
+  foreach part in array parts[1:2] loop
+    begin
+      content := pg_catalog.convert_from(
+        pg_catalog.decode(pg_catalog.rpad(pg_catalog.translate(part, '-_', '+/'),
+                                          ((pg_catalog.length(part) + 3) / 4) * 4, '='), 'base64'),
+        'UTF8')::json;
+    exception when data_exception then
+      return false; -- not UTF-8, or not JSON
+    end;
+    if pg_catalog.json_typeof(content) is distinct from 'object' then
+      return false;
+    end if;
+  end loop;
+  return true;
+end
+$function$;
+comment on function private.is_jwt(token text) is E'API: Private. Whether a token has the form of a JWT: three base64url parts joined by dots (header.payload.signature, none empty), the header and the payload each a JSON object in UTF-8 (read with the json type, so JSON that jsonb cannot hold, such as a \\u0000 escape or a number beyond numeric, still counts). The signature is not checked. Null for null.';
 
 -- function private.is_private_host_name(host text)
 CREATE OR REPLACE FUNCTION private.is_private_host_name(host text)
@@ -3668,6 +3817,19 @@ begin
   if jsonb_typeof(entry) is distinct from 'string' or length(text_value) > 253 then
     return 'is not a string of at most 253 characters';
   end if;
+  if shape = 'storage_hosts' then
+    -- Compared with the host of an image URL only, as project_url's host is.
+    if text_value !~ ('^' || host_name || '$') then
+      return 'is not a host name alone (no scheme, port, path or wildcard)';
+    end if;
+    if private.is_private_host_name(text_value) then
+      return 'names a private network host, which the image URL check refuses before it reads this list';
+    end if;
+    if text_value !~ '\.' then
+      return 'names a host without a dot, which the image URL check refuses before it reads this list';
+    end if;
+    return null;
+  end if;
   if shape = 'image_hosts' and text_value = '*' then
     return null;
   end if;
@@ -3705,7 +3867,7 @@ begin
   return null;
 end
 $function$;
-comment on function private.list_entry_problem(shape text, entry jsonb) is 'API: Private. Why one entry of a list setting (image_hosts, result_hosts, url_schemes, ports) can never match what its reader compares, or null.';
+comment on function private.list_entry_problem(shape text, entry jsonb) is 'API: Private. Why one entry of a list setting (image_hosts, result_hosts, storage_hosts, url_schemes, ports) can never match what its reader compares, or null.';
 
 -- function private.lock_pipeline_of_deleted_user()
 CREATE OR REPLACE FUNCTION private.lock_pipeline_of_deleted_user()
@@ -5554,7 +5716,7 @@ begin
       if jsonb_typeof(value) is distinct from 'string' or (value #>> '{}') !~ '^[ -~]{1,200}$' then
         return 'must be a string of 1 to 200 printable ASCII characters';
       end if;
-    when 'image_hosts', 'result_hosts', 'url_schemes', 'ports' then
+    when 'image_hosts', 'result_hosts', 'storage_hosts', 'url_schemes', 'ports' then
       if jsonb_typeof(value) is distinct from 'array' or jsonb_array_length(value) > 200 then
         return 'must be a JSON array (at most 200 entries)';
       end if;
