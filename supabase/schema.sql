@@ -1592,6 +1592,7 @@ declare
   clean_code text := private.log_excerpt(fail_code, 64);
   clean_message text := private.log_excerpt(fail_message, 300);
   reason text := format('task %s failed: %s %s', task_id, coalesce(clean_code, '-'), coalesce(clean_message, ''));
+  refused_host text[];
 begin
   select * into p from private.job_pipeline jp where jp.job_id = apply_task_failure.job_id for update;
   -- A fast failure callback can beat the reconcile of its createTask: in stage creating the task
@@ -1609,21 +1610,28 @@ begin
   perform private.fail_job(job_id, array[p.stage], p.attempt, 'provider_failed', outcome.user_message, reason, at);
   -- A result on a host results.allowed_hosts does not accept fails its job at once, with the
   -- refund; if KIE has moved its files, every job fails that way. The user sees only a failure,
-  -- so the operator gets the alert. The message is private.interpret_task_report's.
-  if fail_code = 'unusable' and fail_message like 'result URL % is not on an accepted result host (results.allowed_hosts)%' then
+  -- so the operator gets the alert: only for the message exactly as private.interpret_task_report
+  -- words it, which URL of how many, a reason of words alone (no character a URL needs: no dot,
+  -- colon, slash or query), and at most a plain host.
+  -- A task KIE reports as failed passes its own failCode and failMsg on as they are, and a failMsg
+  -- that merely starts like this one is KIE's failure, not our reading of a result URL.
+  refused_host := regexp_match(fail_message,
+    '^result URL [0-9]+ of [0-9]+ is not on an accepted result host [(]results[.]allowed_hosts[)]: [A-Za-z0-9 ()]+?'
+    || '(?: [(]host ([a-z0-9.-]{1,253}(?::[0-9]{1,5})?)[)])?$');
+  if fail_code = 'unusable' and refused_host is not null then
     perform private.raise_alert('result_host_refused',
       'a job failed because KIE reported a result on a host that results.allowed_hosts does not accept; '
         || 'if KIE serves its files from a new host, add it to the setting, then clear this alert',
       false,
       jsonb_strip_nulls(jsonb_build_object(
-        'host', substring(fail_message from '[(]host ([a-z0-9.:-]+)[)]$'),
+        'host', refused_host[1],
         'job_id', job_id, 'task_id', task_id, 'reason', clean_message)),
       at);
   end if;
   return 'failed';
 end
 $function$;
-comment on function private.apply_task_failure(job_id uuid, attempt integer, task_id text, fail_code text, fail_message text, source text, at timestamp with time zone) is 'API: Private. Applies a failed task report to its job: classified by failCode (private.kie_outcomes, operation task), the user shown only the outcome''s user_message, KIE''s failMsg kept (cleaned, at most 300 characters) in last_error; ignored (recorded) when the job is terminal or the task is not the current one. A job failed for a result host off results.allowed_hosts raises the result_host_refused alert.';
+comment on function private.apply_task_failure(job_id uuid, attempt integer, task_id text, fail_code text, fail_message text, source text, at timestamp with time zone) is 'API: Private. Applies a failed task report to its job: classified by failCode (private.kie_outcomes, operation task), the user shown only the outcome''s user_message, KIE''s failMsg kept (cleaned, at most 300 characters) in last_error; ignored (recorded) when the job is terminal or the task is not the current one. A job failed for a result host off results.allowed_hosts (fail_code unusable with the message exactly as private.interpret_task_report words it, never a failMsg KIE sent) raises the result_host_refused alert, naming the host alone.';
 
 -- function private.backoff_seconds(retry integer, min_seconds numeric, jitter double precision)
 CREATE OR REPLACE FUNCTION private.backoff_seconds(retry integer, min_seconds numeric DEFAULT 0, jitter double precision DEFAULT random())
@@ -3609,7 +3617,7 @@ begin
   return next;
 end
 $function$;
-comment on function private.interpret_task_report(report jsonb) is 'API: Private. Reads a recordInfo reply or a callback body (taskId or task_id, resultJson as string or object, creditsConsumed or consumeCredits, msg or message, numbers as strings): kind success (result_urls), failed (fail_code, fail_message; fail_code unusable when KIE said success without a usable URL, or with a result URL that breaks results.allowed_hosts: fail_message names which of how many and why, never the URL), running, or unreadable (body_code says why when it is another KIE code).';
+comment on function private.interpret_task_report(report jsonb) is 'API: Private. Reads a recordInfo reply or a callback body (taskId or task_id, resultJson as string or object, creditsConsumed or consumeCredits, msg or message, numbers as strings): kind success (result_urls), failed (fail_code, fail_message; fail_code unusable when KIE said success without a usable URL, or with a result URL that breaks results.allowed_hosts: fail_message names which of how many, why and the URL''s host when it is a plain host name, never the rest of the URL), running, or unreadable (body_code says why when it is another KIE code).';
 grant execute on function private.interpret_task_report(report jsonb) to kiln_callback;
 
 -- function private.is_blank(content text)
